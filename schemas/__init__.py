@@ -1,0 +1,1 @@
+"""runstream wire contract: JSON Schemas, models and the orjson codec."""

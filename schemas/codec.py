@@ -1,0 +1,294 @@
+"""The orjson codec of the wire contract, validating against the JSON Schema files.
+
+Decoding is strict about types and lenient about unknown properties, so newer
+producers keep working with older workers. Every validation error names the
+field (as a dotted path) and the problem.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import uuid
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import orjson
+
+from .errors import InvalidRequest, MalformedPayload
+from .models import (
+    ExecutionRequest,
+    ExecutionResult,
+    PhaseResult,
+    ReplyTo,
+    RequestedLimits,
+    SourceFile,
+    TestCase,
+)
+
+REQUEST_SCHEMA = "request.v1.json"
+RESULT_SCHEMA = "result.v1.json"
+
+
+@functools.cache
+def load_schema(name: str) -> dict[str, Any]:
+    """Return the parsed JSON Schema shipped in this package."""
+    text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        load_schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def _field_path(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "(body)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """A message a person can act on, naming the field and the problem."""
+    where = _field_path(error)
+    if error.validator == "anyOf" and not error.absolute_path:
+        return "give the program as 'source' (a string) or 'files' (a list)"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator == "type":
+        got = type(error.instance).__name__
+        return f"{where}: expected {error.validator_value}, got {got}"
+    return f"{where}: {error.message}"
+
+
+def _validate(doc: Any, schema: str) -> None:
+    errors = sorted(_validator(schema).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        # The first error is enough to act on; more are listed for the patient.
+        first = errors[0]
+        raise InvalidRequest(
+            _describe(first),
+            field=_field_path(first),
+            errors=[_describe(e) for e in errors[:10]],
+        )
+
+
+def parse_json_object(raw: bytes | str) -> dict[str, Any]:
+    """Parse bytes as a JSON object or raise MalformedPayload."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise MalformedPayload(f"body is not valid JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise MalformedPayload(f"body must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def new_execution_id() -> str:
+    """A fresh, URL-safe execution id."""
+    return uuid.uuid4().hex
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _decode_file(index: int, item: dict[str, Any]) -> SourceFile:
+    content: str = item["content"]
+    if item.get("encoding", "utf8") == "base64":
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise InvalidRequest(
+                f"files.{index}.content: not valid base64 ({e})", field=f"files.{index}.content"
+            ) from e
+    else:
+        data = content.encode("utf-8", "surrogatepass")
+    return SourceFile(name=item.get("name"), content=data)
+
+
+def request_from_doc(doc: dict[str, Any], *, key: bytes | None = None) -> ExecutionRequest:
+    """Validate a parsed request document and build the typed request.
+
+    ``key`` is the Kafka message key: a producer that left out ``id`` is answered
+    under the key, and a key that disagrees with the id is refused.
+    """
+    _validate(doc, REQUEST_SCHEMA)
+    exec_id = doc.get("id")
+    if key is not None:
+        key_text = key.decode("utf-8", "replace")
+        if exec_id is None:
+            exec_id = key_text
+        elif exec_id != key_text:
+            raise InvalidRequest(
+                f"id: {exec_id!r} differs from the message key {key_text!r}", field="id"
+            )
+    if exec_id is None:
+        exec_id = new_execution_id()
+    if "source" in doc and "files" in doc:
+        raise InvalidRequest("give either 'source' or 'files', not both", field="source")
+    if "files" in doc:
+        files = tuple(_decode_file(i, f) for i, f in enumerate(doc["files"]))
+        names = [f.name for f in files if f.name is not None]
+        if len(names) != len(set(names)):
+            raise InvalidRequest("files: two files have the same name", field="files")
+    else:
+        files = (SourceFile(name=None, content=doc["source"].encode("utf-8", "surrogatepass")),)
+    limits = RequestedLimits(**{k: v for k, v in doc.get("limits", {}).items()
+                                if k in RequestedLimits.__slots__})
+    reply = doc.get("reply_to")
+    tests = tuple(
+        TestCase(
+            stdin=t.get("stdin", "").encode("utf-8", "surrogatepass"),
+            expected_output=t.get("expected_output"),
+            name=t.get("name"),
+        )
+        for t in doc.get("tests", ())
+    )
+    enqueued = doc.get("enqueued_at")
+    return ExecutionRequest(
+        id=exec_id,
+        language=doc["language"].strip().lower(),
+        version=doc.get("version"),
+        files=files,
+        stdin=doc.get("stdin", "").encode("utf-8", "surrogatepass"),
+        args=tuple(doc.get("args", ())),
+        tests=tests,
+        limits=limits,
+        deadline=_parse_time(doc["deadline"]) if "deadline" in doc else None,
+        reply_to=ReplyTo(reply["topic"], reply.get("partition")) if reply else None,
+        metadata=doc.get("metadata"),
+        enqueued_at=_parse_time(enqueued) if isinstance(enqueued, str) else None,
+    )
+
+
+def decode_request(raw: bytes, *, key: bytes | None = None) -> ExecutionRequest:
+    """Bytes from HTTP or Kafka to a validated request."""
+    return request_from_doc(parse_json_object(raw), key=key)
+
+
+def _time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_request(req: ExecutionRequest) -> bytes:
+    """The request as it travels on runstream.requests."""
+    doc: dict[str, Any] = {
+        "schema": "runstream.request.v1",
+        "id": req.id,
+        "language": req.language,
+        "files": [
+            {
+                **({"name": f.name} if f.name is not None else {}),
+                "content": base64.b64encode(f.content).decode("ascii"),
+                "encoding": "base64",
+            }
+            for f in req.files
+        ],
+    }
+    if req.version is not None:
+        doc["version"] = req.version
+    if req.stdin:
+        doc["stdin"] = req.stdin.decode("utf-8", "surrogatepass")
+    if req.args:
+        doc["args"] = list(req.args)
+    if req.tests:
+        doc["tests"] = [
+            {
+                "stdin": t.stdin.decode("utf-8", "surrogatepass"),
+                **({"expected_output": t.expected_output} if t.expected_output is not None else {}),
+                **({"name": t.name} if t.name is not None else {}),
+            }
+            for t in req.tests
+        ]
+    limits = {k: getattr(req.limits, k) for k in RequestedLimits.__slots__}
+    if any(v is not None for v in limits.values()):
+        doc["limits"] = {k: v for k, v in limits.items() if v is not None}
+    if req.deadline is not None:
+        doc["deadline"] = _time(req.deadline)
+    if req.reply_to is not None:
+        doc["reply_to"] = {"topic": req.reply_to.topic}
+        if req.reply_to.partition is not None:
+            doc["reply_to"]["partition"] = req.reply_to.partition
+    if req.metadata is not None:
+        doc["metadata"] = req.metadata
+    if req.enqueued_at is not None:
+        doc["enqueued_at"] = _time(req.enqueued_at)
+    return orjson.dumps(doc)
+
+
+def _text(data: bytes) -> tuple[str, bool]:
+    """Decode output; (text, is_utf8). Invalid UTF-8 is not silently mangled."""
+    try:
+        return data.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), False
+
+
+def phase_to_doc(phase: PhaseResult) -> dict[str, Any]:
+    """A phase as JSON; stdout and stderr are base64 together when either is not UTF-8."""
+    out, out_ok = _text(phase.stdout)
+    err, err_ok = _text(phase.stderr)
+    encoding = "utf8"
+    if not (out_ok and err_ok):
+        encoding = "base64"
+        out = base64.b64encode(phase.stdout).decode("ascii")
+        err = base64.b64encode(phase.stderr).decode("ascii")
+    return {
+        "stdout": out,
+        "stderr": err,
+        "encoding": encoding,
+        "exit_code": phase.exit_code,
+        "signal": phase.signal,
+        "wall_ms": phase.wall_ms,
+        "cpu_ms": phase.cpu_ms,
+        "memory_kb": phase.memory_kb,
+        "stdout_truncated": phase.stdout_truncated,
+        "stderr_truncated": phase.stderr_truncated,
+        "time_limit": phase.time_limit,
+        "oom_killed": phase.oom_killed,
+    }
+
+
+def result_to_doc(result: ExecutionResult) -> dict[str, Any]:
+    """The result document (schema runstream.result.v1)."""
+    return {
+        "schema": "runstream.result.v1",
+        "id": result.id,
+        "status": str(result.status),
+        "message": result.message,
+        "language": result.language,
+        "version": result.version,
+        "worker": result.worker,
+        "compile": phase_to_doc(result.compile) if result.compile else None,
+        "run": phase_to_doc(result.run) if result.run else None,
+        "tests": [
+            {"index": t.index, "name": t.name, "status": str(t.status), "run": phase_to_doc(t.run)}
+            for t in result.tests
+        ],
+        "timestamps": {
+            "enqueued": _time(result.enqueued),
+            "started": _time(result.started),
+            "finished": _time(result.finished),
+        },
+        "metadata": result.metadata,
+    }
+
+
+def encode_result(result: ExecutionResult) -> bytes:
+    """The result as it travels on the reply and results topics."""
+    return orjson.dumps(result_to_doc(result))
+
+
+def validate_result_doc(doc: Any) -> None:
+    """Check a result document against result.v1.json (used by tests and consumers)."""
+    _validate(doc, RESULT_SCHEMA)

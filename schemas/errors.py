@@ -1,0 +1,112 @@
+"""The one error tree of runstream.
+
+Every error runstream raises on purpose derives from :class:`RunstreamError`.
+Third-party errors are wrapped (``raise ... from e``) at the boundary where they
+happen; only the HTTP layer turns these into responses, using ``http_status``
+and ``problem_type`` (RFC 9457 ``application/problem+json``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RunstreamError(Exception):
+    """Root of every error runstream raises on purpose."""
+
+    http_status: int = 500
+    problem_type: str = "internal-error"
+    title: str = "Internal error"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra: dict[str, Any] = extra
+
+
+class ConfigurationError(RunstreamError):
+    """A setting is missing, malformed or out of range; raised at start-up."""
+
+    problem_type = "configuration-error"
+    title = "Configuration error"
+
+
+class InvalidRequest(RunstreamError):
+    """A request does not match the wire contract (wrong type, missing field...)."""
+
+    http_status = 422
+    problem_type = "invalid-request"
+    title = "Invalid execution request"
+
+    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message, **({"field": field} if field else {}), **extra)
+        self.field = field
+
+
+class MalformedPayload(InvalidRequest):
+    """The bytes are not JSON (or not a JSON object) at all."""
+
+    http_status = 400
+    problem_type = "malformed-payload"
+    title = "Malformed request body"
+
+
+class UnknownLanguage(InvalidRequest):
+    """The requested language (or version) is not served by this deployment."""
+
+    http_status = 400
+    problem_type = "unknown-language"
+    title = "Unknown language"
+
+
+class LimitExceeded(InvalidRequest):
+    """A requested limit is above the server's configured maximum."""
+
+    problem_type = "limit-above-maximum"
+    title = "Requested limit above the server maximum"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is larger than the configured maximum."""
+
+    http_status = 413
+    problem_type = "payload-too-large"
+    title = "Request body too large"
+
+
+class NotFound(RunstreamError):
+    """No execution with that id is known."""
+
+    http_status = 404
+    problem_type = "not-found"
+    title = "Not found"
+
+
+class BrokerUnavailable(RunstreamError):
+    """Kafka did not answer in time; the request was not (known to be) accepted."""
+
+    http_status = 503
+    problem_type = "broker-unavailable"
+    title = "Message broker unavailable"
+
+
+class NotReady(RunstreamError):
+    """The service is up but cannot serve yet (no worker, reply consumer not assigned)."""
+
+    http_status = 503
+    problem_type = "not-ready"
+    title = "Service not ready"
+
+
+class SandboxError(RunstreamError):
+    """The sandbox itself failed; never the submitted program's fault."""
+
+    problem_type = "sandbox-error"
+    title = "Sandbox failure"
+
+
+class BrokerLaunchError(RunstreamError):
+    """The local Kafka broker could not be fetched, formatted or started."""
+
+    problem_type = "broker-launch-error"
+    title = "Local broker failure"

@@ -1,0 +1,155 @@
+"""Typed views of the wire contract (see request.v1.json and result.v1.json).
+
+These are plain frozen dataclasses: no I/O, no Kafka, no sandbox. The codec
+builds them from validated JSON and turns results back into JSON.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """The closed set of verdicts a result can carry."""
+
+    OK = "ok"
+    WRONG_ANSWER = "wrong_answer"
+    COMPILE_ERROR = "compile_error"
+    RUNTIME_ERROR = "runtime_error"
+    TIME_LIMIT_EXCEEDED = "time_limit_exceeded"
+    MEMORY_LIMIT_EXCEEDED = "memory_limit_exceeded"
+    OUTPUT_LIMIT_EXCEEDED = "output_limit_exceeded"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One file of the submission; ``name`` None means the language's entry name."""
+
+    name: str | None
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TestCase:
+    """One input and its expected output; the program is compiled once for all."""
+
+    stdin: bytes
+    expected_output: str | None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedLimits:
+    """Limits as the client asked for them; None means the server default."""
+
+    wall_ms: int | None = None
+    cpu_ms: int | None = None
+    memory_mb: int | None = None
+    processes: int | None = None
+    output_kb: int | None = None
+    file_size_kb: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Effective limits of one sandbox phase, after defaults and maxima."""
+
+    wall_ms: int
+    cpu_ms: int
+    memory_mb: int
+    processes: int
+    output_kb: int
+    file_size_kb: int
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory_mb * 1024 * 1024
+
+    @property
+    def output_bytes(self) -> int:
+        return self.output_kb * 1024
+
+    @property
+    def file_size_bytes(self) -> int:
+        return self.file_size_kb * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTo:
+    """Where the result goes besides runstream.results; partition None lets Kafka choose."""
+
+    topic: str
+    partition: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRequest:
+    """A validated execution request (schema runstream.request.v1)."""
+
+    id: str
+    language: str
+    files: tuple[SourceFile, ...]
+    version: str | None = None
+    stdin: bytes = b""
+    args: tuple[str, ...] = ()
+    tests: tuple[TestCase, ...] = ()
+    limits: RequestedLimits = field(default_factory=RequestedLimits)
+    deadline: datetime | None = None
+    reply_to: ReplyTo | None = None
+    metadata: dict[str, Any] | None = None
+    # Set by the ingress when it produced the request; the worker's queue-wait
+    # figure is measured from it. Not part of the public schema's required set.
+    enqueued_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class PhaseResult:
+    """What one sandboxed process (compile step, run, or one test run) did."""
+
+    stdout: bytes = b""
+    stderr: bytes = b""
+    exit_code: int | None = None
+    signal: str | None = None
+    wall_ms: int = 0
+    cpu_ms: int = 0
+    memory_kb: int = 0
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    time_limit: str | None = None  # "wall" or "cpu"
+    oom_killed: bool = False
+    output_limit_hit: bool = False
+
+
+@dataclass(slots=True)
+class TestResult:
+    """The verdict of one test case."""
+
+    index: int
+    status: Status
+    run: PhaseResult
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class ExecutionResult:
+    """The answer to one request (schema runstream.result.v1)."""
+
+    id: str
+    status: Status
+    message: str | None = None
+    language: str | None = None
+    version: str | None = None
+    worker: str | None = None
+    compile: PhaseResult | None = None
+    run: PhaseResult | None = None
+    tests: list[TestResult] = field(default_factory=list)
+    enqueued: datetime | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    metadata: dict[str, Any] | None = None

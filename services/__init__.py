@@ -1,0 +1,1 @@
+"""What runs: ingress, sandboxes, languages, broker launcher, benchmarks."""

@@ -1,0 +1,60 @@
+"""The sandbox interface every backend implements.
+
+An execution gets one :class:`Workspace` (a fresh, size-capped working
+directory holding the submitted files); the executor runs one or more phases in
+it (compile, then the program once or once per test). Each phase is a separate
+sandboxed process tree with its own limits, and returns a
+:class:`~runstream.schemas.models.PhaseResult` that says what happened without
+judging it: verdicts are made by the pure ``verdict`` module.
+
+A backend never raises for anything the submitted program does; it raises
+:class:`~runstream.schemas.errors.SandboxError` only when the sandbox itself
+failed (the result is then ``internal_error``, never blamed on the user).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from runstream.schemas.models import Limits, PhaseResult
+from runstream.services.languages import Language
+
+
+class Workspace(Protocol):
+    """One execution's working directory, shared by its phases."""
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes,
+        limits: Limits,
+        language: Language,
+    ) -> PhaseResult:
+        """Run ``argv`` (already templated) in the workspace under ``limits``."""
+        ...
+
+
+class Sandbox(Protocol):
+    """A sandbox backend (bwrap, docker)."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Check the host can sandbox (privileges, cgroups, images) and reap leftovers."""
+        ...
+
+    async def stop(self) -> None:
+        """Kill and remove whatever this backend still has running."""
+        ...
+
+    def workspace(
+        self, execution_id: str, files: Sequence[tuple[str, bytes]], language: Language
+    ) -> AbstractAsyncContextManager[Workspace]:
+        """A fresh working directory with ``files`` (name, content) written into it.
+
+        The directory and everything in it is gone when the context exits.
+        """
+        ...

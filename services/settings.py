@@ -1,0 +1,202 @@
+"""All configuration, read from ``RUNSTREAM_*`` environment variables.
+
+This is the only module that reads the environment. Each setting is typed and
+documented; :meth:`Settings.from_env` validates them all at start-up so a bad
+value stops the process with a message instead of failing on first use.
+``runstream settings`` prints the table that the README shows.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from runstream.schemas.errors import ConfigurationError
+from runstream.schemas.models import Limits
+
+PREFIX = "RUNSTREAM_"
+
+
+def _setting(default: Any, doc: str, *, low: int | float | None = None,
+             choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "low": low, "choices": choices})
+
+
+def _default_concurrency() -> int:
+    return os.cpu_count() or 1
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, validated configuration shared by every runstream process."""
+
+    # -- Kafka ---------------------------------------------------------------
+    bootstrap_servers: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated.")
+    requests_topic: str = _setting("runstream.requests", "Topic of execution requests.")
+    requests_partitions: int = _setting(12, "Partitions of the requests topic (at creation).", low=1)
+    replies_topic: str = _setting("runstream.replies", "Topic of replies to ingress instances.")
+    replies_partitions: int = _setting(8, "Partitions of the replies topic (one per ingress).", low=1)
+    results_topic: str = _setting("runstream.results", "Compacted topic of every result, by id.")
+    results_partitions: int = _setting(12, "Partitions of the results topic.", low=1)
+    results_retention_ms: int = _setting(
+        7 * 24 * 3600 * 1000, "How long results stay readable by GET (topic retention).", low=60000)
+    message_max_bytes: int = _setting(
+        8 * 1024 * 1024, "Largest Kafka message (requests and results); topic max.message.bytes.",
+        low=1024 * 1024)
+    request_timeout_s: float = _setting(
+        2.0, "Bound on one broker call (produce, metadata) before giving up with 503.", low=0.1)
+
+    # -- Worker --------------------------------------------------------------
+    worker_group: str = _setting("runstream-workers", "Consumer group (Faust app id) of workers.")
+    worker_concurrency: int = _setting(
+        None, "Parallel executions per worker; default: number of cores.", low=1)
+    worker_id: str = _setting(None, "Name reported in results; default: host-pid.")
+    worker_fetch_max_wait_ms: int = _setting(
+        20, "Max time the broker holds a worker's empty fetch (Faust hard-codes 1500).", low=0)
+    worker_session_timeout_s: float = _setting(
+        6.0, "Consumer group session timeout: how fast a dead worker's partitions move.", low=1)
+    worker_heartbeat_s: float = _setting(
+        1.0, "Consumer group heartbeat interval (well under a third of the session timeout).",
+        low=0.1)
+    worker_commit_interval_s: float = _setting(
+        0.5, "How often a worker commits processed offsets.", low=0.05)
+    worker_data_dir: str = _setting(
+        "/tmp/runstream-worker", "Faust's data directory (tables are in memory).")
+
+    # -- Ingress -------------------------------------------------------------
+    ingress_host: str = _setting("127.0.0.1", "Address the HTTP ingress binds.")
+    ingress_port: int = _setting(8080, "Port the HTTP ingress binds.", low=0)
+    ingress_reply_partition: int = _setting(
+        0, "The replies partition this ingress owns; unique per ingress instance.", low=0)
+    ingress_wait_s: float = _setting(
+        60.0, "How long POST /v1/executions waits for the result before answering 202.", low=0)
+    ingress_max_body_bytes: int = _setting(
+        1024 * 1024, "Largest accepted request body; larger gets 413.", low=1024)
+    ingress_results_cache: int = _setting(
+        10000, "Results kept in memory per ingress for GET and idempotent retries.", low=1)
+
+    # -- Sandbox -------------------------------------------------------------
+    sandbox_backend: str = _setting("bwrap", "Sandbox backend.", choices=("bwrap", "docker"))
+    sandbox_uid: int = _setting(65534, "Unprivileged uid that submitted code runs as.", low=1)
+    sandbox_gid: int = _setting(65534, "Unprivileged gid that submitted code runs as.", low=1)
+    sandbox_run_dir: str = _setting(
+        "/run/runstream", "Host folder for per-execution tmpfs working directories.")
+    sandbox_cgroup_name: str = _setting("runstream", "Parent cgroup of per-run cgroups.")
+    sandbox_tmpfs_mb: int = _setting(64, "Size of each run's working directory and /tmp.", low=1)
+    sandbox_docker_runtime: str = _setting("", "OCI runtime for the docker backend, e.g. runsc.")
+    languages_file: str = _setting("", "Language registry (TOML); default: the shipped one.")
+
+    # Defaults and server maxima of per-request limits (run phase).
+    default_wall_ms: int = _setting(5000, "Default wall-time limit of a run.", low=1)
+    default_cpu_ms: int = _setting(5000, "Default CPU-time limit of a run.", low=1)
+    default_memory_mb: int = _setting(256, "Default memory limit of a run.", low=1)
+    default_processes: int = _setting(64, "Default process/thread limit of a run.", low=1)
+    default_output_kb: int = _setting(1024, "Default cap on stdout and on stderr, each.", low=1)
+    default_file_size_kb: int = _setting(16384, "Default largest file a run may write.", low=0)
+    max_wall_ms: int = _setting(30000, "Maximum wall-time limit a request may ask for.", low=1)
+    max_cpu_ms: int = _setting(30000, "Maximum CPU-time limit a request may ask for.", low=1)
+    max_memory_mb: int = _setting(1024, "Maximum memory limit a request may ask for.", low=1)
+    max_processes: int = _setting(256, "Maximum process limit a request may ask for.", low=1)
+    max_output_kb: int = _setting(4096, "Maximum output cap a request may ask for.", low=1)
+    max_file_size_kb: int = _setting(65536, "Maximum file size a request may ask for.", low=0)
+    # Compilers get their own, fixed limits: the user's limits are about the program.
+    compile_wall_ms: int = _setting(20000, "Wall-time limit of a compile step.", low=1)
+    compile_cpu_ms: int = _setting(20000, "CPU-time limit of a compile step.", low=1)
+    compile_memory_mb: int = _setting(1024, "Memory limit of a compile step.", low=1)
+
+    # -- Logging -------------------------------------------------------------
+    log_level: str = _setting("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``RUNSTREAM_*`` variables (default: the process environment) and validate."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = PREFIX + f.name.upper()
+            if name in env:
+                values[f.name] = _convert(name, env[name], f.type)
+        values.update(overrides)
+        if values.get("worker_concurrency") is None:
+            values["worker_concurrency"] = _default_concurrency()
+        if not values.get("worker_id"):
+            values["worker_id"] = _default_worker_id()
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ConfigurationError naming the first bad setting."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            low = f.metadata.get("low")
+            choices = f.metadata.get("choices")
+            if low is not None and value is not None and value < low:
+                raise ConfigurationError(f"{PREFIX}{f.name.upper()}={value}: must be >= {low}")
+            if choices and value not in choices:
+                raise ConfigurationError(
+                    f"{PREFIX}{f.name.upper()}={value!r}: must be one of {', '.join(choices)}")
+        if self.ingress_reply_partition >= self.replies_partitions:
+            raise ConfigurationError(
+                f"{PREFIX}INGRESS_REPLY_PARTITION={self.ingress_reply_partition}: the replies "
+                f"topic has {self.replies_partitions} partitions (0..{self.replies_partitions - 1})")
+        if self.worker_heartbeat_s * 3 > self.worker_session_timeout_s:
+            raise ConfigurationError(
+                f"{PREFIX}WORKER_HEARTBEAT_S must be at most a third of the session timeout")
+        for name in ("wall_ms", "cpu_ms", "memory_mb", "processes", "output_kb", "file_size_kb"):
+            if getattr(self, "default_" + name) > getattr(self, "max_" + name):
+                raise ConfigurationError(
+                    f"{PREFIX}DEFAULT_{name.upper()} is above {PREFIX}MAX_{name.upper()}")
+        if self.max_output_kb * 1024 * 2 > self.message_max_bytes:
+            raise ConfigurationError(
+                f"{PREFIX}MAX_OUTPUT_KB: stdout and stderr at their cap must fit in one message "
+                f"({PREFIX}MESSAGE_MAX_BYTES={self.message_max_bytes})")
+
+    @property
+    def default_limits(self) -> Limits:
+        return Limits(self.default_wall_ms, self.default_cpu_ms, self.default_memory_mb,
+                      self.default_processes, self.default_output_kb, self.default_file_size_kb)
+
+    @property
+    def max_limits(self) -> Limits:
+        return Limits(self.max_wall_ms, self.max_cpu_ms, self.max_memory_mb,
+                      self.max_processes, self.max_output_kb, self.max_file_size_kb)
+
+    def compile_limits(self, run: Limits) -> Limits:
+        """Limits of a compile step: generous, fixed by the server, output capped like the run."""
+        return Limits(self.compile_wall_ms, self.compile_cpu_ms, self.compile_memory_mb,
+                      max(run.processes, 64), run.output_kb, max(run.file_size_kb, 262144))
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.sandbox_run_dir)
+
+    @classmethod
+    def markdown_table(cls) -> str:
+        """Every setting as a Markdown table row: variable, default, meaning."""
+        rows = ["| variable | default | meaning |", "|---|---|---|"]
+        for f in fields(cls):
+            default = f.default
+            shown = "(see meaning)" if default is None else f"`{default}`"
+            rows.append(f"| `{PREFIX}{f.name.upper()}` | {shown} | {f.metadata['doc']} |")
+        return "\n".join(rows)
+
+
+def _convert(name: str, raw: str, kind: Any) -> Any:
+    kind = str(kind)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError as e:
+        raise ConfigurationError(f"{name}={raw!r}: expected a {kind}") from e
+    return raw

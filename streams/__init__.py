@@ -1,0 +1,1 @@
+"""The Faust worker application: topics and the execution agent."""
