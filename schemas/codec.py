@@ -95,8 +95,13 @@ def new_execution_id() -> str:
     return uuid.uuid4().hex
 
 
-def _parse_time(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+def _parse_time(value: str, field: str) -> datetime:
+    # jsonschema checks "date-time" only with an optional package; check here, always.
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise InvalidRequest(f"{field}: {value!r} is not a 'date-time' (RFC 3339)",
+                             field=field) from e
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -162,10 +167,10 @@ def request_from_doc(doc: dict[str, Any], *, key: bytes | None = None) -> Execut
         args=tuple(doc.get("args", ())),
         tests=tests,
         limits=limits,
-        deadline=_parse_time(doc["deadline"]) if "deadline" in doc else None,
+        deadline=_parse_time(doc["deadline"], "deadline") if "deadline" in doc else None,
         reply_to=ReplyTo(reply["topic"], reply.get("partition")) if reply else None,
         metadata=doc.get("metadata"),
-        enqueued_at=_parse_time(enqueued) if isinstance(enqueued, str) else None,
+        enqueued_at=_parse_time(enqueued, "enqueued_at") if isinstance(enqueued, str) else None,
     )
 
 

@@ -39,6 +39,8 @@ class SourceFile:
 class TestCase:
     """One input and its expected output; the program is compiled once for all."""
 
+    __test__ = False  # not a pytest class, despite the name
+
     stdin: bytes
     expected_output: str | None
     name: str | None = None
@@ -129,6 +131,8 @@ class PhaseResult:
 @dataclass(slots=True)
 class TestResult:
     """The verdict of one test case."""
+
+    __test__ = False  # not a pytest class, despite the name
 
     index: int
     status: Status

@@ -46,11 +46,13 @@ class Language:
         return self.compile is not None
 
 
-def render(argv: Sequence[str], language: Language, limits: Limits) -> list[str]:
-    """Fill the placeholders of a command template."""
-    stem = language.entry.rsplit(".", 1)[0]
+def render(argv: Sequence[str], language: Language, limits: Limits,
+           entry: str | None = None) -> list[str]:
+    """Fill the placeholders of a command template; ``entry`` defaults to the language's."""
+    entry = entry or language.entry
+    stem = entry.rsplit(".", 1)[0]
     values = {
-        "entry": language.entry,
+        "entry": entry,
         "stem": stem,
         "memory_mb": str(limits.memory_mb),
         # Leave the runtime a quarter of the limit (at least 16 MiB) outside its heap.

@@ -54,6 +54,17 @@ class Settings:
     request_timeout_s: float = _setting(
         2.0, "Bound on one broker call (produce, metadata) before giving up with 503.", low=0.1)
 
+    # -- Local broker (runstream broker) ---------------------------------------
+    broker_kafka_version: str = _setting(
+        "4.1.1", "Apache Kafka version the local broker fetches from Maven Central.")
+    broker_cache_dir: str = _setting(
+        "~/.cache/runstream", "Where the local broker's jars are cached (fetched once).")
+    broker_data_dir: str = _setting(
+        "~/.local/share/runstream/kafka", "KRaft storage directory of the local broker.")
+    broker_heap_mb: int = _setting(512, "Java heap of the local broker.", low=128)
+    broker_start_timeout_s: float = _setting(
+        60.0, "How long to wait for the local broker to answer metadata requests.", low=1)
+
     # -- Worker --------------------------------------------------------------
     worker_group: str = _setting("runstream-workers", "Consumer group (Faust app id) of workers.")
     worker_concurrency: int = _setting(

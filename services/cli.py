@@ -1,0 +1,124 @@
+"""The ``runstream`` console script: one entry point, one subcommand per process kind."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from runstream.schemas.errors import RunstreamError
+from runstream.services.settings import Settings
+
+log = logging.getLogger("runstream")
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the local Kafka broker in the foreground until SIGINT/SIGTERM."""
+    from runstream.services.broker import LocalBroker
+    from runstream.services.topics import ensure_topics
+
+    broker = LocalBroker(settings)
+    if args.fetch_only:
+        broker.fetch()
+        print(f"Kafka {broker.version} jars cached in {broker.libs}")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    broker.start()
+    try:
+        created = asyncio.run(ensure_topics(settings))
+        print(f"Kafka {broker.version} ready on {broker.host}:{broker.port}"
+              f" (topics created: {', '.join(created) or 'none, all existed'})", flush=True)
+        while not stop.wait(1.0):
+            if broker.proc is not None and broker.proc.poll() is not None:
+                log.error("the broker exited with %s; see %s", broker.proc.returncode,
+                          broker.log_file)
+                return 1
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from runstream.services.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(settings))
+    print("created:", ", ".join(created) or "none (all existed)")
+    return 0
+
+
+def cmd_ingress(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from runstream.services.ingress.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.ingress_host, port=settings.ingress_port,
+                log_level=settings.log_level.lower(), access_log=False, lifespan="on",
+                timeout_graceful_shutdown=10)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from runstream.streams.worker import run_worker
+
+    return run_worker(settings)
+
+
+def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
+    print(Settings.markdown_table())
+    return 0
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from runstream.services.bench.latency import main as latency_main
+
+    return asyncio.run(latency_main(settings, args.bench_args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runstream", description="Remote code execution on Apache Kafka. "
+        "Configuration comes from RUNSTREAM_* variables (see `runstream settings`).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    broker = sub.add_parser("broker", help="run a local single-node Kafka broker (KRaft)")
+    broker.add_argument("--fetch-only", action="store_true", help="only download the jars")
+    broker.set_defaults(func=cmd_broker)
+    sub.add_parser("topics", help="create runstream's topics if missing").set_defaults(
+        func=cmd_topics)
+    sub.add_parser("ingress", help="run the HTTP ingress").set_defaults(func=cmd_ingress)
+    sub.add_parser("worker", help="run an execution worker (Faust)").set_defaults(
+        func=cmd_worker)
+    sub.add_parser("settings", help="print every setting as a Markdown table").set_defaults(
+        func=cmd_settings)
+    bench = sub.add_parser("bench", help="benchmarks (see `runstream bench latency --help`)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        _logging(settings)
+        return int(args.func(settings, args))
+    except RunstreamError as e:
+        print(f"runstream {args.command}: {e.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""One execution, start to verdict: resolve, compile once, run (once or per test), judge.
+
+The executor knows nothing of Kafka or HTTP: the worker agent hands it a
+request and publishes what it returns. Anything the submitted program does
+ends in a verdict; only a failure of the sandbox itself is ``internal_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from runstream.schemas.errors import InvalidRequest, SandboxError
+from runstream.schemas.limits import resolve_limits
+from runstream.schemas.models import (
+    ExecutionRequest,
+    ExecutionResult,
+    Limits,
+    PhaseResult,
+    Status,
+    TestResult,
+)
+from runstream.services.languages import Language, Registry, render
+from runstream.services.sandbox.base import Sandbox
+from runstream.services.settings import Settings
+from runstream.services.verdict import compile_failed, judge_run, overall
+
+log = logging.getLogger(__name__)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def named_files(req: ExecutionRequest, language: Language) -> list[tuple[str, bytes]]:
+    """Give unnamed files a name: the entry file the language's, the rest file<N>."""
+    files = []
+    for index, f in enumerate(req.files):
+        name = f.name or (language.entry if index == 0 else f"file{index}")
+        files.append((name, f.content))
+    return files
+
+
+class Executor:
+    """Runs validated requests in a sandbox and returns results."""
+
+    def __init__(self, settings: Settings, registry: Registry, sandbox: Sandbox) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.sandbox = sandbox
+
+    def refusal(self, req: ExecutionRequest, status: Status, message: str) -> ExecutionResult:
+        """A result for a request that was not run."""
+        return ExecutionResult(
+            id=req.id, status=status, message=message, language=req.language,
+            worker=self.settings.worker_id, enqueued=req.enqueued_at, started=None,
+            finished=now(), metadata=req.metadata,
+        )
+
+    async def execute(self, req: ExecutionRequest) -> ExecutionResult:
+        """Run one request; never raises for anything the program does."""
+        started = now()
+        if req.deadline is not None and started > req.deadline:
+            return self.refusal(req, Status.EXPIRED,
+                                f"the deadline {req.deadline.isoformat()} passed before it ran")
+        try:
+            language = self.registry.resolve(req.language, req.version)
+            limits = resolve_limits(req.limits, self.settings.default_limits,
+                                    self.settings.max_limits)
+        except InvalidRequest as e:
+            return self.refusal(req, Status.REJECTED, e.message)
+        result = ExecutionResult(
+            id=req.id, status=Status.INTERNAL_ERROR, language=language.name,
+            version=language.version, worker=self.settings.worker_id,
+            enqueued=req.enqueued_at, started=started, metadata=req.metadata,
+        )
+        try:
+            await self._run(req, language, limits, result)
+        except SandboxError as e:
+            log.exception("sandbox failure on %s", req.id)
+            result.status = Status.INTERNAL_ERROR
+            result.message = f"the sandbox failed: {e.message}"
+        result.finished = now()
+        return result
+
+    async def _run(self, req: ExecutionRequest, language: Language, limits: Limits,
+                   result: ExecutionResult) -> None:
+        files = named_files(req, language)
+        entry = files[0][0]
+        async with self.sandbox.workspace(req.id, files, language) as ws:
+            if language.compile is not None:
+                compile_limits = self.settings.compile_limits(limits)
+                argv = render(language.compile, language, compile_limits, entry)
+                result.compile = await ws.run(argv, stdin=b"", limits=compile_limits,
+                                              language=language)
+                if compile_failed(result.compile):
+                    result.status = Status.COMPILE_ERROR
+                    return
+            argv = render(language.run, language, limits, entry) + list(req.args)
+            if not req.tests:
+                result.run = await ws.run(argv, stdin=req.stdin, limits=limits,
+                                          language=language)
+                result.status = judge_run(result.run, None)
+                return
+            for index, test in enumerate(req.tests):
+                phase: PhaseResult = await ws.run(argv, stdin=test.stdin, limits=limits,
+                                                  language=language)
+                status = judge_run(phase, test.expected_output)
+                result.tests.append(TestResult(index=index, status=status, run=phase,
+                                               name=test.name))
+            result.status = overall(result.tests)

@@ -1,0 +1,184 @@
+"""The Faust worker app: the requests topic, the execution agent, result publishing.
+
+Tuning (measured on a 2-core machine with a local KRaft broker; see README):
+
+- ``fetch_max_wait_ms`` (Faust hard-codes 1500): ``RUNSTREAM_WORKER_FETCH_MAX_WAIT_MS``,
+  default 20. With ``fetch.min.bytes=1`` the broker answers a fetch as soon as a
+  record arrives, so the wait only bounds how long an *empty* fetch is held; a
+  short wait keeps partition (re)assignment and pause/resume snappy at the cost of
+  ~50 empty fetches per second per worker, which a broker does not notice.
+- ``broker_session_timeout`` 6 s and ``broker_heartbeat_interval`` 1 s (Faust's
+  defaults: 60 s and 3 s): a worker that dies mid-run loses its partitions after
+  at most 6 s instead of a minute, so its request is re-run by a survivor quickly.
+- ``broker_commit_interval`` 0.5 s (default 2.8 s): fewer re-runs after a crash.
+- ``stream_buffer_maxsize`` small: a worker should not hoard requests it cannot
+  start soon; they stay in Kafka where a rebalance can hand them to another worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from runstream.schemas.codec import encode_result, parse_json_object, request_from_doc
+from runstream.schemas.errors import InvalidRequest
+from runstream.schemas.models import ExecutionRequest, ExecutionResult, ReplyTo, Status
+from runstream.services.execution import Executor, now
+from runstream.services.settings import Settings
+from runstream.streams._transport import TunedApp
+
+log = logging.getLogger(__name__)
+
+
+class _Recent:
+    """Ids this worker answered recently: a re-delivery after a commit lag is not re-run."""
+
+    def __init__(self, size: int = 10000) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def __contains__(self, exec_id: str) -> bool:
+        return exec_id in self._ids
+
+    def add(self, exec_id: str) -> None:
+        self._ids[exec_id] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+
+def _broker_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
+
+
+class Worker:
+    """The execution agent and what it needs to publish results."""
+
+    def __init__(self, settings: Settings, executor: Executor) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.recent = _Recent()
+        self.app = TunedApp(
+            settings.worker_group,
+            broker=_broker_url(settings.bootstrap_servers),
+            fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
+            value_serializer="raw",
+            key_serializer="raw",
+            datadir=settings.worker_data_dir,
+            web_enabled=False,
+            topic_disable_leader=True,
+            topic_allow_declare=False,
+            broker_session_timeout=settings.worker_session_timeout_s,
+            broker_heartbeat_interval=settings.worker_heartbeat_s,
+            broker_commit_interval=settings.worker_commit_interval_s,
+            broker_request_timeout=max(30.0, settings.worker_session_timeout_s * 2),
+            broker_max_poll_interval=600.0,
+            consumer_auto_offset_reset="earliest",
+            consumer_max_fetch_size=settings.message_max_bytes,
+            producer_max_request_size=settings.message_max_bytes,
+            producer_linger=0.0,
+            stream_buffer_maxsize=max(4, settings.worker_concurrency * 2),
+            broker_client_id=f"runstream-worker-{settings.worker_id}",
+        )
+        topic = self.app.topic(settings.requests_topic, key_type=bytes, value_type=bytes)
+        self.app.agent(topic, name="runstream.execute",
+                       concurrency=settings.worker_concurrency)(self._agent)
+
+    async def _agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self.handle(event.key, event.value, event.message.timestamp)
+
+    async def handle(self, key: bytes | None, value: bytes | None, timestamp: float) -> None:
+        """Run one message; never raises, so a bad message cannot stop the agent."""
+        t0 = time.perf_counter()
+        req: ExecutionRequest | None = None
+        try:
+            try:
+                doc = parse_json_object(value or b"")
+                req = request_from_doc(doc, key=key)
+            except InvalidRequest as e:
+                await self._reject(key, value, e)
+                return
+            if req.id in self.recent:
+                log.warning("id=%s delivered again after it was answered; not re-run", req.id)
+                return
+            if req.enqueued_at is None:
+                from datetime import UTC, datetime
+
+                req = _with_enqueued(req, datetime.fromtimestamp(timestamp, UTC))
+            result = await self.executor.execute(req)
+            await self.publish(result, req.reply_to)
+            self.recent.add(req.id)
+            _log_execution(result, time.perf_counter() - t0)
+        except Exception:  # the agent must survive anything
+            log.exception("id=%s failed inside the worker", req.id if req else key)
+            if req is not None:
+                failed = self.executor.refusal(req, Status.INTERNAL_ERROR,
+                                               "the worker failed while running it")
+                try:
+                    await self.publish(failed, req.reply_to)
+                except Exception:
+                    log.exception("id=%s: could not publish the internal_error", req.id)
+
+    async def _reject(self, key: bytes | None, value: bytes | None, error: InvalidRequest) -> None:
+        exec_id, reply_to = _salvage(key, value)
+        log.warning("rejected message id=%s: %s", exec_id, error.message)
+        if exec_id is None:
+            return  # nobody to answer: logged above
+        result = ExecutionResult(id=exec_id, status=Status.REJECTED, message=error.message,
+                                 worker=self.settings.worker_id, finished=now())
+        await self.publish(result, reply_to)
+
+    async def publish(self, result: ExecutionResult, reply_to: ReplyTo | None) -> None:
+        """Result to the compacted results topic and to the requester's reply partition."""
+        payload = encode_result(result)
+        key = result.id.encode()
+        producer = self.app.producer
+        futures = [await producer.send(self.settings.results_topic, key, payload, None,
+                                       None, None)]
+        if reply_to is not None:
+            futures.append(await producer.send(reply_to.topic, key, payload,
+                                               reply_to.partition, None, None))
+        for fut in futures:
+            await fut
+
+
+def _with_enqueued(req: ExecutionRequest, when: Any) -> ExecutionRequest:
+    from dataclasses import replace
+
+    return replace(req, enqueued_at=when)
+
+
+def _salvage(key: bytes | None, value: bytes | None) -> tuple[str | None, ReplyTo | None]:
+    """The id and reply address of an invalid message, where they can be read at all."""
+    exec_id = key.decode("utf-8", "replace") if key else None
+    reply: ReplyTo | None = None
+    try:
+        doc = parse_json_object(value or b"")
+    except InvalidRequest:
+        return exec_id, None
+    if exec_id is None and isinstance(doc.get("id"), str) and len(doc["id"]) <= 128:
+        exec_id = doc["id"]
+    rt = doc.get("reply_to")
+    if isinstance(rt, dict) and isinstance(rt.get("topic"), str):
+        part = rt.get("partition")
+        reply = ReplyTo(rt["topic"], part if isinstance(part, int) and part >= 0 else None)
+    return exec_id, reply
+
+
+def _ms(a: Any, b: Any) -> int | None:
+    if a is None or b is None:
+        return None
+    return int((b - a).total_seconds() * 1000)
+
+
+def _log_execution(result: ExecutionResult, handled_s: float) -> None:
+    run = result.run or (result.tests[-1].run if result.tests else None)
+    log.info(
+        "execution id=%s language=%s status=%s queue_ms=%s compile_ms=%s run_ms=%s "
+        "total_ms=%d", result.id, result.language, result.status,
+        _ms(result.enqueued, result.started),
+        result.compile.wall_ms if result.compile else None,
+        run.wall_ms if run else None, int(handled_s * 1000),
+    )
