@@ -41,11 +41,15 @@ class Settings:
     # -- Kafka ---------------------------------------------------------------
     bootstrap_servers: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma-separated.")
     requests_topic: str = _setting("runstream.requests", "Topic of execution requests.")
-    requests_partitions: int = _setting(12, "Partitions of the requests topic (at creation).", low=1)
+    requests_partitions: int = _setting(
+        12, "Partitions of the requests topic (at creation).", low=1)
     replies_topic: str = _setting("runstream.replies", "Topic of replies to ingress instances.")
-    replies_partitions: int = _setting(8, "Partitions of the replies topic (one per ingress).", low=1)
+    replies_partitions: int = _setting(
+        8, "Partitions of the replies topic (one per ingress).", low=1)
     results_topic: str = _setting("runstream.results", "Compacted topic of every result, by id.")
     results_partitions: int = _setting(12, "Partitions of the results topic.", low=1)
+    workers_topic: str = _setting(
+        "runstream.workers", "Compacted topic where each worker announces its languages.")
     results_retention_ms: int = _setting(
         7 * 24 * 3600 * 1000, "How long results stay readable by GET (topic retention).", low=60000)
     message_max_bytes: int = _setting(
@@ -158,7 +162,8 @@ class Settings:
         if self.ingress_reply_partition >= self.replies_partitions:
             raise ConfigurationError(
                 f"{PREFIX}INGRESS_REPLY_PARTITION={self.ingress_reply_partition}: the replies "
-                f"topic has {self.replies_partitions} partitions (0..{self.replies_partitions - 1})")
+                f"topic has {self.replies_partitions} partitions "
+                f"(0..{self.replies_partitions - 1})")
         if self.worker_heartbeat_s * 3 > self.worker_session_timeout_s:
             raise ConfigurationError(
                 f"{PREFIX}WORKER_HEARTBEAT_S must be at most a third of the session timeout")

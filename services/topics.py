@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
-
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.settings import Settings
 
@@ -39,6 +38,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                   {"max.message.bytes": size, "cleanup.policy": "compact,delete",
                    "retention.ms": str(settings.results_retention_ms),
                    "segment.ms": str(3600 * 1000)}),
+        # One record per worker id: what it serves (languages and versions).
+        TopicSpec(settings.workers_topic, 1, {"cleanup.policy": "compact"}),
     ]
 
 

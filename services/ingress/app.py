@@ -13,12 +13,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-
 from runstream.schemas.codec import parse_json_object, request_from_doc
 from runstream.schemas.errors import (
     NotFound,
@@ -31,6 +25,11 @@ from runstream.schemas.models import ExecutionRequest, SourceFile
 from runstream.services.ingress.gateway import Gateway
 from runstream.services.languages import Registry
 from runstream.services.settings import Settings
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +102,19 @@ class Ingress:
         return Response(result, media_type=JSON)
 
     async def get_execution(self, request: Request) -> Response:
+        """The result by id; ``?wait=S`` long-polls up to S seconds for it to arrive."""
         exec_id = request.path_params["id"]
         result = self.gateway.lookup(exec_id)
+        wait_s = _wait_param(request, self.settings.ingress_wait_s) if (
+            "wait" in request.query_params) else 0.0
+        if result is None and wait_s > 0:
+            pending = self.gateway.is_pending(exec_id)
+            fut = self.gateway.watch(exec_id)
+            try:
+                result = await asyncio.wait_for(asyncio.shield(fut), wait_s)
+            except TimeoutError:
+                if not pending:
+                    fut.cancel()  # nobody else waits on a watch we opened
         if result is not None:
             return Response(result, media_type=JSON)
         if self.gateway.is_pending(exec_id):
@@ -129,7 +139,13 @@ class Ingress:
                                                 "X-Runstream-Id": req.id})
 
     async def languages(self, request: Request) -> Response:
-        return json_response({"languages": self.registry.describe()})
+        served = self.gateway.language_versions()
+        languages = []
+        for lang in self.registry.describe():
+            versions = served.get(lang["name"], [])
+            languages.append({**lang, "version": versions[-1] if versions else None,
+                              "versions": versions})
+        return json_response({"languages": languages})
 
     async def healthz(self, request: Request) -> Response:
         return json_response({"status": "alive"})

@@ -18,10 +18,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
-
 from runstream.schemas.codec import encode_request
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.schemas.models import ExecutionRequest, ReplyTo
@@ -116,7 +116,7 @@ class Gateway:
         await self._replies.seek_to_end(reply_tp)
         # Fresh topics take a moment to appear in metadata: ask again for a while.
         assert self._admin is not None
-        names = [s.requests_topic, s.replies_topic, s.results_topic]
+        names = [s.requests_topic, s.replies_topic, s.results_topic, s.workers_topic]
         deadline = time.monotonic() + 10 * s.request_timeout_s
         while True:
             described = await asyncio.wait_for(self._admin.describe_topics(names),
@@ -131,7 +131,9 @@ class Gateway:
                                         "create them with `runstream topics`")
             await asyncio.sleep(0.2)
         result_parts = range(parts[s.results_topic])
-        self._results.assign([TopicPartition(s.results_topic, p) for p in result_parts])
+        # The same consumer follows the workers' announcements (one compacted partition).
+        self._results.assign([TopicPartition(s.results_topic, p) for p in result_parts]
+                             + [TopicPartition(s.workers_topic, 0)])
         self._tasks = [
             asyncio.create_task(self._follow(self._replies, "replies"), name="replies"),
             asyncio.create_task(self._follow(self._results, "results"), name="results"),
@@ -158,13 +160,9 @@ class Gateway:
 
         Raises BrokerUnavailable when Kafka does not acknowledge within the bound.
         """
-        fut = self.pending.get(req.id)
-        if fut is not None:
-            return fut  # an idempotent retry of an id still in flight joins it
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.pending[req.id] = fut
-        fut.add_done_callback(lambda _: self.pending.pop(req.id, None))
+        if req.id in self.pending:
+            return self.pending[req.id]  # an idempotent retry of an id in flight joins it
+        fut = self.watch(req.id)
         req = replace(req, reply_to=self.reply_to, enqueued_at=datetime.now(UTC))
         assert self._producer is not None
         try:
@@ -177,6 +175,15 @@ class Gateway:
             raise BrokerUnavailable(
                 f"Kafka did not accept the request within {self.settings.request_timeout_s}s "
                 f"({type(e).__name__}); it is safe to retry with the same id") from e
+        return fut
+
+    def watch(self, exec_id: str) -> asyncio.Future[bytes]:
+        """A future resolved by the first result for ``exec_id`` that this instance sees."""
+        fut = self.pending.get(exec_id)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self.pending[exec_id] = fut
+            fut.add_done_callback(lambda _: self.pending.pop(exec_id, None))
         return fut
 
     def lookup(self, exec_id: str) -> bytes | None:
@@ -194,6 +201,28 @@ class Gateway:
         if fut is not None and not fut.done():
             fut.set_result(value)
 
+    def _announce(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        try:
+            doc = orjson.loads(value) if value else None
+        except orjson.JSONDecodeError:
+            log.warning("ignoring an undecodable worker announcement under %r", key)
+            return
+        if isinstance(doc, dict):
+            self.workers[key.decode("utf-8", "replace")] = doc
+        else:  # a tombstone: the worker left for good
+            self.workers.pop(key.decode("utf-8", "replace"), None)
+
+    def language_versions(self) -> dict[str, list[str]]:
+        """Versions each language is served at, as the workers announced them."""
+        versions: dict[str, set[str]] = {}
+        for doc in self.workers.values():
+            for name, version in (doc.get("languages") or {}).items():
+                if isinstance(version, str):
+                    versions.setdefault(name, set()).add(version)
+        return {name: sorted(v) for name, v in versions.items()}
+
     async def _follow(self, consumer: AIOKafkaConsumer, what: str) -> None:
         while True:
             try:
@@ -204,9 +233,11 @@ class Gateway:
                 log.exception("reading %s failed; retrying", what)
                 await asyncio.sleep(0.5)
                 continue
-            for records in batches.values():
+            for tp, records in batches.items():
+                deliver = self._announce if tp.topic == self.settings.workers_topic else (
+                    self._deliver)
                 for record in records:
-                    self._deliver(record.key, record.value)
+                    deliver(record.key, record.value)
 
     # -- readiness -------------------------------------------------------------
     def reply_assigned(self) -> bool:

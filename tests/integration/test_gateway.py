@@ -10,7 +10,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
 from runstream.schemas.codec import decode_request, request_from_doc
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.ingress.gateway import Gateway
@@ -21,7 +20,8 @@ pytestmark = pytest.mark.kafka
 
 
 async def _requests(settings: Settings, count: int) -> list[tuple[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(settings.requests_topic, bootstrap_servers=settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(settings.requests_topic,
+                                bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     got: list[tuple[bytes, bytes]] = []
@@ -119,11 +119,11 @@ async def test_results_topic_answers_get_from_any_instance(fresh_settings: Setti
     gateway = Gateway(fresh_settings)
     await gateway.start()
     try:
+        seen = gateway.watch("someone-elses")
         await _reply(fresh_settings, fresh_settings.results_topic, 0, b"someone-elses",
                      {"id": "someone-elses", "status": "ok"})
-        async with asyncio.timeout(10):
-            while gateway.lookup("someone-elses") is None:
-                await asyncio.sleep(0.05)
+        assert orjson.loads(await asyncio.wait_for(seen, 10))["status"] == "ok"
+        assert gateway.lookup("someone-elses") is not None
     finally:
         await gateway.stop()
 
