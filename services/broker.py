@@ -24,7 +24,6 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
-
 from runstream.schemas.errors import BrokerLaunchError
 from runstream.services.settings import Settings
 
@@ -136,7 +135,8 @@ class LocalBroker:
     def _java(self, main: str, *args: str, heap_mb: int = 256) -> list[str]:
         java = shutil.which("java")
         if java is None:
-            raise BrokerLaunchError("java is not installed: apt-get install openjdk-17-jre-headless")
+            raise BrokerLaunchError(
+                "java is not installed: apt-get install openjdk-17-jre-headless")
         log4j = resources.files("runstream.services").joinpath("broker-log4j2.xml")
         return [java, f"-Xmx{heap_mb}m", f"-Xms{min(heap_mb, 256)}m",
                 f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.data_dir}",

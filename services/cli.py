@@ -59,7 +59,6 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ingress(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
-
     from runstream.services.ingress.app import create_app
 
     app = create_app(settings)
@@ -83,7 +82,7 @@ def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from runstream.services.bench.latency import main as latency_main
 
-    return asyncio.run(latency_main(settings, args.bench_args))
+    return asyncio.run(latency_main(settings, list(args.bench_args)))
 
 
 def build_parser() -> argparse.ArgumentParser:

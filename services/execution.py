@@ -76,6 +76,9 @@ class Executor:
         )
         try:
             await self._run(req, language, limits, result)
+        except InvalidRequest as e:  # e.g. files that do not fit the workspace
+            result.status = Status.REJECTED
+            result.message = e.message
         except SandboxError as e:
             log.exception("sandbox failure on %s", req.id)
             result.status = Status.INTERNAL_ERROR

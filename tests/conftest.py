@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from runstream.services.broker import LocalBroker
 from runstream.services.settings import Settings
 

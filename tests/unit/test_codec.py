@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-
 from runstream.schemas.codec import (
     decode_request,
     encode_request,

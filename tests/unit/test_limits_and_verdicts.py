@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from runstream.schemas.errors import LimitExceeded
 from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import Limits, PhaseResult, RequestedLimits, Status, TestResult

@@ -1,0 +1,246 @@
+"""The bubblewrap sandbox backend: namespaces, a per-run cgroup, rlimits, seccomp.
+
+Each phase runs as ``dash -> setpriv -> bwrap -> program`` (see
+:mod:`.command`), started by root with an empty environment, inside its own
+cgroup; the workspace is a per-execution tmpfs (see :mod:`._mount`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import re
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from runstream.schemas.errors import SandboxError
+from runstream.schemas.models import Limits, PhaseResult
+from runstream.services.languages import Language
+from runstream.services.sandbox import _mount, _seccomp, command
+from runstream.services.sandbox._cgroup import CgroupTree, RunCgroup
+from runstream.services.sandbox._run import Launch, supervise
+from runstream.services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# bwrap's own two processes (the outer monitor and the pid-1 reaper) count
+# against pids.max besides the program's.
+BWRAP_PROCESSES = 2
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class BwrapWorkspace:
+    """One execution's tmpfs, shared by its compile and run phases."""
+
+    def __init__(self, sandbox: BwrapSandbox, path: Path) -> None:
+        self._sandbox = sandbox
+        self.path = path
+
+    async def run(self, argv: Sequence[str], *, stdin: bytes, limits: Limits,
+                  language: Language) -> PhaseResult:
+        """Run ``argv`` in the workspace (bound at /box) under ``limits``."""
+        return await self._sandbox._run(self.path, argv, stdin, limits, language)
+
+
+class BwrapSandbox:
+    """Sandbox backend on bubblewrap; needs root, cgroups and user namespaces."""
+
+    name = "bwrap"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Several workers may share a host: each owns a scope (cgroup subtree and run
+        # folder) named after its pid and start time, and reaps only dead workers' scopes.
+        self.scope = f"{_scope_of(os.getpid())}-{secrets.token_hex(3)}"
+        self.base_dir = Path(settings.sandbox_run_dir)
+        self.run_dir = self.base_dir / self.scope
+        self._tree: CgroupTree | None = None
+        self._seccomp = b""
+        self._root_links: dict[str, str] = {}
+        self._root_dirs: list[str] = []
+        self._live: dict[str, RunCgroup] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
+        self._counter = itertools.count()
+        self._prefix = f"{os.getpid()}-{secrets.token_hex(3)}"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Refuse to run on a host that cannot confine code; reap a crashed worker's runs."""
+        if os.geteuid() != 0:
+            raise SandboxError(
+                "the bwrap backend must run as root (it mounts workspaces, creates cgroups "
+                "and drops to RUNSTREAM_SANDBOX_UID); run the worker as root or use "
+                "RUNSTREAM_SANDBOX_BACKEND=docker")
+        for tool in (command.BWRAP, command.SETPRIV, command.SHELL):
+            if not os.access(tool, os.X_OK):
+                raise SandboxError(
+                    f"{tool} is missing; install it (apt-get install bubblewrap util-linux dash)")
+        try:
+            self._seccomp = _seccomp.build()
+        except ValueError as e:
+            raise SandboxError(f"cannot build the seccomp filter: {e}") from e
+        self._root_links, self._root_dirs = _root_layout()
+        base = CgroupTree.detect(self.settings.sandbox_cgroup_name)
+        base.setup()
+        self._tree = base.child(self.scope)
+        self._tree.setup()
+        try:
+            for folder in (self.base_dir, self.run_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+                # The sandbox uid's bwrap must traverse it to bind its workspace, not list it.
+                os.chown(folder, 0, 0)
+                os.chmod(folder, 0o711)
+        except OSError as e:
+            raise SandboxError(f"cannot prepare {self.run_dir}: {e}") from e
+        await self._reap(base)
+        log.info("bwrap sandbox ready (cgroup v%d, run dir %s)", self._tree.version,
+                 self.run_dir)
+
+    async def _reap(self, base: CgroupTree) -> None:
+        """Kill and remove what dead workers left on this host: run cgroups, workspaces."""
+        stale = [name for name in base.children() if name != self.scope
+                 and not _alive(name)]
+        runs = 0
+        for name in stale:
+            tree = base.child(name)
+            for cg in tree.leftovers():
+                await cg.remove()
+                runs += 1
+            tree.remove()
+        stale_dirs = [d for d in self.base_dir.iterdir()
+                      if d.name != self.scope and not _alive(d.name)]
+        mounts = [m for d in stale_dirs for m in _mount.mounts_under(d)]
+        for point in mounts:
+            with contextlib.suppress(OSError):
+                _mount.remove_workspace(point)
+        for folder in stale_dirs:
+            for entry in folder.iterdir():
+                with contextlib.suppress(OSError):  # non-empty: not ours to walk
+                    os.rmdir(entry)
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        if runs or mounts:
+            log.warning("reaped %d run cgroups and %d workspaces of dead workers", runs,
+                        len(mounts))
+
+    async def stop(self) -> None:
+        """Kill every run still going, finish removing cgroups, remove this scope."""
+        for cg in list(self._live.values()):
+            cg.kill()
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        if self._tree is not None:
+            for cg in self._tree.leftovers():
+                await cg.remove()
+            self._tree.remove()
+        for point in _mount.mounts_under(self.run_dir):
+            with contextlib.suppress(OSError):
+                _mount.remove_workspace(point)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.run_dir)
+
+    # -- workspace -------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def workspace(self, execution_id: str, files: Sequence[tuple[str, bytes]],
+                        language: Language) -> AsyncIterator[BwrapWorkspace]:
+        """A fresh tmpfs holding ``files``; unmounted (detached) on exit."""
+        s = self.settings
+        path = self.run_dir / f"{_UNSAFE.sub('_', execution_id)[:64]}-{secrets.token_hex(4)}"
+        try:
+            os.mkdir(path, 0o700)
+            _mount.mount_tmpfs(path, size_mb=s.sandbox_tmpfs_mb, uid=s.sandbox_uid,
+                               gid=s.sandbox_gid)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            raise SandboxError(f"cannot create the workspace {path}: {e}") from e
+        try:
+            _mount.write_files(path, files, s.sandbox_uid, s.sandbox_gid)
+            yield BwrapWorkspace(self, path)
+        finally:
+            try:
+                _mount.remove_workspace(path)
+            except OSError as e:
+                log.error("cannot remove workspace %s: %s", path, e)
+
+    # -- one phase -------------------------------------------------------------
+
+    async def _run(self, workspace: Path, argv: Sequence[str], stdin: bytes, limits: Limits,
+                   language: Language) -> PhaseResult:
+        if self._tree is None:
+            raise SandboxError("BwrapSandbox.start() was not called")
+        s = self.settings
+        run_id = f"{self._prefix}-{next(self._counter)}"
+        cg = self._tree.create(
+            run_id, memory_bytes=limits.memory_bytes,
+            pids=limits.processes + language.processes_floor + BWRAP_PROCESSES)
+        self._live[run_id] = cg
+
+        def build(seccomp_fd: int, status_fd: int) -> list[str]:
+            argv_: list[str] = command.launch_argv(command.RunSpec(
+                argv=argv, language=language, limits=limits, workspace=str(workspace),
+                cgroup_join=cg.join_files, uid=s.sandbox_uid, gid=s.sandbox_gid,
+                seccomp_fd=seccomp_fd, status_fd=status_fd,
+                tmp_bytes=s.sandbox_tmpfs_mb * 1024 * 1024,
+                root_links=self._root_links, root_dirs=self._root_dirs))
+            return argv_
+
+        try:
+            return await supervise(Launch(stdin=stdin, limits=limits, cgroup=cg,
+                                          seccomp=self._seccomp, build_argv=build))
+        finally:
+            self._live.pop(run_id, None)
+            cg.kill()
+            # rmdir right after the last exit may be EBUSY for a while: finish
+            # it in the background rather than delay the result.
+            if not cg.try_remove():
+                task = asyncio.create_task(cg.remove())
+                self._cleanups.add(task)
+                task.add_done_callback(self._cleanups.discard)
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot): with the pid, unique."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may contain spaces, so split after its ")".
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _scope_of(pid: int) -> str:
+    return f"w{pid}-{_start_time(pid) or 0}"
+
+
+def _alive(scope: str) -> bool:
+    """Whether the worker that named ``scope`` still runs (the same process, not a reuse)."""
+    match = re.fullmatch(r"(w(\d+)-\d+)-[0-9a-f]+", scope)
+    if match is None:
+        return False  # not a worker scope: leftovers of an older layout, reap them
+    return _scope_of(int(match.group(2))) == match.group(1)
+
+
+def _root_layout() -> tuple[dict[str, str], list[str]]:
+    """Which of /bin /lib /lib64 /sbin are merged-/usr symlinks and which are directories."""
+    links: dict[str, str] = {}
+    dirs: list[str] = []
+    for name in command.MERGED_USR:
+        if os.path.islink(name):
+            links[name] = os.readlink(name)
+        elif os.path.isdir(name):
+            dirs.append(name)
+    return links, dirs
+
+
+def bwrap_available() -> bool:
+    """Whether this host has what the backend needs (for tests and diagnostics)."""
+    return os.geteuid() == 0 and shutil.which(command.BWRAP) is not None

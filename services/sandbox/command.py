@@ -1,0 +1,146 @@
+"""The launcher and bubblewrap command lines of one sandboxed run (pure: no I/O).
+
+The chain, started by root with an empty environment, is::
+
+    dash -c 'join the run's cgroups; set rlimits; exec setpriv ...'
+      -> setpriv (become the sandbox uid/gid, no groups, no capabilities)
+      -> bwrap (namespaces, mounts, seccomp) -> the program
+
+Joining the cgroup from inside the first process means every descendant is
+accounted and killable before untrusted code runs; setting rlimits in the shell
+(builtins) and dropping privileges with ``setpriv`` keeps the chain at two
+extra ``exec`` calls and needs no ``preexec_fn`` (unsafe in a threaded worker).
+bwrap itself runs unprivileged: started as root it would let the program read
+root-only host files even with a uid mapping.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from runstream.schemas.models import Limits
+from runstream.services.languages import Language
+
+BWRAP = "/usr/bin/bwrap"
+SETPRIV = "/usr/bin/setpriv"
+SHELL = "/usr/bin/dash"  # its ulimit units are fixed below: -f in 512-byte blocks, -s in KiB
+BOX = "/box"
+HOSTNAME = "runstream"
+PATH = "/usr/bin:/bin"
+OPEN_FILES = 256
+STACK_KB = 64 * 1024
+# The root-level names a merged-/usr Debian has as symlinks into /usr.
+MERGED_USR = ("/bin", "/lib", "/lib64", "/sbin")
+BASE_RO = ("/usr", "/etc/alternatives", "/etc/ld.so.cache")
+# Exit status of the launcher shell when it could not confine itself; chosen
+# to be unusual, and only trusted together with "bwrap never started".
+LAUNCH_FAILED = 125
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a launch command depends on."""
+
+    argv: Sequence[str]
+    language: Language
+    limits: Limits
+    workspace: str  # host path of the run's tmpfs, bound at BOX
+    # Files where writing "0" moves the writer into the run cgroup: v1 "tasks"
+    # (no global lock, so no RCU grace period per run), v2 "cgroup.procs".
+    cgroup_join: Sequence[str]
+    uid: int
+    gid: int
+    seccomp_fd: int
+    status_fd: int
+    tmp_bytes: int
+    # Root-level names that are symlinks on the host (name -> target), e.g.
+    # "/bin" -> "usr/bin"; names absent here are bound read-only if they exist.
+    root_links: Mapping[str, str] = field(default_factory=dict)
+    root_dirs: Sequence[str] = ()
+
+
+def cpu_rlimit_s(limits: Limits) -> int:
+    """RLIMIT_CPU in seconds: a backstop a little above the polled CPU limit."""
+    return int(-(-limits.cpu_ms // 1000) + 1)
+
+
+def rlimits(limits: Limits) -> dict[str, int]:
+    """The rlimits of a run, in the units of the RLIMIT_* resources (bytes, seconds)."""
+    return {
+        "cpu_s": cpu_rlimit_s(limits),
+        "fsize_bytes": limits.file_size_bytes,
+        "nofile": OPEN_FILES,
+        "core_bytes": 0,
+        "stack_bytes": STACK_KB * 1024,
+    }
+
+
+def launcher_script(spec: RunSpec) -> str:
+    """The dash script: join the cgroups, set limits, hand over to setpriv."""
+    lim = rlimits(spec.limits)
+    joins = "; ".join(f"echo 0 > {shlex.quote(p)}" for p in spec.cgroup_join)
+    # dash applies a bare ``ulimit`` to both the soft and the hard limit, so the
+    # program cannot raise them back.
+    return (
+        f"set -e; {joins}; "
+        f"ulimit -t {lim['cpu_s']}; ulimit -f {-(-lim['fsize_bytes'] // 512)}; "
+        f"ulimit -n {lim['nofile']}; ulimit -c 0; ulimit -s {STACK_KB}; "
+        'exec "$@"'
+    )
+
+
+def bwrap_args(spec: RunSpec) -> list[str]:
+    """bwrap's own arguments, up to and including ``--``."""
+    args = [
+        BWRAP,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop", "ALL",
+        "--hostname", HOSTNAME,
+        "--uid", str(spec.uid),
+        "--gid", str(spec.gid),
+    ]  # fmt: skip
+    for path in BASE_RO:
+        args += ["--ro-bind", path, path]
+    for name in MERGED_USR:
+        if name in spec.root_links:
+            args += ["--symlink", spec.root_links[name], name]
+        elif name in spec.root_dirs:
+            args += ["--ro-bind", name, name]
+    for path in spec.language.binds:
+        args += ["--ro-bind-try", path, path]
+    size = str(spec.tmp_bytes)
+    args += [
+        "--dev", "/dev",
+        "--size", size, "--tmpfs", "/dev/shm",
+        "--proc", "/proc",
+        "--size", size, "--tmpfs", "/tmp",
+        "--bind", spec.workspace, BOX,
+        "--chdir", BOX,
+        "--clearenv",
+        "--setenv", "PATH", PATH,
+        "--setenv", "HOME", "/tmp",
+        "--setenv", "LANG", "C.UTF-8",
+    ]  # fmt: skip
+    for key, value in sorted(spec.language.env.items()):
+        args += ["--setenv", key, value]
+    args += ["--seccomp", str(spec.seccomp_fd), "--json-status-fd", str(spec.status_fd), "--"]
+    return args
+
+
+def launch_argv(spec: RunSpec) -> list[str]:
+    """The whole argv root executes (with an empty environment)."""
+    return [
+        SHELL, "-c", launcher_script(spec), "runstream-launch",
+        SETPRIV,
+        f"--reuid={spec.uid}", f"--regid={spec.gid}", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all",
+        "--",
+        *bwrap_args(spec),
+        *spec.argv,
+    ]  # fmt: skip

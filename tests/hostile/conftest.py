@@ -1,0 +1,101 @@
+"""Fixtures of the hostile-code suite: a real BwrapSandbox (root, bwrap, cgroups)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from runstream.schemas.models import Limits, PhaseResult
+from runstream.services.languages import Language, Registry, render
+from runstream.services.sandbox.bwrap import BwrapSandbox
+from runstream.services.settings import Settings
+
+REGISTRY = Registry.load()
+
+
+def skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the bwrap sandbox tests need root (mounts, cgroups, setpriv)"
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = skip_reason()
+    for item in items:
+        if "sandbox" in item.keywords and reason:
+            print(f"skipping {item.nodeid}: {reason}")
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def sandbox_settings() -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings.from_env({}, sandbox_cgroup_name=f"runstream-test-{tag}",
+                             sandbox_run_dir=f"/run/runstream-test-{tag}")
+
+
+@pytest.fixture(scope="session")
+async def sandbox(sandbox_settings: Settings) -> AsyncIterator[BwrapSandbox]:
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    sb = BwrapSandbox(sandbox_settings)
+    await sb.start()
+    yield sb
+    await sb.stop()
+    # stop() removed this worker's scope; the shared parents are the test's to remove.
+    assert not sb.run_dir.exists()
+    for d in sb._tree.parents.values() if sb._tree else ():
+        assert not d.exists()
+        os.rmdir(d.parent)
+    os.rmdir(sandbox_settings.sandbox_run_dir)
+
+
+def limits(settings: Settings, **over: int) -> Limits:
+    return dataclasses.replace(settings.default_limits, **over)
+
+
+async def run_code(sb: BwrapSandbox, lang_name: str, source: str | bytes, *, stdin: bytes = b"",
+                   extra: Sequence[tuple[str, bytes]] = (), **limit_over: int) -> PhaseResult:
+    """Compile (if needed) and run ``source`` once; the run's PhaseResult."""
+    lang: Language = REGISTRY.resolve(lang_name)
+    lim = limits(sb.settings, **limit_over)
+    body = source.encode() if isinstance(source, str) else source
+    async with sb.workspace("t", [(lang.entry, body), *extra], lang) as ws:
+        if lang.compile:
+            clim = sb.settings.compile_limits(lim)
+            c = await ws.run(render(lang.compile, lang, clim), stdin=b"", limits=clim,
+                             language=lang)
+            assert c.exit_code == 0, c.stderr.decode(errors="replace")
+        return await ws.run(render(lang.run, lang, lim), stdin=stdin, limits=lim, language=lang)
+
+
+def run_pids(settings: Settings) -> list[int]:
+    """Host pids still inside this test session's run cgroups."""
+    marker = f"/{settings.sandbox_cgroup_name}/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "cgroup").read_text()
+        except OSError:
+            continue
+        if marker in text:
+            found.append(int(entry.name))
+    return found
+
+
+async def assert_clean_and_healthy(sb: BwrapSandbox) -> None:
+    """No process of any run remains, no workspace is mounted, and a normal run works."""
+    assert run_pids(sb.settings) == []
+    assert os.listdir(sb.run_dir) == []
+    r = await run_code(sb, "python", "print(6 * 7)")
+    assert (r.exit_code, r.stdout) == (0, b"42\n")

@@ -1,0 +1,467 @@
+# Test set-up does small blocking file and process calls on purpose: they are
+# instantaneous and keep the assertions next to what they check.
+# ruff: noqa: ASYNC220, ASYNC240
+"""Hostile programs against BwrapSandbox directly (no Kafka).
+
+Each test asserts the outcome, then that no process of the run survives and
+that an ordinary run still works afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from runstream.services.sandbox import _mount
+from runstream.services.sandbox.bwrap import BwrapSandbox
+
+from .conftest import assert_clean_and_healthy, run_code, run_pids
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
+
+
+def py(src: str) -> str:
+    return textwrap.dedent(src)
+
+
+async def test_identity_limits_and_capabilities(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        import os
+        print(os.getuid(), os.getgid(), os.getgroups())
+        status = open('/proc/self/status').read()
+        print([l for l in status.splitlines() if l.startswith(('CapEff', 'CapPrm', 'NoNewPrivs'))])
+        print(open('/proc/self/limits').read())
+    """), file_size_kb=1024)
+    out = r.stdout.decode()
+    assert out.startswith("65534 65534 []"), out
+    assert "CapEff:\\t0000000000000000" in out and "NoNewPrivs:\\t1" in out
+    limits = {line[:26].strip(): line[26:].split() for line in out.splitlines()[2:] if line}
+    assert limits["Max file size"][:2] == ["1048576", "1048576"]
+    assert limits["Max open files"][:2] == ["256", "256"]
+    assert limits["Max core file size"][:2] == ["0", "0"]
+    assert limits["Max cpu time"][:2] == ["6", "6"]
+
+
+async def test_fork_bomb(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """), wall_ms=2000, cpu_ms=2000)
+    assert r.time_limit in ("wall", "cpu") and r.signal == "SIGKILL"
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_fork_bomb_in_c(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "c", "#include <unistd.h>\nint main(){for(;;)fork();}\n",
+                       wall_ms=2000, cpu_ms=2000)
+    assert r.time_limit in ("wall", "cpu")
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_thread_bomb_hits_the_pids_limit(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        import threading, time
+        n = 0
+        try:
+            while True:
+                threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+                n += 1
+        except RuntimeError:
+            print(n, flush=True)
+            raise SystemExit(3)
+    """), processes=20, wall_ms=5000)
+    assert r.exit_code == 3, r
+    assert int(r.stdout) < 20 + 1 + 2  # the limit plus python's floor and bwrap's two
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_memory_bomb_is_oom_killed(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        a = []
+        while True:
+            a.append(bytearray(1 << 20))
+    """), memory_mb=64, wall_ms=10000)
+    assert r.oom_killed and r.signal == "SIGKILL" and r.time_limit is None
+    assert 60 * 1024 <= r.memory_kb <= 64 * 1024 + 1024
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_busy_loop_hits_the_cpu_limit(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", "while True: pass\n", cpu_ms=1000, wall_ms=10000)
+    assert r.time_limit == "cpu" and r.signal == "SIGKILL"
+    assert 1000 <= r.cpu_ms <= 1500 and r.wall_ms < 3000
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_sleep_forever_hits_the_wall_limit(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", "import time\ntime.sleep(1000)\n", wall_ms=1000)
+    assert r.time_limit == "wall" and r.signal == "SIGKILL"
+    assert 1000 <= r.wall_ms < 2000 and r.cpu_ms < 500
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_stdout_flood_is_truncated(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        import sys
+        while True:
+            sys.stdout.write('x' * 65536)
+    """), output_kb=64)
+    assert r.stdout_truncated and r.output_limit_hit and r.signal == "SIGKILL"
+    assert r.stdout == b"x" * 65536 and not r.stderr_truncated
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_stderr_flood_of_random_bytes(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        import os
+        while True:
+            os.write(2, os.urandom(1 << 16))
+    """), output_kb=100)
+    assert r.stderr_truncated and r.output_limit_hit and len(r.stderr) == 100 * 1024
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_filling_the_disk_stops_at_the_tmpfs_cap(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        import errno
+        for d in ('/box', '/tmp', '/dev/shm'):
+            total, i = 0, 0
+            try:
+                while True:
+                    with open(f'{d}/f{i}', 'wb') as f:
+                        for _ in range(8):
+                            f.write(b'z' * (1 << 20)); total += 1 << 20
+                    i += 1
+            except OSError as e:
+                print(d, errno.errorcode[e.errno], total >> 20)
+    """), memory_mb=512, wall_ms=20000, cpu_ms=20000)
+    lines = r.stdout.decode().split("\n")
+    cap = sandbox.settings.sandbox_tmpfs_mb
+    for line in filter(None, lines):
+        _, err, mb = line.split()
+        assert err == "ENOSPC" and cap - 8 <= int(mb) <= cap, line
+    assert len(list(filter(None, lines))) == 3, r
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_files_do_not_survive_into_the_next_run(sandbox: BwrapSandbox) -> None:
+    await run_code(sandbox, "python", py("""
+        for p in ('/tmp/canary', '/dev/shm/canary', '/box/canary'):
+            open(p, 'w').write('x')
+    """))
+    r = await run_code(sandbox, "python", py("""
+        import os
+        print([p for p in ('/tmp/canary', '/dev/shm/canary', '/box/canary') if os.path.exists(p)])
+    """))
+    assert r.stdout == b"[]\n"
+
+
+async def test_no_network_not_even_the_hosts_loopback(sandbox: BwrapSandbox) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        r = await run_code(sandbox, "python", py(f"""
+            import socket, os
+            for addr in (('1.1.1.1', 53), ('127.0.0.1', {port}), ('10.0.0.1', 80)):
+                s = socket.socket(); s.settimeout(2)
+                try:
+                    s.connect(addr); print('CONNECTED', addr)
+                except OSError as e:
+                    print('fail', type(e).__name__)
+            try:
+                socket.getaddrinfo('example.com', 80); print('RESOLVED')
+            except OSError:
+                print('noresolve')
+        """))
+    finally:
+        listener.close()
+    out = r.stdout.decode()
+    assert "CONNECTED" not in out and "RESOLVED" not in out and out.count("fail") == 3, out
+
+
+async def test_root_only_host_files_stay_unreadable(sandbox: BwrapSandbox) -> None:
+    secret = Path("/usr/share/runstream-test-secret")
+    secret.write_text("s3cret")
+    secret.chmod(0o600)
+    try:
+        r = await run_code(sandbox, "python", py(f"""
+            for p in ('/etc/shadow', '{secret}', '/proc/1/root/etc/shadow'):
+                try:
+                    print(open(p).read())
+                except OSError as e:
+                    print(p, type(e).__name__)
+        """))
+    finally:
+        secret.unlink()
+    out = r.stdout.decode()
+    assert "s3cret" not in out and "root:" not in out
+    assert f"{secret} PermissionError" in out
+
+
+async def test_environment_of_the_worker_is_invisible(sandbox: BwrapSandbox,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNSTREAM_TEST_CANARY", "canary-7c1d")
+    r = await run_code(sandbox, "python", py("""
+        import os
+        blobs = []
+        for pid in [p for p in os.listdir('/proc') if p.isdigit()]:
+            try:
+                blobs.append(open(f'/proc/{pid}/environ', 'rb').read())
+            except OSError:
+                pass
+        print(len(blobs), b'canary' in b''.join(blobs), sorted(os.environ))
+    """))
+    out = r.stdout.decode()
+    assert "False" in out and "canary-7c1d" not in out, out
+    assert "['HOME', 'LANG', 'PATH', 'PWD']" in out  # PWD: bwrap's --chdir
+
+
+async def test_worker_code_and_host_dirs_are_invisible(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        import os
+        hidden = ('/work', '/root', '/home', '/run', '/var', '/sys/fs/cgroup', '/etc/passwd')
+        print([p for p in hidden if os.path.exists(p)])
+        print(sorted(os.listdir('/')))
+    """))
+    assert r.stdout.startswith(b"[]\n"), r.stdout
+    assert b"work" not in r.stdout
+
+
+async def test_planted_links_do_not_reach_the_host(sandbox: BwrapSandbox) -> None:
+    passwd = Path("/etc/passwd").read_bytes()
+    r = await run_code(sandbox, "python", py("""
+        import os
+        os.symlink('/etc/passwd', '/box/passwd')
+        os.symlink('/', '/box/root')
+        os.symlink('/etc', '/box/main.py.d')
+        try:
+            os.link('/etc/ld.so.cache', '/box/hard')
+        except OSError as e:
+            print('link', type(e).__name__)
+        os.mkfifo('/box/fifo')
+        print('planted')
+    """))
+    assert b"planted" in r.stdout and b"link" in r.stdout
+    assert Path("/etc/passwd").read_bytes() == passwd
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_kill_minus_one_only_reaches_the_sandbox(sandbox: BwrapSandbox) -> None:
+    victim = subprocess.Popen(["/usr/bin/sleep", "60"], user=65534, group=65534,
+                              extra_groups=[])
+    try:
+        r = await run_code(sandbox, "python", "import os, signal\nos.kill(-1, signal.SIGKILL)\n"
+                           "print('still here')\n")
+        assert victim.poll() is None, "a host process of the sandbox uid was killed"
+        # kill(-1) reaches nothing but the sandbox's own namespace (or nothing: ESRCH).
+        assert r.signal == "SIGKILL" or b"ProcessLookupError" in r.stderr, r
+    finally:
+        victim.kill()
+        victim.wait(timeout=5)
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_setsid_daemon_dies_with_the_run(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.close(1); os.close(2)
+                time.sleep(1000)
+            os._exit(0)
+        print('parent done')
+    """))
+    assert r.stdout == b"parent done\n" and r.exit_code == 0
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_a_million_fds(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        import os, resource
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (10**6, 10**6)); print('raised')
+        except (ValueError, OSError):
+            pass
+        fds = []
+        try:
+            for _ in range(10**6):
+                fds.append(os.open('/dev/null', os.O_RDONLY))
+        except OSError as e:
+            print(len(fds), e.errno)
+    """))
+    count, err = r.stdout.split()
+    assert int(count) < 256 and int(err) == 24  # EMFILE
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_privileged_calls_fail(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", py("""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        def call(name, *args, label=None):
+            rc = getattr(libc, name)(*args)
+            print(label or name, rc, ctypes.get_errno())
+        call('setuid', 0)
+        call('unshare', 0x10000000)  # CLONE_NEWUSER
+        call('unshare', 0x20000, label='unshare-ns')
+        call('mount', b'none', b'/tmp', b'tmpfs', 0, None)
+        call('ptrace', 0, 0, None, None)  # PTRACE_TRACEME
+        call('syscall', 250, 0, label='keyctl')
+        call('syscall', 425, 1, None, label='io_uring_setup')
+        call('syscall', 321, 0, None, 0, label='bpf')
+        call('syscall', 56, 0x10000000 | 17, 0, 0, 0, 0, label='clone')
+        call('syscall', 435, None, 0, label='clone3')
+        call('flock', 0, 2)
+        import fcntl
+        try:
+            fcntl.lockf(open('/box/main.py'), fcntl.LOCK_SH); print('locked')
+        except OSError as e:
+            print('lockf', e.errno)
+    """))
+    lines = dict(line.split(" ", 1) for line in r.stdout.decode().splitlines())
+    assert len(lines) == 12, r
+    assert lines.pop("clone3") == "-1 38", r.stdout  # ENOSYS
+    assert lines.pop("setuid").startswith("-1"), r.stdout
+    assert lines.pop("lockf") == "1"
+    for name, rc_errno in lines.items():
+        assert rc_errno == "-1 1", (name, rc_errno)  # EPERM
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_unbounded_recursion(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "python", "import sys\nsys.setrecursionlimit(10**8)\n"
+                       "def f(n): return f(n + 1) + 1\nf(0)\n")
+    # Python 3.11 frames live on the heap: it ends by SIGSEGV, RecursionError or OOM.
+    assert r.signal in ("SIGSEGV", "SIGKILL") or (r.exit_code or 0) != 0, r
+    c = await run_code(sandbox, "c", "int f(int n){volatile char b[256]; b[0]=n;"
+                       " return f(n+1)+b[0];}\nint main(){return f(0);}\n")
+    assert c.signal == "SIGSEGV" and c.exit_code is None, c
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_exit_codes_and_signals_are_reported(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "c", "#include <stdlib.h>\nint main(){exit(3);}\n")
+    assert (r.exit_code, r.signal) == (3, None)
+    r = await run_code(sandbox, "c", "#include <stdlib.h>\nint main(){abort();}\n")
+    assert (r.exit_code, r.signal) == (None, "SIGABRT")
+    r = await run_code(sandbox, "bash", "cat; exit 0", stdin=b"x" * 300_000)
+    assert r.stdout == b"x" * 300_000 and r.exit_code == 0
+    r = await run_code(sandbox, "bash", "exit 0", stdin=b"y" * 1_000_000)  # unread stdin
+    assert r.exit_code == 0
+
+
+async def test_javascript_hostile(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "javascript", "for(;;){}", cpu_ms=1000)
+    assert r.time_limit == "cpu"
+    r = await run_code(sandbox, "javascript", "const a=[];for(;;)a.push(Buffer.alloc(1<<20,1));",
+                       memory_mb=128)
+    assert r.oom_killed or r.exit_code not in (0, None) or r.signal
+    r = await run_code(sandbox, "javascript", "require('child_process').execSync('id -u')"
+                       ".toString().trim() === '65534' && console.log('nobody')")
+    assert r.stdout == b"nobody\n"
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_java_hostile(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "java", textwrap.dedent("""
+        public class Main { public static void main(String[] a) throws Exception {
+            int n = 0;
+            try { while (true) { Thread t = new Thread(() -> { try { Thread.sleep(60000); }
+                  catch (Exception e) {} }); t.setDaemon(true); t.start(); n++; } }
+            catch (Throwable e) { System.out.println("threads " + n); System.exit(4); } } }
+    """))
+    assert r.exit_code == 4 and b"\nthreads " in r.stdout, r
+    r = await run_code(sandbox, "java", textwrap.dedent("""
+        public class Main { public static void main(String[] a) throws Exception {
+            java.io.File f = new java.io.File("/etc/shadow");
+            System.out.println(f.canRead() + " " + new java.io.File("/work").exists()); } }
+    """))
+    assert r.stdout == b"false false\n"
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_c_memory_bomb(sandbox: BwrapSandbox) -> None:
+    r = await run_code(sandbox, "c", "#include <stdlib.h>\n#include <string.h>\n"
+                       "int main(){for(;;){char*p=malloc(1<<20); if(p) memset(p,1,1<<20);}}\n",
+                       memory_mb=64)
+    assert r.oom_killed and r.signal == "SIGKILL"
+    await assert_clean_and_healthy(sandbox)
+
+
+WORKER = """
+import asyncio, dataclasses, sys
+from runstream.services.settings import Settings
+from runstream.services.languages import Registry
+from runstream.services.sandbox import _mount
+from runstream.services.sandbox.bwrap import BwrapSandbox
+async def main():
+    s = Settings.from_env({}, sandbox_cgroup_name=sys.argv[1], sandbox_run_dir=sys.argv[2])
+    sb = BwrapSandbox(s); await sb.start()
+    py = Registry.load().resolve("python")
+    code = (b"import os, time\\nif os.fork() == 0:\\n    os.setsid(); time.sleep(1000)\\n"
+            b"time.sleep(1000)\\n")
+    limits = dataclasses.replace(s.default_limits, wall_ms=30000, cpu_ms=30000)
+    async with sb.workspace("k", [("main.py", code)], py) as ws:
+        await ws.run(["/usr/bin/python3", "main.py"], stdin=b"", limits=limits, language=py)
+asyncio.run(main())
+"""
+
+
+async def poll_until(predicate: Callable[[], bool], timeout_s: float) -> None:
+    """Another process's /proc state has no event to await: poll it, bounded."""
+    deadline = time.monotonic() + timeout_s
+    for _ in range(int(timeout_s / 0.05) + 1):
+        if predicate() or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_sigkilled_worker_leaves_nothing_behind(sandbox: BwrapSandbox) -> None:
+    s = sandbox.settings
+    name, run_dir = s.sandbox_cgroup_name + "-k", s.sandbox_run_dir + "-k"
+    k_settings = dataclasses.replace(s, sandbox_cgroup_name=name, sandbox_run_dir=run_dir)
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, name, run_dir])
+    try:
+        await poll_until(lambda: len(run_pids(k_settings)) >= 3, 20)
+        assert len(run_pids(k_settings)) >= 3, "the sandboxed program never started"
+        # Another worker starting on the same host leaves a live worker's runs alone.
+        neighbour = BwrapSandbox(k_settings)
+        await neighbour.start()
+        assert len(run_pids(k_settings)) >= 3, "a starting worker killed a live worker's run"
+        await neighbour.stop()
+        worker.kill()
+        worker.wait(timeout=10)
+        await poll_until(lambda: not run_pids(k_settings), 10)
+        assert run_pids(k_settings) == [], "processes outlived the SIGKILLed worker"
+        assert _mount.mounts_under(Path(run_dir)), "the dead worker's workspace stays mounted"
+        # A new worker reaps the dead worker's leftovers at start-up ...
+        fresh = BwrapSandbox(k_settings)
+        await fresh.start()
+        assert os.listdir(run_dir) == [fresh.scope]
+        assert _mount.mounts_under(Path(run_dir)) == []
+        assert fresh._tree is not None
+        scopes = [e.name for e in fresh._tree.parents["pids"].parent.iterdir() if e.is_dir()]
+        assert scopes == [fresh.scope]
+        await fresh.stop()
+        for d in fresh._tree.parents.values():
+            os.rmdir(d.parent)
+        os.rmdir(run_dir)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
