@@ -33,17 +33,21 @@ def free_port(pair: bool = False) -> int:
     raise RuntimeError("no free port pair on loopback")
 
 
+def new_broker(data: Path) -> LocalBroker:
+    """A local broker on a free port pair with its storage in ``data`` (not started)."""
+    port = free_port(pair=True)
+    settings = Settings.from_env({}, bootstrap_servers=f"127.0.0.1:{port}",
+                                 broker_data_dir=str(data))
+    return LocalBroker(settings, data_dir=data)
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address of a real single-node Kafka broker for this session."""
-    port = free_port(pair=True)
-    data = tmp_path_factory.mktemp("kafka")
-    settings = Settings.from_env({}, bootstrap_servers=f"127.0.0.1:{port}",
-                                 broker_data_dir=str(data))
-    broker = LocalBroker(settings, data_dir=Path(data))
+    broker = new_broker(tmp_path_factory.mktemp("kafka"))
     broker.start()
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"{broker.host}:{broker.port}"
     finally:
         broker.stop()
 

@@ -7,13 +7,14 @@ a worker group that belong to this test session alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,9 +34,21 @@ class System:
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
+    worker_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
     @property
     def url(self) -> str:
         return self.urls[0]
+
+    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        """Start (or restart) the worker called ``name``."""
+        proc = _spawn(self.env | {"RUNSTREAM_WORKER_ID": name,
+                                  "RUNSTREAM_WORKER_CONCURRENCY": "2",
+                                  "RUNSTREAM_WORKER_DATA_DIR": str(self.logs / name)},
+                      ["worker"], self.logs / f"{name}.log")
+        self.procs.append(proc)
+        self.worker_procs[name] = proc
+        return proc
 
 
 def _spawn(env: dict[str, str], args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -101,22 +114,19 @@ def base_env(kafka: str, tag: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def system(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    tag = uuid.uuid4().hex[:8]
-    logs = tmp_path_factory.mktemp("e2e-logs")
-    env = base_env(kafka, tag)
+@contextlib.contextmanager
+def launch_system(kafka: str, logs: Path, *, ingresses: int = 2,
+                  workers: int = 2) -> Iterator[System]:
+    """Start ingresses and workers on fresh topics; stop them all on exit."""
+    env = base_env(kafka, uuid.uuid4().hex[:8])
     subprocess.run([sys.executable, "-m", "runstream.services.cli", "topics"], env=env,
                    check=True, timeout=60, capture_output=True)
-    workers = [f"e2e-worker-{n}" for n in (1, 2)]
-    system = System(env=env, urls=[], workers=workers, logs=logs)
+    system = System(env=env, urls=[], workers=[f"e2e-worker-{n}" for n in
+                                               range(1, workers + 1)], logs=logs)
     try:
-        for name in workers:
-            system.procs.append(_spawn(
-                env | {"RUNSTREAM_WORKER_ID": name, "RUNSTREAM_WORKER_CONCURRENCY": "2",
-                       "RUNSTREAM_WORKER_DATA_DIR": str(logs / name)},
-                ["worker"], logs / f"{name}.log"))
-        for partition in (0, 1):
+        for name in system.workers:
+            system.start_worker(name)
+        for partition in range(ingresses):
             port = free_port()
             system.procs.append(_spawn(
                 env | {"RUNSTREAM_INGRESS_PORT": str(port),
@@ -124,14 +134,20 @@ def system(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sys
                 ["ingress"], logs / f"ingress-{partition}.log"))
             system.urls.append(f"http://127.0.0.1:{port}")
         for url in system.urls:
-            wait_ready(url, len(workers), system.procs, logs)
+            wait_ready(url, workers, system.procs, logs)
         yield system
     finally:
         for proc in reversed(system.procs):
             stop(proc)
 
 
+@pytest.fixture(scope="session")
+def system(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    with launch_system(kafka, tmp_path_factory.mktemp("e2e-logs")) as running:
+        yield running
+
+
 @pytest.fixture
-async def client(system: System) -> Iterator[httpx.AsyncClient]:
+async def client(system: System) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=system.url, timeout=90) as c:
         yield c

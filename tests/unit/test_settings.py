@@ -40,3 +40,10 @@ def test_every_setting_is_documented() -> None:
     assert "RUNSTREAM_BOOTSTRAP_SERVERS" in table
     for line in table.splitlines()[2:]:
         assert line.rstrip("|").split("|")[-1].strip(), line
+
+
+def test_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert Settings.markdown_table() in readme, "regenerate with `runstream settings`"
