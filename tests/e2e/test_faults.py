@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from runstream.services.broker import LocalBroker
+
 from tests.conftest import new_broker
 from tests.e2e.conftest import System, launch_system
 
