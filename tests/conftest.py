@@ -6,7 +6,6 @@ folder, and is stopped (SIGTERM, then SIGKILL) when the session ends.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,22 +14,7 @@ import pytest
 from runstream.services.broker import LocalBroker
 from runstream.services.settings import Settings
 
-
-def free_port(pair: bool = False) -> int:
-    """A free TCP port on loopback (and the next one too, when ``pair``)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if not pair:
-            return port
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port pair on loopback")
+from tests.system import System, free_port, launch_system
 
 
 def new_broker(data: Path) -> LocalBroker:
@@ -68,3 +52,9 @@ def fresh_settings(kafka: str) -> Settings:
         worker_group=f"t{tag}-workers",
         worker_data_dir=f"/tmp/runstream-test-{tag}",
     )
+
+
+@pytest.fixture(scope="session")
+def system(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    with launch_system(kafka, tmp_path_factory.mktemp("e2e-logs")) as running:
+        yield running

@@ -17,7 +17,7 @@ import pytest
 from runstream.services.broker import LocalBroker
 
 from tests.conftest import new_broker
-from tests.e2e.conftest import System, launch_system
+from tests.system import System, launch_system
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from runstream.schemas.codec import validate_result_doc
 
-from tests.e2e.conftest import System
+from tests.system import System
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 
