@@ -46,6 +46,7 @@ def fresh_settings(kafka: str) -> Settings:
         requests_topic=f"t{tag}.requests",
         replies_topic=f"t{tag}.replies",
         results_topic=f"t{tag}.results",
+        workers_topic=f"t{tag}.workers",
         requests_partitions=4,
         replies_partitions=2,
         results_partitions=2,

@@ -107,8 +107,8 @@ class Ingress:
         result = self.gateway.lookup(exec_id)
         wait_s = _wait_param(request, self.settings.ingress_wait_s) if (
             "wait" in request.query_params) else 0.0
+        pending = self.gateway.is_pending(exec_id)
         if result is None and wait_s > 0:
-            pending = self.gateway.is_pending(exec_id)
             fut = self.gateway.watch(exec_id)
             try:
                 result = await asyncio.wait_for(asyncio.shield(fut), wait_s)
@@ -117,7 +117,7 @@ class Ingress:
                     fut.cancel()  # nobody else waits on a watch we opened
         if result is not None:
             return Response(result, media_type=JSON)
-        if self.gateway.is_pending(exec_id):
+        if pending:
             return json_response({"id": exec_id, "status": "pending"}, status=202,
                                  headers={"Retry-After": "1"})
         raise NotFound(f"no result for execution {exec_id!r} (unknown id, or not finished yet)")

@@ -47,7 +47,8 @@ async def _reply(settings: Settings, topic: str, partition: int, key: bytes, doc
 async def test_topics_are_created_with_partitions_and_compaction(fresh_settings: Settings) -> None:
     created = await ensure_topics(fresh_settings)
     assert sorted(created) == sorted([fresh_settings.requests_topic, fresh_settings.replies_topic,
-                                      fresh_settings.results_topic])
+                                      fresh_settings.results_topic,
+                                      fresh_settings.workers_topic])
     assert await ensure_topics(fresh_settings) == []  # idempotent
     admin = AIOKafkaAdminClient(bootstrap_servers=fresh_settings.bootstrap_servers)
     await admin.start()
