@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from runstream.schemas.codec import encode_result, parse_json_object, request_from_doc
@@ -103,10 +105,8 @@ class Worker:
             if req.id in self.recent:
                 log.warning("id=%s delivered again after it was answered; not re-run", req.id)
                 return
-            if req.enqueued_at is None:
-                from datetime import UTC, datetime
-
-                req = _with_enqueued(req, datetime.fromtimestamp(timestamp, UTC))
+            if req.enqueued_at is None:  # produced by another team: the log's timestamp
+                req = replace(req, enqueued_at=datetime.fromtimestamp(timestamp, UTC))
             result = await self.executor.execute(req)
             await self.publish(result, req.reply_to)
             self.recent.add(req.id)
@@ -142,12 +142,6 @@ class Worker:
                                                reply_to.partition, None, None))
         for fut in futures:
             await fut
-
-
-def _with_enqueued(req: ExecutionRequest, when: Any) -> ExecutionRequest:
-    from dataclasses import replace
-
-    return replace(req, enqueued_at=when)
 
 
 def _salvage(key: bytes | None, value: bytes | None) -> tuple[str | None, ReplyTo | None]:

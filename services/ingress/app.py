@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -76,7 +77,7 @@ class Ingress:
         """Refuse what no worker would run: unknown language, limits above maxima."""
         lang = self.registry.resolve(req.language, req.version)
         resolve_limits(req.limits, self.settings.default_limits, self.settings.max_limits)
-        return req if req.language == lang.name else _renamed(req, lang.name)
+        return req if req.language == lang.name else replace(req, language=lang.name)
 
     async def _wait(self, req: ExecutionRequest, wait_s: float) -> bytes | None:
         cached = self.gateway.lookup(req.id)
@@ -126,8 +127,8 @@ class Ingress:
         """braindrill's API: the body is the code; the answer is the program's output."""
         body = await read_body(request, self.settings.ingress_max_body_bytes)
         lang = self.registry.resolve(request.path_params["language"])
-        req = request_from_doc({"language": lang.name, "source": ""})
-        req = _with_source(req, body)
+        req = replace(request_from_doc({"language": lang.name, "source": ""}),
+                      files=(SourceFile(name=None, content=body),))
         result = await self._wait(req, self.settings.ingress_wait_s)
         if result is None:
             raise NotReady(f"no result within {self.settings.ingress_wait_s}s; "
@@ -169,18 +170,6 @@ def _wait_param(request: Request, default: float) -> float:
         return max(0.0, min(float(raw), default))
     except ValueError:
         return default
-
-
-def _renamed(req: ExecutionRequest, name: str) -> ExecutionRequest:
-    from dataclasses import replace
-
-    return replace(req, language=name)
-
-
-def _with_source(req: ExecutionRequest, source: bytes) -> ExecutionRequest:
-    from dataclasses import replace
-
-    return replace(req, files=(SourceFile(name=None, content=source),))
 
 
 async def _runstream_error(request: Request, exc: Exception) -> Response:
