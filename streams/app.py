@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,22 +33,6 @@ from runstream.streams._transport import TunedApp
 log = logging.getLogger(__name__)
 
 
-class _Recent:
-    """Ids this worker answered recently: a re-delivery after a commit lag is not re-run."""
-
-    def __init__(self, size: int = 10000) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-
-    def __contains__(self, exec_id: str) -> bool:
-        return exec_id in self._ids
-
-    def add(self, exec_id: str) -> None:
-        self._ids[exec_id] = None
-        if len(self._ids) > self._size:
-            self._ids.popitem(last=False)
-
-
 def _broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
 
@@ -60,7 +43,8 @@ class Worker:
     def __init__(self, settings: Settings, executor: Executor) -> None:
         self.settings = settings
         self.executor = executor
-        self.recent = _Recent()
+        # Ids being run now: a duplicate can reach a second slot of this worker at once.
+        self.in_flight: set[str] = set()
         self.app = TunedApp(
             settings.worker_group,
             broker=_broker_url(settings.bootstrap_servers),
@@ -70,7 +54,10 @@ class Worker:
             datadir=settings.worker_data_dir,
             web_enabled=False,
             topic_disable_leader=True,
-            topic_allow_declare=False,
+            # Faust creates the changelog of its table; our own topics exist already.
+            topic_allow_declare=True,
+            table_standby_replicas=0,
+            store="memory://",
             broker_session_timeout=settings.worker_session_timeout_s,
             broker_heartbeat_interval=settings.worker_heartbeat_s,
             broker_commit_interval=settings.worker_commit_interval_s,
@@ -84,6 +71,16 @@ class Worker:
             broker_client_id=f"runstream-worker-{settings.worker_id}",
         )
         topic = self.app.topic(settings.requests_topic, key_type=bytes, value_type=bytes)
+        # Ids answered lately, partitioned like the requests: when a partition moves
+        # (a worker died after answering but before its offset was committed), the
+        # new owner recovers this table first and does not answer a second time.
+        # Re-deliveries come right after a rebalance, so an hour of ids is plenty
+        # and keeps the recovery of a partition short.
+        self.answered = self.app.Table(
+            "answered", key_type=bytes, value_type=bytes,
+            partitions=settings.requests_partitions,
+            extra_topic_configs={"cleanup.policy": "compact,delete",
+                                 "retention.ms": str(3600 * 1000)})
         self.app.agent(topic, name="runstream.execute",
                        concurrency=settings.worker_concurrency)(self._agent)
 
@@ -95,6 +92,7 @@ class Worker:
         """Run one message; never raises, so a bad message cannot stop the agent."""
         t0 = time.perf_counter()
         req: ExecutionRequest | None = None
+        running = False
         try:
             try:
                 doc = parse_json_object(value or b"")
@@ -102,14 +100,17 @@ class Worker:
             except InvalidRequest as e:
                 await self._reject(key, value, e)
                 return
-            if req.id in self.recent:
-                log.warning("id=%s delivered again after it was answered; not re-run", req.id)
+            if req.id in self.in_flight or self.answered.get(req.id.encode()) is not None:
+                log.warning("id=%s delivered again while or after it ran; not re-run", req.id)
                 return
+            self.in_flight.add(req.id)
+            running = True
             if req.enqueued_at is None:  # produced by another team: the log's timestamp
                 req = replace(req, enqueued_at=datetime.fromtimestamp(timestamp, UTC))
             result = await self.executor.execute(req)
             await self.publish(result, req.reply_to)
-            self.recent.add(req.id)
+            # After publishing: a crash in between answers twice rather than never.
+            self.answered[req.id.encode()] = str(result.status).encode()
             _log_execution(result, time.perf_counter() - t0)
         except Exception:  # the agent must survive anything
             log.exception("id=%s failed inside the worker", req.id if req else key)
@@ -120,6 +121,9 @@ class Worker:
                     await self.publish(failed, req.reply_to)
                 except Exception:
                     log.exception("id=%s: could not publish the internal_error", req.id)
+        finally:
+            if running and req is not None:
+                self.in_flight.discard(req.id)
 
     async def _reject(self, key: bytes | None, value: bytes | None, error: InvalidRequest) -> None:
         exec_id, reply_to = _salvage(key, value)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from runstream.schemas.codec import validate_result_doc
 
 from tests.system import System
@@ -208,8 +208,6 @@ async def test_kafka_producers_of_other_teams(system: System) -> None:
     await consumer.start()
     await producer.start()
     try:
-        from aiokafka import TopicPartition
-
         tp = TopicPartition(reply_topic, 1)
         consumer.assign([tp])
         await consumer.seek_to_end(tp)
@@ -240,3 +238,34 @@ async def test_kafka_producers_of_other_teams(system: System) -> None:
         # ... and the agent still runs what comes next.
         ok = await c.post("/v1/executions", json={"language": "python", "source": "print(1)"})
         assert ok.json()["status"] == "ok"
+
+
+async def test_a_request_delivered_twice_is_answered_once(system: System) -> None:
+    """Duplicates on the topic (a producer retry, a re-delivery) run and answer once."""
+    env = system.env
+    bootstrap = env["RUNSTREAM_BOOTSTRAP_SERVERS"]
+    reply_topic, requests = env["RUNSTREAM_REPLIES_TOPIC"], env["RUNSTREAM_REQUESTS_TOPIC"]
+    dup, sentinel = f"dup-{uuid.uuid4().hex}", f"sentinel-{uuid.uuid4().hex}"
+    tp = TopicPartition(reply_topic, 1)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        await consumer.position(tp)
+        for exec_id in (dup, dup, dup, sentinel):
+            doc = {"id": exec_id, "language": "python", "source": "print(1)",
+                   "reply_to": {"topic": reply_topic, "partition": 1}}
+            # One partition: the worker that owns it sees all four, in order.
+            await producer.send_and_wait(requests, orjson.dumps(doc), key=exec_id.encode(),
+                                         partition=0)
+        seen: list[bytes] = []
+        async with asyncio.timeout(60):
+            while sentinel.encode() not in seen or dup.encode() not in seen:
+                seen.append((await consumer.getone()).key)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    assert seen.count(dup.encode()) == 1, seen
