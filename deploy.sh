@@ -22,8 +22,10 @@ Usage: ./deploy.sh [local | test | compose | --help]
             one ingress on http://127.0.0.1:8080 and two workers. Ctrl-C stops everything.
             Needs root (apt, and the bwrap sandbox switches to an unprivileged uid and
             creates cgroups). Settings come from RUNSTREAM_* variables (README).
-  test      The same set-up, then lint (ruff), types (mypy) and the whole test suite
-            (unit, integration on a real broker, end-to-end over HTTP, hostile code).
+  test      The same set-up, plus a Docker engine (Debian's docker.io, started if none
+            answers) and the docker backend's images built from Debian packages; then
+            lint (ruff), types (mypy) and the whole test suite (unit, integration on a
+            real broker, end-to-end over HTTP, hostile code on both sandbox backends).
   compose   (default) Build and start the containerised cluster with docker compose.
 EOF
 }
@@ -64,8 +66,9 @@ install_python() {
   [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     log "pip: installing runstream and its development tools into $VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e ".[dev]"
+    mkdir -p "$ROOT/.cache"
+    { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e ".[dev]"; } \
+      >"$ROOT/.cache/pip.log" 2>&1 || { cat "$ROOT/.cache/pip.log" >&2; exit 1; }
     touch "$stamp"
   fi
 }
@@ -98,7 +101,8 @@ run_local() {
       wait "${pids[$i]}" 2>/dev/null || true
     done
   }
-  trap stop_all INT TERM EXIT
+  trap 'stop_all; exit 130' INT TERM
+  trap stop_all EXIT
 
   log "starting Kafka (log: $RUNSTREAM_BROKER_DATA_DIR/broker.log)"
   "$VENV/bin/runstream" broker >"$STATE/broker.out" 2>&1 &
@@ -138,6 +142,11 @@ EOF
 
 run_tests() {
   setup
+  # The docker sandbox backend is tested against a real engine with images built
+  # here from Debian packages (no image registry needed); both steps are cached.
+  log "docker engine and runtime images"
+  .ci/docker-engine.sh
+  .ci/build-images.sh python javascript c
   log "ruff"
   "$VENV/bin/ruff" check schemas streams services tests
   log "mypy"

@@ -107,6 +107,15 @@ class Settings:
     sandbox_cgroup_name: str = _setting("runstream", "Parent cgroup of per-run cgroups.")
     sandbox_tmpfs_mb: int = _setting(64, "Size of each run's working directory and /tmp.", low=1)
     sandbox_docker_runtime: str = _setting("", "OCI runtime for the docker backend, e.g. runsc.")
+    sandbox_docker_url: str = _setting(
+        "unix:///var/run/docker.sock", "Docker engine the docker backend talks to.")
+    sandbox_docker_timeout_s: float = _setting(
+        20.0, "Bound on one Docker API call of the docker backend.", low=1)
+    sandbox_docker_lifetime_s: int = _setting(
+        900, "Longest life of one execution's container: it kills itself after that even "
+        "if its worker is gone.", low=10)
+    sandbox_docker_pool: int = _setting(
+        1, "Started, idle containers the docker backend keeps ready per language in use.", low=0)
     languages_file: str = _setting("", "Language registry (TOML); default: the shipped one.")
 
     # Defaults and server maxima of per-request limits (run phase).

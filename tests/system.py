@@ -131,10 +131,10 @@ def base_env(kafka: str, tag: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def launch_system(kafka: str, logs: Path, *, ingresses: int = 2,
-                  workers: int = 2) -> Iterator[System]:
+def launch_system(kafka: str, logs: Path, *, ingresses: int = 2, workers: int = 2,
+                  extra_env: dict[str, str] | None = None) -> Iterator[System]:
     """Start ingresses and workers on fresh topics; stop them all on exit."""
-    env = base_env(kafka, uuid.uuid4().hex[:8])
+    env = base_env(kafka, uuid.uuid4().hex[:8]) | (extra_env or {})
     subprocess.run([sys.executable, "-m", "runstream.services.cli", "topics"], env=env,
                    check=True, timeout=60, capture_output=True)
     system = System(env=env, urls=[], workers=[f"e2e-worker-{n}" for n in

@@ -24,6 +24,8 @@ from runstream.services.languages import Language
 from runstream.services.sandbox import _mount, _seccomp, command
 from runstream.services.sandbox._cgroup import CgroupTree, RunCgroup
 from runstream.services.sandbox._run import Launch, supervise
+from runstream.services.sandbox._scope import alive as _alive
+from runstream.services.sandbox._scope import new_scope
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class BwrapSandbox:
         self.settings = settings
         # Several workers may share a host: each owns a scope (cgroup subtree and run
         # folder) named after its pid and start time, and reaps only dead workers' scopes.
-        self.scope = f"{_scope_of(os.getpid())}-{secrets.token_hex(3)}"
+        self.scope = new_scope()
         self.base_dir = Path(settings.sandbox_run_dir)
         self.run_dir = self.base_dir / self.scope
         self._tree: CgroupTree | None = None
@@ -204,29 +206,6 @@ class BwrapSandbox:
                 task = asyncio.create_task(cg.remove())
                 self._cleanups.add(task)
                 task.add_done_callback(self._cleanups.discard)
-
-
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot): with the pid, unique."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # Field 22; the command name (field 2) may contain spaces, so split after its ")".
-    return stat.rpartition(")")[2].split()[19]
-
-
-def _scope_of(pid: int) -> str:
-    return f"w{pid}-{_start_time(pid) or 0}"
-
-
-def _alive(scope: str) -> bool:
-    """Whether the worker that named ``scope`` still runs (the same process, not a reuse)."""
-    match = re.fullmatch(r"(w(\d+)-\d+)-[0-9a-f]+", scope)
-    if match is None:
-        return False  # not a worker scope: leftovers of an older layout, reap them
-    return _scope_of(int(match.group(2))) == match.group(1)
 
 
 def _root_layout() -> tuple[dict[str, str], list[str]]:

@@ -1,4 +1,5 @@
-"""Fixtures of the hostile-code suite: a real BwrapSandbox (root, bwrap, cgroups)."""
+"""Fixtures of the hostile-code suite: a real BwrapSandbox (root, bwrap, cgroups) and a
+real DockerSandbox (a Docker engine and the runstream/* images)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import dataclasses
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.languages import Language, Registry, render
+from runstream.services.sandbox.base import Sandbox
 from runstream.services.sandbox.bwrap import BwrapSandbox
+from runstream.services.sandbox.docker import DockerSandbox, docker_available
 from runstream.services.settings import Settings
+
+from tests.system import System, launch_system
 
 REGISTRY = Registry.load()
 
@@ -26,12 +31,41 @@ def skip_reason() -> str | None:
     return None
 
 
+DOCKER_IMAGES = ("python", "javascript", "c")
+
+
+def docker_skip_reason() -> str | None:
+    """Why the docker tests cannot run here (no engine, or no images), or None."""
+    settings = Settings.from_env({})
+    reason = docker_available(settings)
+    if reason:
+        return reason + " (start one with .ci/docker-engine.sh)"
+    import docker
+
+    client = docker.DockerClient(base_url=settings.sandbox_docker_url, timeout=5)
+    try:
+        for name in DOCKER_IMAGES:
+            image = REGISTRY.resolve(name).image
+            try:
+                client.images.get(image)
+            except docker.errors.ImageNotFound:
+                return f"image {image} is missing (.ci/build-images.sh {' '.join(DOCKER_IMAGES)})"
+    finally:
+        client.close()
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = skip_reason()
+    docker_reason = (docker_skip_reason() if any("docker" in i.keywords for i in items)
+                     else None)
     for item in items:
         if "sandbox" in item.keywords and reason:
             print(f"skipping {item.nodeid}: {reason}")
             item.add_marker(pytest.mark.skip(reason=reason))
+        if "docker" in item.keywords and docker_reason:
+            print(f"skipping {item.nodeid}: {docker_reason}")
+            item.add_marker(pytest.mark.skip(reason=docker_reason))
 
 
 @pytest.fixture(scope="session")
@@ -58,19 +92,44 @@ async def sandbox(sandbox_settings: Settings) -> AsyncIterator[BwrapSandbox]:
     os.rmdir(sandbox_settings.sandbox_run_dir)
 
 
+@pytest.fixture(scope="session")
+async def docker_sandbox() -> AsyncIterator[DockerSandbox]:
+    reason = docker_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    sb = DockerSandbox(Settings.from_env({}))
+    await sb.start()
+    yield sb
+    await sb.stop()
+    assert docker_containers(sb.scope) == [], "stop() left containers behind"
+
+
+def docker_containers(scope: str | None = None) -> list[str]:
+    """Ids of runstream containers (of one worker scope, or of any)."""
+    import docker
+
+    client = docker.DockerClient(base_url=Settings.from_env({}).sandbox_docker_url, timeout=10)
+    try:
+        label = "dev.runstream.worker" + (f"={scope}" if scope else "")
+        return [c.id for c in client.containers.list(all=True, filters={"label": label})]
+    finally:
+        client.close()
+
+
 def limits(settings: Settings, **over: int) -> Limits:
     return dataclasses.replace(settings.default_limits, **over)
 
 
-async def run_code(sb: BwrapSandbox, lang_name: str, source: str | bytes, *, stdin: bytes = b"",
+async def run_code(sb: Sandbox, lang_name: str, source: str | bytes, *, stdin: bytes = b"",
                    extra: Sequence[tuple[str, bytes]] = (), **limit_over: int) -> PhaseResult:
     """Compile (if needed) and run ``source`` once; the run's PhaseResult."""
     lang: Language = REGISTRY.resolve(lang_name)
-    lim = limits(sb.settings, **limit_over)
+    settings: Settings = sb.settings  # type: ignore[attr-defined]
+    lim = limits(settings, **limit_over)
     body = source.encode() if isinstance(source, str) else source
     async with sb.workspace("t", [(lang.entry, body), *extra], lang) as ws:
         if lang.compile:
-            clim = sb.settings.compile_limits(lim)
+            clim = settings.compile_limits(lim)
             c = await ws.run(render(lang.compile, lang, clim), stdin=b"", limits=clim,
                              language=lang)
             assert c.exit_code == 0, c.stderr.decode(errors="replace")
@@ -99,3 +158,14 @@ async def assert_clean_and_healthy(sb: BwrapSandbox) -> None:
     assert os.listdir(sb.run_dir) == []
     r = await run_code(sb, "python", "print(6 * 7)")
     assert (r.exit_code, r.stdout) == (0, b"42\n")
+
+
+@pytest.fixture(scope="session")
+def docker_system(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """A running runstream whose worker uses the docker backend."""
+    reason = docker_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with launch_system(kafka, tmp_path_factory.mktemp("docker-system"), ingresses=1,
+                       workers=1, extra_env={"RUNSTREAM_SANDBOX_BACKEND": "docker"}) as running:
+        yield running

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from runstream.services.sandbox._cgroup import CgroupTree
+from runstream.services.sandbox.docker import WORKER_LABEL
+from runstream.services.settings import Settings
 
 from tests.system import System
 
@@ -139,8 +141,9 @@ CASES = [
          "print('RUNSTREAM' in seen, 'BOOTSTRAP' in seen)",
          frozenset({"ok"}), check=_expect_in_stdout("False False")),
     Case("read the worker's code", "python",
-         "import os\nprint([p for p in ('/work', '/root', '/opt', '/home', '/run/runstream')"
-         " if os.path.exists(p) and os.listdir(p)])",
+         "import os\ndef listed(p):\n    try:\n        return bool(os.listdir(p))\n"
+         "    except OSError:\n        return False\n"
+         "print([p for p in ('/work', '/root', '/opt', '/home', '/run/runstream') if listed(p)])",
          frozenset({"ok"}), check=_expect_in_stdout("[]")),
     Case("symlinks and hard links to host files", "python",
          "import os\nfor src, dst in (('/etc/passwd', 'hard'), ('/etc/shadow', 'hard2')):\n"
@@ -197,9 +200,9 @@ CASES = [
 ]
 
 
-def _run_pids(system: System) -> list[int]:
+def _bwrap_run_pids(system: System) -> list[int]:
     """Processes still in a run cgroup of this system's workers (setsid cannot leave it)."""
-    tree = CgroupTree.detect("runstream")
+    tree = CgroupTree.detect(Settings.from_env({}).sandbox_cgroup_name)
     parent = tree.parents["pids" if tree.version == 1 else "unified"]
     found: list[int] = []
     for proc in system.worker_procs.values():
@@ -211,10 +214,41 @@ def _run_pids(system: System) -> list[int]:
     return found
 
 
-def _settled(system: System, timeout_s: float = 5.0) -> list[int]:
-    """Run cgroups of another process have no "emptied" event: poll, bounded."""
+def _docker_run_pids(system: System) -> list[int]:
+    """Processes of the sandbox uid in containers of this system's worker.
+
+    The warm pool's idle containers run only their root-owned init, so any
+    process of the sandbox uid in one of them is a leftover of a run.
+    """
+    import docker
+
+    client = docker.DockerClient(timeout=10)
+    try:
+        ids = [c.id for c in client.containers.list(filters={"label": WORKER_LABEL})
+               if any(c.labels.get(WORKER_LABEL, "").startswith(f"w{p.pid}-")
+                      for p in system.worker_procs.values())]
+    finally:
+        client.close()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != SANDBOX_UID:
+                continue
+            cgroups = (entry / "cgroup").read_text()
+        except OSError:
+            continue
+        if any(cid in cgroups for cid in ids):
+            found.append(int(entry.name))
+    return found
+
+
+def _settled(system: System, backend: str, timeout_s: float = 5.0) -> list[int]:
+    """Processes of another process's sandboxes have no "gone" event: poll, bounded."""
+    probe = _bwrap_run_pids if backend == "bwrap" else _docker_run_pids
     deadline = time.monotonic() + timeout_s
-    while (left := _run_pids(system)) and time.monotonic() < deadline:
+    while (left := probe(system)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
 
@@ -228,8 +262,19 @@ def host_baseline() -> Iterator[dict[str, Any]]:
     yield {"passwd": _digest("/etc/passwd"), "shadow": _digest("/etc/shadow")}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_hostile_case(case: Case, system: System, host_baseline: dict[str, Any]) -> None:
+SANDBOX_UID = 65534
+# The docker backend's images built in CI (.ci/build-images.sh python javascript c).
+DOCKER_LANGUAGES = {"python", "javascript", "c"}
+PARAMS = [pytest.param(case, "bwrap", id=f"bwrap-{case.name}") for case in CASES] + [
+    pytest.param(case, "docker", id=f"docker-{case.name}", marks=pytest.mark.docker)
+    for case in CASES if case.language in DOCKER_LANGUAGES]
+
+
+@pytest.mark.parametrize(("case", "backend"), PARAMS)
+def test_hostile_case(case: Case, backend: str, request: pytest.FixtureRequest,
+                      host_baseline: dict[str, Any]) -> None:
+    system: System = request.getfixturevalue("system" if backend == "bwrap" else
+                                             "docker_system")
     kafka_port = system.env["RUNSTREAM_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1]
     ingress_port = system.url.rsplit(":", 1)[1]
     source = case.source.replace("KAFKA_PORT", kafka_port).replace("INGRESS_PORT", ingress_port)
@@ -246,7 +291,7 @@ def test_hostile_case(case: Case, system: System, host_baseline: dict[str, Any])
             assert not os.path.exists(planted)
         assert _digest("/etc/passwd") == host_baseline["passwd"]
         assert _digest("/etc/shadow") == host_baseline["shadow"]
-        assert not _settled(system), "processes of the run outlived it"
+        assert not _settled(system, backend), "processes of the run outlived it"
         # ... and the next ordinary request still succeeds.
         ok = c.post("/v1/executions", json={"language": "python", "source": "print(6*7)"})
         assert ok.json()["status"] == "ok" and ok.json()["run"]["stdout"] == "42\n"

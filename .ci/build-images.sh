@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Build the docker backend's runtime images from Debian packages; idempotent, cached.
+#
+#   .ci/build-images.sh [LANGUAGE...]     default: python javascript c
+#   .ci/build-images.sh all               every language of services/languages.toml
+#
+# For hosts that cannot pull from an image registry. A minbase Debian bookworm
+# root file system is made once with debootstrap (cached as a tarball); each
+# language's image is a copy of it with the language's `apt` packages (from
+# languages.toml) installed by apt-get in a chroot, documentation stripped, and
+# `docker import`ed as the language's `image` (runstream/<name>). Each image
+# carries the label dev.runstream.inputs, a hash of what it was built from; an
+# image whose label matches is skipped. Hosts that can pull official images use
+# services/images/<lang>.Dockerfile instead; both produce the same names.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE=${RUNSTREAM_IMAGE_CACHE:-/var/cache/runstream/images}
+SUITE=bookworm
+# The host's own apt sources name the mirrors this machine may use: take them from there.
+host_uri() {  # the first URI of the host's apt sources whose path ends with $1
+    cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}' ;
+    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'
+}
+mirror_for() { host_uri | grep -E "/$1/?\$" | head -n 1; }
+MIRROR=${RUNSTREAM_DEBIAN_MIRROR:-$(mirror_for debian)}
+SECURITY=${RUNSTREAM_DEBIAN_SECURITY:-$(mirror_for debian-security)}
+[ -n "$MIRROR" ] || { echo "build-images: no Debian mirror in the host's apt sources;" \
+    "set RUNSTREAM_DEBIAN_MIRROR" >&2; exit 1; }
+REGISTRY=services/languages.toml
+LABEL=dev.runstream.inputs
+# Bump to rebuild every image when this script's recipe changes meaningfully.
+RECIPE=3
+say() { echo "build-images: $*"; }
+
+[ "$(id -u)" = 0 ] || { say "needs root (debootstrap, chroot)" >&2; exit 1; }
+command -v docker >/dev/null || { say "no docker client; run .ci/docker-engine.sh" >&2; exit 1; }
+command -v debootstrap >/dev/null || {
+    say "installing debootstrap"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+}
+PY=python3
+[ -x .venv/bin/python ] && PY=.venv/bin/python
+
+langs=("$@")
+[ ${#langs[@]} -gt 0 ] || langs=(python javascript c)
+if [ "${langs[0]}" = all ]; then
+    mapfile -t langs < <("$PY" -c 'import sys, tomllib; print(*tomllib.load(open(sys.argv[1], "rb")), sep="\n")' "$REGISTRY")
+fi
+
+# "image<TAB>pkg pkg ..." of one language, from the registry.
+spec() {
+    "$PY" - "$REGISTRY" "$1" <<'EOF'
+import sys, tomllib
+reg = tomllib.load(open(sys.argv[1], "rb"))
+lang = reg.get(sys.argv[2])
+if lang is None:
+    sys.exit(f"build-images: no language {sys.argv[2]!r} in {sys.argv[1]}")
+print(lang["image"], " ".join(lang["apt"]), sep="\t")
+EOF
+}
+
+mkdir -p "$CACHE/archives/partial"
+BASE="$CACHE/base-$SUITE-r$RECIPE.tar"
+WORK=$(mktemp -d "$CACHE/work.XXXXXX")
+cleanup() {
+    # A chroot's bind mounts must go before its folder does.
+    for m in $(awk -v w="$WORK" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do
+        umount -l "$m" || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+make_base() {
+    local root="$WORK/base" t0=$SECONDS
+    say "debootstrap --variant=minbase $SUITE (once; cached as $BASE)"
+    debootstrap --variant=minbase --cache-dir="$CACHE/archives" "$SUITE" "$root" "$MIRROR" \
+        >"$WORK/debootstrap.log" 2>&1 || { tail -30 "$WORK/debootstrap.log" >&2; exit 1; }
+    cat >"$root/etc/apt/sources.list" <<EOF
+deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb $SECURITY $SUITE-security main
+EOF
+    # No documentation, manuals or translations: smaller images, faster installs.
+    cat >"$root/etc/dpkg/dpkg.cfg.d/01-runstream-nodoc" <<'EOF'
+path-exclude /usr/share/doc/*
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+EOF
+    printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
+        >"$root/etc/apt/apt.conf.d/01-runstream"
+    in_chroot "$root" apt-get update -qq
+    in_chroot "$root" apt-get -y -qq dist-upgrade >/dev/null
+    leave_chroot "$root"
+    tar -C "$root" -cf "$BASE.tmp" . && mv "$BASE.tmp" "$BASE"
+    rm -rf "$root"
+    say "base ready in $((SECONDS - t0))s"
+}
+
+in_chroot() {
+    local root=$1; shift
+    cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+    mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
+    mkdir -p "$root/var/cache/apt/archives"
+    mountpoint -q "$root/var/cache/apt/archives" \
+        || mount --bind "$CACHE/archives" "$root/var/cache/apt/archives"
+    # policy-rc.d: no package may start a service in the chroot.
+    printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+    chmod +x "$root/usr/sbin/policy-rc.d"
+    DEBIAN_FRONTEND=noninteractive LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        chroot "$root" "$@"
+}
+
+leave_chroot() {
+    local m
+    for m in "$1/var/cache/apt/archives" "$1/proc"; do
+        if mountpoint -q "$m"; then umount "$m"; fi
+    done
+}
+
+strip_root() {
+    local root=$1
+    leave_chroot "$root"
+    rm -rf "$root"/usr/share/{doc,man,info,locale,lintian}/* "$root"/var/lib/apt/lists/* \
+        "$root"/var/cache/apt/*.bin "$root"/var/log/* "$root/usr/sbin/policy-rc.d" \
+        "$root"/tmp/* "$root"/var/tmp/*
+    : >"$root/etc/resolv.conf"
+}
+
+inputs_hash() {  # what an image depends on: recipe, suite, packages
+    printf 'recipe=%s suite=%s image=%s apt=%s\n' "$RECIPE" "$SUITE" "$1" "$2" \
+        | sha256sum | cut -c1-16
+}
+
+built=0 skipped=0 t_all=$SECONDS
+for lang in "${langs[@]}"; do
+    IFS=$'\t' read -r image pkgs < <(spec "$lang")
+    want=$(inputs_hash "$image" "$pkgs")
+    have=$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$image" 2>/dev/null || true)
+    if [ "$have" = "$want" ]; then
+        say "$image is up to date ($LABEL=$want)"
+        skipped=$((skipped + 1))
+        continue
+    fi
+    [ -f "$BASE" ] || make_base
+    t0=$SECONDS
+    root="$WORK/$lang"
+    mkdir -p "$root"
+    tar -C "$root" -xf "$BASE"
+    # shellcheck disable=SC2086  # the package list is meant to split
+    in_chroot "$root" apt-get install -y -qq $pkgs >"$WORK/$lang.log" 2>&1 \
+        || { tail -30 "$WORK/$lang.log" >&2; exit 1; }
+    strip_root "$root"
+    tar -C "$root" -c . | docker import \
+        --change "LABEL $LABEL=$want" \
+        --change "LABEL dev.runstream.language=$lang" \
+        --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8' \
+        --change 'WORKDIR /box' \
+        - "$image" >/dev/null
+    rm -rf "$root"
+    size=$(docker image inspect -f '{{.Size}}' "$image")
+    say "built $image ($pkgs) in $((SECONDS - t0))s, $((size / 1048576)) MiB"
+    built=$((built + 1))
+done
+say "done: $built built, $skipped up to date, ${SECONDS}s in all"

@@ -1,0 +1,5 @@
+# runstream/bash for hosts that can pull official images (see README.md).
+FROM debian:bookworm-slim
+RUN mkdir -p /box
+WORKDIR /box
+ENV LANG=C.UTF-8

@@ -1,0 +1,157 @@
+"""One ``docker exec`` of a phase: its command line, its stdin, its capped output.
+
+The blocking parts (:class:`ExecStream`) run in worker threads; they only touch
+the exec's hijacked socket and report back to the event loop through
+thread-safe callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shlex
+import socket
+import struct
+import tarfile
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from runstream.schemas.models import Limits
+from runstream.services.languages import Language
+from runstream.services.sandbox import command
+
+BOX = "/box"
+SHELL = "/bin/sh"
+TIMEOUT = "/usr/bin/timeout"
+# The in-container `timeout` is a backstop for a lost worker, not the limit:
+# the worker kills the phase at its wall limit and this fires a little later.
+BACKSTOP_MARGIN_S = 2
+_HEADER = struct.Struct(">BxxxL")  # docker's multiplexed stream frame header
+CHUNK = 65536
+
+
+def files_tar(files: Sequence[tuple[str, bytes]], uid: int, gid: int) -> bytes:
+    """An in-memory tar of the submitted files, owned by the sandbox user."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, content in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = 0o644
+            info.uid, info.gid = uid, gid
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def phase_argv(argv: Sequence[str], limits: Limits, tar_bytes: int) -> list[str]:
+    """The exec's argv: unpack the files (first phase only), set rlimits, run under timeout.
+
+    The files travel as the first ``tar_bytes`` bytes of the exec's stdin: the
+    root file system is read-only, so the archive API cannot write them, and a
+    separate exec would cost ~70 ms. ``head -c`` reads exactly that many bytes,
+    leaving the rest of stdin to the program.
+    """
+    lim = command.rlimits(limits)
+    unpack = (f"head -c {tar_bytes} | tar -x -f - -C {BOX} --no-same-owner; "
+              if tar_bytes else "")
+    backstop = -(-limits.wall_ms // 1000) + BACKSTOP_MARGIN_S
+    # dash applies a bare ``ulimit`` to the soft and the hard limit: no raising back.
+    script = (
+        f"set -e; {unpack}"
+        f"ulimit -t {lim['cpu_s']}; ulimit -f {-(-lim['fsize_bytes'] // 512)}; "
+        f"ulimit -n {lim['nofile']}; ulimit -c 0; ulimit -s {command.STACK_KB}; "
+        f'exec {TIMEOUT} -s KILL {backstop} "$@"'
+    )
+    return [SHELL, "-c", script, "runstream-phase", *argv]
+
+
+def phase_env(language: Language) -> dict[str, str]:
+    """The program's whole environment: nothing of the worker's."""
+    return {"PATH": command.PATH, "HOME": "/tmp", "LANG": "C.UTF-8", **language.env}
+
+
+def describe(argv: Sequence[str]) -> str:
+    return shlex.join(argv)[:200]
+
+
+def raw_socket(sock: Any) -> socket.socket:
+    """The plain socket under docker-py's hijacked response (a SocketIO over unix sockets)."""
+    inner = getattr(sock, "_sock", sock)
+    if not isinstance(inner, socket.socket):
+        raise TypeError(f"unexpected exec socket {type(sock).__name__}")
+    return inner
+
+
+class ExecStream:
+    """Feeds stdin to and demultiplexes the output of one exec, keeping ``cap`` bytes each.
+
+    ``on_overflow`` is called (from a worker thread) the first time either
+    stream goes past its cap; reading goes on, discarding, until the exec ends.
+    """
+
+    def __init__(self, sock: socket.socket, cap: int, on_overflow: Callable[[], None],
+                 timeout_s: float) -> None:
+        self.sock = sock
+        self.cap = cap
+        self.on_overflow = on_overflow
+        self.out = bytearray()
+        self.err = bytearray()
+        self.out_truncated = False
+        self.err_truncated = False
+        self.closed = threading.Event()
+        sock.settimeout(timeout_s)
+
+    def feed(self, data: bytes) -> None:
+        """Write stdin, then half-close so the program sees EOF (blocking)."""
+        # The program may exit or close stdin without reading: that is its right.
+        with contextlib.suppress(OSError):
+            if data:
+                self.sock.sendall(data)
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def _recv_exact(self, n: int) -> bytes | None:
+        chunks = []
+        while n:
+            chunk = self.sock.recv(min(n, CHUNK))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def _keep(self, stream: int, payload: bytes) -> None:
+        buf = self.err if stream == 2 else self.out
+        room = self.cap - len(buf)
+        if room > 0:
+            buf += payload[:room]
+        if len(payload) > room:
+            if stream == 2:
+                first = not (self.err_truncated or self.out_truncated)
+                self.err_truncated = True
+            else:
+                first = not (self.err_truncated or self.out_truncated)
+                self.out_truncated = True
+            if first:
+                self.on_overflow()
+
+    def read(self) -> None:
+        """Read frames until the exec ends (blocking; the socket timeout bounds each recv)."""
+        try:
+            while True:
+                header = self._recv_exact(_HEADER.size)
+                if header is None:
+                    return
+                stream, size = _HEADER.unpack(header)
+                while size:
+                    payload = self.sock.recv(min(size, CHUNK))
+                    if not payload:
+                        return
+                    size -= len(payload)
+                    self._keep(stream, payload)
+        finally:
+            self.closed.set()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
