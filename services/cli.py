@@ -80,9 +80,9 @@ def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from runstream.services.bench.latency import main as latency_main
+    from runstream.services.bench.cli import main as bench_main
 
-    return asyncio.run(latency_main(settings, list(args.bench_args)))
+    return asyncio.run(bench_main(settings, list(args.bench_args)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,14 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_worker)
     sub.add_parser("settings", help="print every setting as a Markdown table").set_defaults(
         func=cmd_settings)
-    bench = sub.add_parser("bench", help="benchmarks (see `runstream bench latency --help`)")
+    bench = sub.add_parser("bench", help="benchmarks: run, replay, report, compare, latency "
+                           "(see `runstream bench run --help`)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # `bench` has its own sub-CLI (run, replay, report, compare, latency): everything
+        # after it, flags included, is its business.
+        args = argparse.Namespace(command="bench", func=cmd_bench, bench_args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
         _logging(settings)

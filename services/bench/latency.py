@@ -53,27 +53,43 @@ class HttpClient:
         self._writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes, timeout_s: float = 30) -> tuple[int, bytes]:
-        """POST ``body`` as JSON; (status, response body)."""
+        """POST ``body`` as JSON; (status, response body).
+
+        A kept-alive connection that the server closed while idle is reopened
+        and the request sent once more (safe: execution ids are idempotency keys).
+        """
         async with asyncio.timeout(timeout_s):
-            if self._writer is None or self._reader is None:
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-            head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
-            self._writer.write(head.encode() + body)
-            status_line = await self._reader.readline()
-            length = 0
-            while (line := await self._reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            payload = await self._reader.readexactly(length)
-        return int(status_line.split()[1]), payload
+            reused = self._writer is not None
+            try:
+                return await self._exchange(path, body)
+            except (ConnectionError, asyncio.IncompleteReadError, IndexError, ValueError):
+                await self.close()
+                if not reused:
+                    raise
+                return await self._exchange(path, body)
+
+    async def _exchange(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self._writer is None or self._reader is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        self._writer.write(head.encode() + body)
+        status_line = await self._reader.readline()
+        status = int(status_line.split()[1])  # IndexError/ValueError: closed or garbled
+        length = 0
+        while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        payload = await self._reader.readexactly(length)
+        return status, payload
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
             with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
+                await writer.wait_closed()
 
 
 async def _timed(n: int, call: Callable[[], Awaitable[None]]) -> list[float]:

@@ -1,0 +1,163 @@
+"""Where a benchmark sends its requests: ``http`` (an ingress), ``kafka`` (straight onto
+runstream.requests, see kafka_target.py) or ``direct`` (the worker's executor and
+sandbox in this process: no Kafka, no HTTP; the baseline; needs root).
+
+Each target turns a request document into a result document or raises
+:class:`TargetError` with a short kind (``http 503``, ``timeout``, ...) that the
+report counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from runstream.services.bench.latency import HttpClient
+from runstream.services.settings import Settings
+
+log = logging.getLogger(__name__)
+TARGETS = ("http", "kafka", "direct")
+
+
+class TargetError(Exception):
+    """A request that got no result; ``kind`` is what the report counts."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class Target(Protocol):
+    """A system under test."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def execute(self, payload: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def stop(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class HttpTarget:
+    """POST /v1/executions on an ingress, over a bounded pool of keep-alive connections."""
+
+    name = "http"
+
+    def __init__(self, url: str, *, max_connections: int = 256, timeout_s: float = 90.0) -> None:
+        self.url = url.rstrip("/")
+        self.max_connections = max_connections
+        self.timeout_s = timeout_s
+        self._idle: asyncio.Queue[HttpClient] = asyncio.Queue()
+        self._open = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def _client(self) -> HttpClient:
+        if self._idle.empty() and self._open < self.max_connections:
+            self._open += 1
+            return HttpClient(self.url)
+        try:
+            return await asyncio.wait_for(self._idle.get(), self.timeout_s)
+        except TimeoutError as e:
+            raise TargetError("no free connection") from e
+
+    async def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        client = await self._client()
+        healthy = False
+        try:
+            status, body = await client.post("/v1/executions", orjson.dumps(payload),
+                                             timeout_s=self.timeout_s)
+            healthy = True
+        except TimeoutError as e:
+            raise TargetError("timeout") from e
+        except (OSError, asyncio.IncompleteReadError, IndexError, ValueError) as e:
+            raise TargetError(f"connection: {type(e).__name__}") from e
+        finally:
+            if healthy:
+                self._idle.put_nowait(client)
+            else:
+                self._open -= 1
+                await client.close()
+        if status != 200:
+            raise TargetError(f"http {status}")
+        doc: dict[str, Any] = orjson.loads(body)
+        return doc
+
+    async def stop(self) -> None:
+        while not self._idle.empty():
+            await self._idle.get_nowait().close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "max_connections": self.max_connections}
+
+
+class DirectTarget:
+    """The worker's Executor and sandbox in this process, ``slots`` runs at a time."""
+
+    name = "direct"
+
+    def __init__(self, settings: Settings, slots: int | None = None) -> None:
+        self.settings = settings
+        self.slots = slots or settings.worker_concurrency
+        self._sem = asyncio.Semaphore(self.slots)
+        self._sandbox: Any = None
+        self._executor: Any = None
+
+    async def start(self) -> None:
+        # Imported here: the other targets must not need the sandbox's dependencies.
+        from runstream.services.execution import Executor
+        from runstream.services.languages import Registry
+        from runstream.services.sandbox.factory import create_sandbox
+        from runstream.services.sandbox.versions import detect
+
+        registry = Registry.load(self.settings.languages_file or None)
+        registry = registry.with_versions(await detect(registry))
+        self._sandbox = create_sandbox(self.settings)
+        await self._sandbox.start()
+        self._executor = Executor(self.settings, registry, self._sandbox)
+
+    async def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from runstream.schemas.codec import request_from_doc, result_to_doc
+        from runstream.schemas.errors import RunstreamError
+
+        try:
+            # Queue wait of the baseline = waiting for a free slot, as in a worker.
+            req = request_from_doc({**payload, "enqueued_at": now_iso()})
+        except RunstreamError as e:
+            raise TargetError(f"invalid request: {e.message}") from e
+        async with self._sem:
+            result = await self._executor.execute(req)
+        return result_to_doc(result)
+
+    async def stop(self) -> None:
+        if self._sandbox is not None:
+            await self._sandbox.stop()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "slots": self.slots,
+                "sandbox": self.settings.sandbox_backend}
+
+
+def create_target(kind: str, settings: Settings, *, url: str | None = None,
+                  slots: int | None = None, run_id: str = "") -> Target:
+    """The named target, configured from the settings and flags."""
+    if kind == "http":
+        return HttpTarget(url or f"http://{settings.ingress_host}:{settings.ingress_port}")
+    if kind == "direct":
+        return DirectTarget(settings, slots)
+    if kind == "kafka":
+        from runstream.services.bench.kafka_target import KafkaTarget
+
+        return KafkaTarget(settings, run_id)
+    raise ValueError(f"unknown target {kind!r}; one of {', '.join(TARGETS)}")
