@@ -18,11 +18,12 @@ cd "$(dirname "$0")/.."
 CACHE=${RUNSTREAM_IMAGE_CACHE:-/var/cache/runstream/images}
 SUITE=bookworm
 # The host's own apt sources name the mirrors this machine may use: take them from there.
-host_uri() {  # the first URI of the host's apt sources whose path ends with $1
-    cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}' ;
-    grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'
+host_uri() {  # every URI of the host's apt sources (deb822 and one-line formats)
+    { cat /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } | awk '/^URIs:/ {print $2}'
+    { grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list || true; } |
+        awk '{print $2}'
 }
-mirror_for() { host_uri | grep -E "/$1/?\$" | head -n 1; }
+mirror_for() { host_uri | awk -v want="/$1" '$0 ~ want "/?$" && !found { print; found = 1 }'; }
 MIRROR=${RUNSTREAM_DEBIAN_MIRROR:-$(mirror_for debian)}
 SECURITY=${RUNSTREAM_DEBIAN_SECURITY:-$(mirror_for debian-security)}
 [ -n "$MIRROR" ] || { echo "build-images: no Debian mirror in the host's apt sources;" \
