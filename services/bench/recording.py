@@ -25,7 +25,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from runstream.schemas.errors import BrokerUnavailable
+from runstream.schemas.errors import BrokerUnavailable, ConfigurationError
 from runstream.services.bench.sample import Sample
 from runstream.services.settings import Settings
 from runstream.services.topics import TopicSpec, ensure_topics
@@ -50,9 +50,13 @@ class Recorder:
 
     async def start(self, manifest: dict[str, Any]) -> None:
         s = self.settings
-        await ensure_topics(s, [TopicSpec(self.topic, 1, {
+        created = await ensure_topics(s, [TopicSpec(self.topic, 1, {
             "retention.ms": str(s.results_retention_ms),
             "max.message.bytes": str(s.message_max_bytes)})])
+        if self.topic not in created:
+            # Appending to another run's recording would make its replay re-issue both.
+            raise ConfigurationError(
+                f"a run was already recorded as {self.topic!r}: choose another --run-id")
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True,
             linger_ms=20, max_request_size=s.message_max_bytes, client_id="runstream-bench-rec")

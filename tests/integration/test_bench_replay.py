@@ -10,6 +10,7 @@ import uuid
 
 import orjson
 import pytest
+from runstream.schemas.errors import ConfigurationError
 from runstream.services.bench.recording import read_recording
 from runstream.services.bench.workload import payload_hash
 
@@ -61,3 +62,13 @@ async def test_record_replay_compare(bench: Bench) -> None:
     assert set(verdicts.values()) <= {"faster", "slower", "same", "better", "worse", "n/a"}
     assert verdicts["same_request_sequence"] == "same"
     assert verdicts["replay_output_mismatches"] == "same"
+
+
+async def test_a_run_id_cannot_be_recorded_twice(bench: Bench) -> None:
+    """A second run under the same id would append to the first one's recording."""
+    run_id = f"it-{uuid.uuid4().hex[:6]}"
+    args = ("run", "hello", "--target", "http", "--url", bench.url, "--rate", "4",
+            "--duration", "1", "--warmup", "0", "--run-id", run_id, "--no-progress")
+    assert await bench(*args, "--out", str(bench.out / "first")) == 0
+    with pytest.raises(ConfigurationError, match="already recorded"):
+        await bench(*args, "--out", str(bench.out / "second"))
