@@ -197,6 +197,8 @@ class DockerSandbox:
                 task = asyncio.create_task(self._remove(ws.container_id))
                 self._cleanups.add(task)
                 task.add_done_callback(self._cleanups.discard)
+            if self._pool is not None:
+                self._pool.fill(language)
 
     def pool_take(self, language: Language) -> str | None:
         """A pre-started container for ``language`` if the warm pool has one."""

@@ -33,8 +33,7 @@ def py(src: str) -> str:
 
 async def assert_clean_and_healthy(sb: DockerSandbox) -> None:
     """Only the warm pool's idle containers remain, and a normal run works."""
-    if sb._cleanups:
-        await asyncio.gather(*sb._cleanups)
+    await sb.settle()  # pending removals and the pool's refill (started at the end)
     pooled = {cid for entries in (sb._pool._ready.values() if sb._pool else ())
               for _, cid in entries}
     left = set(docker_containers(sb.scope)) - pooled
