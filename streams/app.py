@@ -17,20 +17,26 @@ Tuning (measured on a 2-core machine with a local KRaft broker; see README):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from runstream.schemas.codec import encode_result, parse_json_object, request_from_doc
-from runstream.schemas.errors import InvalidRequest
+from runstream.schemas.errors import BrokerUnavailable, InvalidRequest
 from runstream.schemas.models import ExecutionRequest, ExecutionResult, ReplyTo, Status
 from runstream.services.execution import Executor, now
 from runstream.services.settings import Settings
 from runstream.streams._transport import TunedApp
 
 log = logging.getLogger(__name__)
+
+# Publishing a result: each attempt bounded, retried through a broker restart.
+PUBLISH_TIMEOUT_S = 30.0
+PUBLISH_ATTEMPTS = 10
 
 
 def _broker_url(bootstrap: str) -> str:
@@ -135,17 +141,33 @@ class Worker:
         await self.publish(result, reply_to)
 
     async def publish(self, result: ExecutionResult, reply_to: ReplyTo | None) -> None:
-        """Result to the compacted results topic and to the requester's reply partition."""
+        """Result to the compacted results topic and to the requester's reply partition.
+
+        Each attempt is bounded; a broker that is away (a restart) is waited for, a
+        bounded number of times, because the request's offset must not be committed
+        before its result is stored: giving up early would lose the answer.
+        """
         payload = encode_result(result)
         key = result.id.encode()
-        producer = self.app.producer
-        futures = [await producer.send(self.settings.results_topic, key, payload, None,
-                                       None, None)]
+        targets: list[tuple[str, int | None]] = [(self.settings.results_topic, None)]
         if reply_to is not None:
-            futures.append(await producer.send(reply_to.topic, key, payload,
-                                               reply_to.partition, None, None))
-        for fut in futures:
-            await fut
+            targets.append((reply_to.topic, reply_to.partition))
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                await asyncio.wait_for(self._send_all(targets, key, payload),
+                                       PUBLISH_TIMEOUT_S)
+                return
+            except (TimeoutError, KafkaError) as e:
+                log.warning("id=%s: publishing the result failed (attempt %d/%d): %r",
+                            result.id, attempt, PUBLISH_ATTEMPTS, e)
+        raise BrokerUnavailable(f"id={result.id}: the result could not be published")
+
+    async def _send_all(self, targets: list[tuple[str, int | None]], key: bytes,
+                        payload: bytes) -> None:
+        producer = self.app.producer
+        futures = [await producer.send(topic, key, payload, partition, None, None)
+                   for topic, partition in targets]
+        await asyncio.gather(*futures)
 
 
 def _salvage(key: bytes | None, value: bytes | None) -> tuple[str | None, ReplyTo | None]:
