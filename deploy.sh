@@ -38,7 +38,7 @@ as_root() {
 
 apt_packages() {
   # Base system, plus every language's packages as the registry names them.
-  echo python3 python3-venv openjdk-17-jdk-headless maven bubblewrap util-linux procps curl
+  echo python3 python3-venv openjdk-17-jdk-headless maven bubblewrap util-linux dash procps curl
   python3 - "$ROOT/services/languages.toml" <<'PY'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
