@@ -97,6 +97,8 @@ class Settings:
         1024 * 1024, "Largest accepted request body; larger gets 413.", low=1024)
     ingress_results_cache: int = _setting(
         10000, "Results kept in memory per ingress for GET and idempotent retries.", low=1)
+    ingress_results_lookback_s: float = _setting(
+        3600.0, "At start-up an ingress reads the results of this many past seconds.", low=0)
 
     # -- Sandbox -------------------------------------------------------------
     sandbox_backend: str = _setting("bwrap", "Sandbox backend.", choices=("bwrap", "docker"))

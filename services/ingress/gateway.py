@@ -130,14 +130,32 @@ class Gateway:
                 raise BrokerUnavailable(f"topics {', '.join(missing)} do not exist; "
                                         "create them with `runstream topics`")
             await asyncio.sleep(0.2)
-        result_parts = range(parts[s.results_topic])
+        result_tps = [TopicPartition(s.results_topic, p) for p in range(parts[s.results_topic])]
         # The same consumer follows the workers' announcements (one compacted partition).
-        self._results.assign([TopicPartition(s.results_topic, p) for p in result_parts]
-                             + [TopicPartition(s.workers_topic, 0)])
+        self._results.assign([*result_tps, TopicPartition(s.workers_topic, 0)])
+        await self._seek_lookback(result_tps)
         self._tasks = [
             asyncio.create_task(self._follow(self._replies, "replies"), name="replies"),
             asyncio.create_task(self._follow(self._results, "results"), name="results"),
         ]
+
+    async def _seek_lookback(self, tps: list[TopicPartition]) -> None:
+        """Start reading results from the look-back window, not the whole retention.
+
+        A restarted ingress then warms its cache with the recent results (what
+        clients still ask for) in seconds, however long the topic's retention.
+        """
+        assert self._results is not None
+        since_ms = int((time.time() - self.settings.ingress_results_lookback_s) * 1000)
+        found = await asyncio.wait_for(
+            self._results.offsets_for_times({tp: since_ms for tp in tps}),
+            self.settings.request_timeout_s * 5)
+        for tp in tps:
+            at = found.get(tp)
+            if at is None:  # nothing that recent: only new results matter
+                await self._results.seek_to_end(tp)
+            else:
+                self._results.seek(tp, at.offset)
 
     async def stop(self) -> None:
         """Stop following, fail the callers still waiting, close the clients."""

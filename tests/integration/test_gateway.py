@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
 import orjson
@@ -137,3 +138,26 @@ async def test_unreachable_broker_fails_fast(fresh_settings: Settings) -> None:
     with pytest.raises(BrokerUnavailable):
         await gateway.start(timeout_s=1.0)
     assert loop.time() - t0 < 10
+
+
+async def test_a_started_ingress_reads_recent_results_only(fresh_settings: Settings) -> None:
+    """Results within the look-back window are served after a restart; older are skipped."""
+    await ensure_topics(fresh_settings)
+    producer = AIOKafkaProducer(bootstrap_servers=fresh_settings.bootstrap_servers)
+    await producer.start()
+    try:
+        now_ms = int(time.time() * 1000)
+        for exec_id, age_ms in (("old-result", 2 * 3600 * 1000), ("recent-result", 60 * 1000)):
+            await producer.send_and_wait(
+                fresh_settings.results_topic, orjson.dumps({"id": exec_id, "status": "ok"}),
+                key=exec_id.encode(), partition=0, timestamp_ms=now_ms - age_ms)
+    finally:
+        await producer.stop()
+    gateway = Gateway(replace(fresh_settings, ingress_results_lookback_s=3600))
+    await gateway.start()
+    try:
+        recent = gateway.watch("recent-result")  # registered before the follower reads
+        assert orjson.loads(await asyncio.wait_for(recent, 10))["id"] == "recent-result"
+        assert gateway.lookup("old-result") is None
+    finally:
+        await gateway.stop()
