@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -218,8 +217,3 @@ def _root_layout() -> tuple[dict[str, str], list[str]]:
         elif os.path.isdir(name):
             dirs.append(name)
     return links, dirs
-
-
-def bwrap_available() -> bool:
-    """Whether this host has what the backend needs (for tests and diagnostics)."""
-    return os.geteuid() == 0 and shutil.which(command.BWRAP) is not None
