@@ -24,6 +24,16 @@ import pytest
 from runstream.services.sandbox import _mount
 from runstream.services.sandbox.bwrap import BwrapSandbox
 
+from ._programs import (
+    BUSY_LOOP_PY,
+    FORK_BOMB_C,
+    FORK_BOMB_PY,
+    MEMORY_BOMB_PY,
+    MILLION_FDS_PY,
+    SLEEP_FOREVER_PY,
+    STDOUT_FLOOD_PY,
+    fill_disk_py,
+)
 from .conftest import assert_clean_and_healthy, run_code, run_pids
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
@@ -52,21 +62,13 @@ async def test_identity_limits_and_capabilities(sandbox: BwrapSandbox) -> None:
 
 
 async def test_fork_bomb(sandbox: BwrapSandbox) -> None:
-    r = await run_code(sandbox, "python", py("""
-        import os
-        while True:
-            try:
-                os.fork()
-            except OSError:
-                pass
-    """), wall_ms=2000, cpu_ms=2000)
+    r = await run_code(sandbox, "python", FORK_BOMB_PY, wall_ms=2000, cpu_ms=2000)
     assert r.time_limit in ("wall", "cpu") and r.signal == "SIGKILL"
     await assert_clean_and_healthy(sandbox)
 
 
 async def test_fork_bomb_in_c(sandbox: BwrapSandbox) -> None:
-    r = await run_code(sandbox, "c", "#include <unistd.h>\nint main(){for(;;)fork();}\n",
-                       wall_ms=2000, cpu_ms=2000)
+    r = await run_code(sandbox, "c", FORK_BOMB_C, wall_ms=2000, cpu_ms=2000)
     assert r.time_limit in ("wall", "cpu")
     await assert_clean_and_healthy(sandbox)
 
@@ -89,36 +91,28 @@ async def test_thread_bomb_hits_the_pids_limit(sandbox: BwrapSandbox) -> None:
 
 
 async def test_memory_bomb_is_oom_killed(sandbox: BwrapSandbox) -> None:
-    r = await run_code(sandbox, "python", py("""
-        a = []
-        while True:
-            a.append(bytearray(1 << 20))
-    """), memory_mb=64, wall_ms=10000)
+    r = await run_code(sandbox, "python", MEMORY_BOMB_PY, memory_mb=64, wall_ms=10000)
     assert r.oom_killed and r.signal == "SIGKILL" and r.time_limit is None
     assert 60 * 1024 <= r.memory_kb <= 64 * 1024 + 1024
     await assert_clean_and_healthy(sandbox)
 
 
 async def test_busy_loop_hits_the_cpu_limit(sandbox: BwrapSandbox) -> None:
-    r = await run_code(sandbox, "python", "while True: pass\n", cpu_ms=1000, wall_ms=10000)
+    r = await run_code(sandbox, "python", BUSY_LOOP_PY, cpu_ms=1000, wall_ms=10000)
     assert r.time_limit == "cpu" and r.signal == "SIGKILL"
     assert 1000 <= r.cpu_ms <= 1500 and r.wall_ms < 3000
     await assert_clean_and_healthy(sandbox)
 
 
 async def test_sleep_forever_hits_the_wall_limit(sandbox: BwrapSandbox) -> None:
-    r = await run_code(sandbox, "python", "import time\ntime.sleep(1000)\n", wall_ms=1000)
+    r = await run_code(sandbox, "python", SLEEP_FOREVER_PY, wall_ms=1000)
     assert r.time_limit == "wall" and r.signal == "SIGKILL"
     assert 1000 <= r.wall_ms < 2000 and r.cpu_ms < 500
     await assert_clean_and_healthy(sandbox)
 
 
 async def test_stdout_flood_is_truncated(sandbox: BwrapSandbox) -> None:
-    r = await run_code(sandbox, "python", py("""
-        import sys
-        while True:
-            sys.stdout.write('x' * 65536)
-    """), output_kb=64)
+    r = await run_code(sandbox, "python", STDOUT_FLOOD_PY, output_kb=64)
     assert r.stdout_truncated and r.output_limit_hit and r.signal == "SIGKILL"
     assert r.stdout == b"x" * 65536 and not r.stderr_truncated
     await assert_clean_and_healthy(sandbox)
@@ -135,19 +129,8 @@ async def test_stderr_flood_of_random_bytes(sandbox: BwrapSandbox) -> None:
 
 
 async def test_filling_the_disk_stops_at_the_tmpfs_cap(sandbox: BwrapSandbox) -> None:
-    r = await run_code(sandbox, "python", py("""
-        import errno
-        for d in ('/box', '/tmp', '/dev/shm'):
-            total, i = 0, 0
-            try:
-                while True:
-                    with open(f'{d}/f{i}', 'wb') as f:
-                        for _ in range(8):
-                            f.write(b'z' * (1 << 20)); total += 1 << 20
-                    i += 1
-            except OSError as e:
-                print(d, errno.errorcode[e.errno], total >> 20)
-    """), memory_mb=512, wall_ms=20000, cpu_ms=20000)
+    r = await run_code(sandbox, "python", fill_disk_py("/box", "/tmp", "/dev/shm"),
+                       memory_mb=512, wall_ms=20000, cpu_ms=20000)
     lines = r.stdout.decode().split("\n")
     cap = sandbox.settings.sandbox_tmpfs_mb
     for line in filter(None, lines):
@@ -294,19 +277,7 @@ async def test_setsid_daemon_dies_with_the_run(sandbox: BwrapSandbox) -> None:
 
 
 async def test_a_million_fds(sandbox: BwrapSandbox) -> None:
-    r = await run_code(sandbox, "python", py("""
-        import os, resource
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (10**6, 10**6)); print('raised')
-        except (ValueError, OSError):
-            pass
-        fds = []
-        try:
-            for _ in range(10**6):
-                fds.append(os.open('/dev/null', os.O_RDONLY))
-        except OSError as e:
-            print(len(fds), e.errno)
-    """))
+    r = await run_code(sandbox, "python", MILLION_FDS_PY)
     count, err = r.stdout.split()
     assert int(count) < 256 and int(err) == 24  # EMFILE
     await assert_clean_and_healthy(sandbox)

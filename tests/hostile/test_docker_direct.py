@@ -22,6 +22,17 @@ import pytest
 from runstream.services.languages import render
 from runstream.services.sandbox.docker import DockerSandbox
 
+from ._programs import (
+    BUSY_LOOP_PY,
+    FORK_BOMB_C,
+    FORK_BOMB_PY,
+    MEMORY_BOMB_C,
+    MEMORY_BOMB_PY,
+    MILLION_FDS_PY,
+    SLEEP_FOREVER_PY,
+    STDOUT_FLOOD_PY,
+    fill_disk_py,
+)
 from .conftest import REGISTRY, docker_containers, limits, run_code
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
@@ -75,9 +86,7 @@ async def test_identity_limits_and_capabilities(docker_sandbox: DockerSandbox) -
 
 
 @pytest.mark.parametrize("lang,src", [
-    ("python", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
-               "        pass\n"),
-    ("c", "#include <unistd.h>\nint main(){for(;;)fork();}\n"),
+    ("python", FORK_BOMB_PY), ("c", FORK_BOMB_C),
 ])
 async def test_fork_bomb(docker_sandbox: DockerSandbox, lang: str, src: str) -> None:
     r = await run_code(docker_sandbox, lang, src, wall_ms=2000, cpu_ms=2000)
@@ -86,9 +95,7 @@ async def test_fork_bomb(docker_sandbox: DockerSandbox, lang: str, src: str) -> 
 
 
 @pytest.mark.parametrize("lang,src", [
-    ("python", "a = []\nwhile True:\n    a.append(bytearray(1 << 20))\n"),
-    ("c", "#include <stdlib.h>\n#include <string.h>\n"
-          "int main(){for(;;){char*p=malloc(1<<20); if(p) memset(p,1,1<<20);}}\n"),
+    ("python", MEMORY_BOMB_PY), ("c", MEMORY_BOMB_C),
 ])
 async def test_memory_bomb_is_oom_killed(docker_sandbox: DockerSandbox, lang: str,
                                          src: str) -> None:
@@ -99,7 +106,7 @@ async def test_memory_bomb_is_oom_killed(docker_sandbox: DockerSandbox, lang: st
 
 
 @pytest.mark.parametrize("lang,src", [
-    ("python", "while True: pass\n"), ("javascript", "for(;;){}"), ("c", "int main(){for(;;);}"),
+    ("python", BUSY_LOOP_PY), ("javascript", "for(;;){}"), ("c", "int main(){for(;;);}"),
 ])
 async def test_busy_loop_hits_the_cpu_limit(docker_sandbox: DockerSandbox, lang: str,
                                             src: str) -> None:
@@ -110,7 +117,7 @@ async def test_busy_loop_hits_the_cpu_limit(docker_sandbox: DockerSandbox, lang:
 
 
 async def test_sleep_forever_hits_the_wall_limit(docker_sandbox: DockerSandbox) -> None:
-    r = await run_code(docker_sandbox, "python", "import time\ntime.sleep(1000)\n", wall_ms=1000)
+    r = await run_code(docker_sandbox, "python", SLEEP_FOREVER_PY, wall_ms=1000)
     assert r.time_limit == "wall" and r.signal == "SIGKILL", r
     assert 1000 <= r.wall_ms < 2500 and r.cpu_ms < 500, r
     await assert_clean_and_healthy(docker_sandbox)
@@ -123,8 +130,7 @@ async def test_closing_stdout_does_not_end_the_run(docker_sandbox: DockerSandbox
 
 
 async def test_stdout_flood_is_truncated(docker_sandbox: DockerSandbox) -> None:
-    r = await run_code(docker_sandbox, "python", "import sys\nwhile True:\n"
-                       "    sys.stdout.write('x' * 65536)\n", output_kb=64)
+    r = await run_code(docker_sandbox, "python", STDOUT_FLOOD_PY, output_kb=64)
     assert r.stdout_truncated and r.output_limit_hit and r.signal == "SIGKILL", r
     assert r.stdout == b"x" * 65536 and not r.stderr_truncated
     r = await run_code(docker_sandbox, "javascript",
@@ -135,19 +141,9 @@ async def test_stdout_flood_is_truncated(docker_sandbox: DockerSandbox) -> None:
 
 
 async def test_filling_the_disk_stops_at_the_tmpfs_cap(docker_sandbox: DockerSandbox) -> None:
-    r = await run_code(docker_sandbox, "python", py("""
-        import errno
-        for d in ('/box', '/tmp', '/dev/shm', '/var/tmp', '/'):
-            total, i = 0, 0
-            try:
-                while True:
-                    with open(f'{d}/f{i}', 'wb') as f:
-                        for _ in range(8):
-                            f.write(b'z' * (1 << 20)); total += 1 << 20
-                    i += 1
-            except OSError as e:
-                print(d, errno.errorcode[e.errno], total >> 20)
-    """), memory_mb=512, wall_ms=20000, cpu_ms=20000)
+    r = await run_code(docker_sandbox, "python",
+                       fill_disk_py("/box", "/tmp", "/dev/shm", "/var/tmp", "/"),
+                       memory_mb=512, wall_ms=20000, cpu_ms=20000)
     lines = [line.split() for line in r.stdout.decode().splitlines()]
     cap = docker_sandbox.settings.sandbox_tmpfs_mb
     assert [line[0] for line in lines] == ["/box", "/tmp", "/dev/shm", "/var/tmp", "/"], r
@@ -275,19 +271,7 @@ async def test_setsid_daemon_dies_with_the_phase(docker_sandbox: DockerSandbox) 
 
 
 async def test_a_million_fds(docker_sandbox: DockerSandbox) -> None:
-    r = await run_code(docker_sandbox, "python", py("""
-        import os, resource
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (10**6, 10**6)); print('raised')
-        except (ValueError, OSError):
-            pass
-        fds = []
-        try:
-            for _ in range(10**6):
-                fds.append(os.open('/dev/null', os.O_RDONLY))
-        except OSError as e:
-            print(len(fds), e.errno)
-    """))
+    r = await run_code(docker_sandbox, "python", MILLION_FDS_PY)
     count, err = r.stdout.split()
     assert int(count) < 256 and int(err) == 24, r  # EMFILE
     await assert_clean_and_healthy(docker_sandbox)
