@@ -27,11 +27,14 @@ from runstream.services.sandbox.factory import create_sandbox
 from runstream.services.sandbox.versions import detect
 from runstream.services.settings import Settings
 
+# Hello-world per language: every program prints exactly "hello, world\n".
 HELLO = {
     "python": 'print("hello, world")',
     "javascript": 'console.log("hello, world")',
     "ruby": 'puts "hello, world"',
     "c": '#include <stdio.h>\nint main(void) { puts("hello, world"); return 0; }',
+    "java": 'public class Main { public static void main(String[] a) '
+            '{ System.out.println("hello, world"); } }',
 }
 
 

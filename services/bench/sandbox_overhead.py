@@ -18,18 +18,11 @@ import time
 from collections.abc import Sequence
 
 from runstream.schemas.errors import SandboxError
+from runstream.services.bench.latency import HELLO
 from runstream.services.languages import Language, Registry, render
 from runstream.services.sandbox.bwrap import BwrapSandbox
 from runstream.services.sandbox.docker import DockerSandbox, docker_available
 from runstream.services.settings import Settings
-
-HELLO = {
-    "python": "print('hello')\n",
-    "javascript": "console.log('hello')\n",
-    "c": "#include <stdio.h>\nint main(){puts(\"hello\");return 0;}\n",
-    "java": "public class Main { public static void main(String[] a) {"
-            " System.out.println(\"hello\"); } }\n",
-}
 
 
 def _bare(argv: Sequence[str], cwd: str) -> float:
@@ -42,7 +35,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     """Print a Markdown table of medians (ms): bare, bwrap, ratio."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=30, help="runs per measurement")
-    parser.add_argument("languages", nargs="*", default=list(HELLO))
+    parser.add_argument("languages", nargs="*", default=["python", "javascript", "c", "java"])
     args = parser.parse_args(argv)
     settings = Settings.from_env(sandbox_cgroup_name="runstream-bench",
                                  sandbox_run_dir="/run/runstream-bench")
@@ -71,7 +64,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
                     t = time.perf_counter()
                     r = await ws.run(run_argv, stdin=b"", limits=limits, language=lang)
                     boxed.append((time.perf_counter() - t) * 1000)
-                    assert r.stdout == b"hello\n", r
+                    assert r.stdout == b"hello, world\n", r
                     # The workspace is a root-readable tmpfs: run the same files bare.
                     bare.append(_bare(run_argv, str(ws.path)))
             b, s = statistics.median(bare), statistics.median(boxed)
@@ -111,7 +104,7 @@ async def _docker_median(sb: DockerSandbox, lang: Language, name: str, n: int) -
             r = await ws.run(render(lang.run, lang, limits), stdin=b"", limits=limits,
                              language=lang)
             times.append((time.perf_counter() - t) * 1000 - compile_ms)
-        assert r.stdout == b"hello\n", r
+        assert r.stdout == b"hello, world\n", r
     return statistics.median(times)
 
 
