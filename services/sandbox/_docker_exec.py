@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shlex
 import socket
 import struct
 import tarfile
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from runstream.schemas.models import Limits
-from runstream.services.languages import Language
-from runstream.services.sandbox import command
+from runstream.services.sandbox.rlimits import ulimit_script
+from runstream.services.sandbox.supervision import CappedOutput
 
 BOX = "/box"
 SHELL = "/bin/sh"
@@ -27,6 +25,8 @@ TIMEOUT = "/usr/bin/timeout"
 # The in-container `timeout` is a backstop for a lost worker, not the limit:
 # the worker kills the phase at its wall limit and this fires a little later.
 BACKSTOP_MARGIN_S = 2
+# The phase's sh and timeout count against the pids limit besides the program.
+PHASE_OVERHEAD = 2
 _HEADER = struct.Struct(">BxxxL")  # docker's multiplexed stream frame header
 CHUNK = 65536
 
@@ -52,27 +52,11 @@ def phase_argv(argv: Sequence[str], limits: Limits, tar_bytes: int) -> list[str]
     separate exec would cost ~70 ms. ``head -c`` reads exactly that many bytes,
     leaving the rest of stdin to the program.
     """
-    lim = command.rlimits(limits)
     unpack = (f"head -c {tar_bytes} | tar -x -f - -C {BOX} --no-same-owner; "
               if tar_bytes else "")
     backstop = -(-limits.wall_ms // 1000) + BACKSTOP_MARGIN_S
-    # dash applies a bare ``ulimit`` to the soft and the hard limit: no raising back.
-    script = (
-        f"set -e; {unpack}"
-        f"ulimit -t {lim['cpu_s']}; ulimit -f {-(-lim['fsize_bytes'] // 512)}; "
-        f"ulimit -n {lim['nofile']}; ulimit -c 0; ulimit -s {command.STACK_KB}; "
-        f'exec {TIMEOUT} -s KILL {backstop} "$@"'
-    )
+    script = f'set -e; {unpack}{ulimit_script(limits)}exec {TIMEOUT} -s KILL {backstop} "$@"'
     return [SHELL, "-c", script, "runstream-phase", *argv]
-
-
-def phase_env(language: Language) -> dict[str, str]:
-    """The program's whole environment: nothing of the worker's."""
-    return {"PATH": command.PATH, "HOME": "/tmp", "LANG": "C.UTF-8", **language.env}
-
-
-def describe(argv: Sequence[str]) -> str:
-    return shlex.join(argv)[:200]
 
 
 def raw_socket(sock: Any) -> socket.socket:
@@ -86,20 +70,15 @@ def raw_socket(sock: Any) -> socket.socket:
 class ExecStream:
     """Feeds stdin to and demultiplexes the output of one exec, keeping ``cap`` bytes each.
 
-    ``on_overflow`` is called (from a worker thread) the first time either
-    stream goes past its cap; reading goes on, discarding, until the exec ends.
+    ``on_overflow`` is called (from a worker thread) when a stream first goes
+    past its cap; reading goes on, discarding, until the exec ends.
     """
 
     def __init__(self, sock: socket.socket, cap: int, on_overflow: Callable[[], None],
                  timeout_s: float) -> None:
         self.sock = sock
-        self.cap = cap
-        self.on_overflow = on_overflow
-        self.out = bytearray()
-        self.err = bytearray()
-        self.out_truncated = False
-        self.err_truncated = False
-        self.closed = threading.Event()
+        self.stdout = CappedOutput(cap, on_overflow)
+        self.stderr = CappedOutput(cap, on_overflow)
         sock.settimeout(timeout_s)
 
     def feed(self, data: bytes) -> None:
@@ -120,38 +99,24 @@ class ExecStream:
             n -= len(chunk)
         return b"".join(chunks)
 
-    def _keep(self, stream: int, payload: bytes) -> None:
-        buf = self.err if stream == 2 else self.out
-        room = self.cap - len(buf)
-        if room > 0:
-            buf += payload[:room]
-        if len(payload) > room:
-            if stream == 2:
-                first = not (self.err_truncated or self.out_truncated)
-                self.err_truncated = True
-            else:
-                first = not (self.err_truncated or self.out_truncated)
-                self.out_truncated = True
-            if first:
-                self.on_overflow()
-
     def read(self) -> None:
         """Read frames until the exec ends (blocking; the socket timeout bounds each recv)."""
-        try:
-            while True:
-                header = self._recv_exact(_HEADER.size)
-                if header is None:
+        while True:
+            header = self._recv_exact(_HEADER.size)
+            if header is None:
+                return
+            stream, size = _HEADER.unpack(header)
+            sink = self.stderr if stream == 2 else self.stdout
+            while size:
+                payload = self.sock.recv(min(size, CHUNK))
+                if not payload:
                     return
-                stream, size = _HEADER.unpack(header)
-                while size:
-                    payload = self.sock.recv(min(size, CHUNK))
-                    if not payload:
-                        return
-                    size -= len(payload)
-                    self._keep(stream, payload)
-        finally:
-            self.closed.set()
+                size -= len(payload)
+                sink.keep(payload)
 
     def close(self) -> None:
+        """Close the socket; a ``read`` or ``feed`` blocked on it in a thread returns."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()

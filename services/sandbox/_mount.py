@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 from collections.abc import Sequence
@@ -94,7 +95,7 @@ def write_files(root: Path, files: Sequence[tuple[str, bytes]], uid: int, gid: i
     except FileExistsError as e:
         raise InvalidRequest(f"file {e.filename!r} is given twice", field="files") from e
     except OSError as e:
-        if e.errno == 28:  # ENOSPC: the submission is larger than the workspace
+        if e.errno == errno.ENOSPC:  # the submission is larger than the workspace
             raise InvalidRequest("the files do not fit in the workspace", field="files") from e
         raise SandboxError(f"cannot write the submission into {root}: {e}") from e
     finally:
@@ -106,7 +107,7 @@ def remove_workspace(target: Path) -> None:
     try:
         umount(target)
     except OSError as e:
-        if e.errno not in (22, 2):  # EINVAL: not mounted; ENOENT: gone already
+        if e.errno not in (errno.EINVAL, errno.ENOENT):  # not mounted; gone already
             raise
     with contextlib.suppress(FileNotFoundError):
         os.rmdir(target)

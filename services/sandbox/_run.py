@@ -1,55 +1,50 @@
-"""Supervising one sandboxed process tree: pipes, limits, kill, accounting.
+"""Supervising one bwrap phase: descriptors, spawn, limits, kill, result.
 
 Everything is event-driven on the worker's loop: the exit is a pidfd, the
-pipes are asyncio pipe transports, and the only timer is the CPU poll (the
-kernel has no "CPU time exceeded" event for a cgroup).
+pipes are asyncio pipe transports, and the only timer is the CPU poll (see
+:mod:`.supervision`). Whatever ends the phase, its limit, its own exit, a
+failure of the sandbox or the caller cancelling it, every process of its
+cgroup is killed and gone before :func:`supervise` returns or raises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from runstream.schemas.errors import SandboxError
 from runstream.schemas.models import Limits, PhaseResult
-from runstream.services.sandbox._cgroup import RunCgroup
+from runstream.services.sandbox.cgroup import RunCgroup
+from runstream.services.sandbox.supervision import (
+    KILL_WAIT_S,
+    CappedOutput,
+    phase_result,
+    watch,
+)
 
 log = logging.getLogger(__name__)
 
-CPU_POLL_S = 0.05
 DRAIN_TIMEOUT_S = 2.0
-EXIT_AFTER_KILL_S = 5.0
 STATUS_CAP = 4096
 
 
-class _Collector(asyncio.Protocol):
-    """Keeps the first ``cap`` bytes of a pipe; calls ``on_overflow`` once beyond."""
+class _Reader(asyncio.Protocol):
+    """Reads one pipe into a :class:`CappedOutput`; ``closed`` resolves at its end."""
 
-    def __init__(self, cap: int, on_overflow: Callable[[], None] | None) -> None:
-        self.cap = cap
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.truncated = False
-        self.on_overflow = on_overflow
+    def __init__(self, sink: CappedOutput) -> None:
+        self.sink = sink
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
-        room = self.cap - self.size
-        if room > 0:
-            self.chunks.append(data[:room])
-            self.size += min(room, len(data))
-        if len(data) > room and not self.truncated:
-            self.truncated = True
-            if self.on_overflow is not None:
-                self.on_overflow()
+        self.sink.keep(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -57,9 +52,6 @@ class _Collector(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None
-
-    def data(self) -> bytes:
-        return b"".join(self.chunks)
 
 
 class _Feeder(asyncio.Protocol):
@@ -80,119 +72,98 @@ class Launch:
     build_argv: Callable[[int, int], Sequence[str]]  # (seccomp fd, status fd) -> argv
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
+@dataclass
+class _Running:
+    """One started launcher and what the loop watches of it."""
+
+    proc: subprocess.Popen[bytes]
+    status_pipe: io.FileIO  # bwrap's --json-status-fd, read end
+    started: float
+    exited: asyncio.Future[None]
+    pidfd: int = -1
+    stdout: CappedOutput = field(default_factory=lambda: CappedOutput(0))
+    stderr: CappedOutput = field(default_factory=lambda: CappedOutput(0))
+    status: CappedOutput = field(default_factory=lambda: CappedOutput(STATUS_CAP))
+    readers: list[_Reader] = field(default_factory=list)
+    transports: list[asyncio.BaseTransport] = field(default_factory=list)
 
 
-async def supervise(launch: Launch) -> PhaseResult:
-    """Run, enforce the limits, kill the whole tree, and report what happened."""
-    loop = asyncio.get_running_loop()
-    limits, cg = launch.limits, launch.cgroup
-    overflow = loop.create_future()
-
-    def on_overflow() -> None:
-        if not overflow.done():
-            overflow.set_result(None)
-
+def _spawn(launch: Launch) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the launcher with the filter in a memfd and bwrap's status pipe: (proc, status)."""
     seccomp_fd = os.memfd_create("runstream-seccomp", os.MFD_CLOEXEC)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     try:
         os.write(seccomp_fd, launch.seccomp)
         os.lseek(seccomp_fd, 0, os.SEEK_SET)
         argv = launch.build_argv(seccomp_fd, status_w)
-        started = time.monotonic()
-        try:
-            # Popen (vfork + exec, ~1 ms) rather than asyncio subprocesses: the
-            # exit is watched with a pidfd below, no child-watcher thread per run.
-            proc = subprocess.Popen(  # noqa: ASYNC220
-                argv, env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, pass_fds=(seccomp_fd, status_w), close_fds=True,
-                start_new_session=True, cwd="/",
-            )
-        except OSError as e:
-            raise SandboxError(f"cannot start the sandbox launcher: {e}") from e
+        # Popen (vfork + exec, ~1 ms) rather than asyncio subprocesses: the exit
+        # is watched with a pidfd, no child-watcher thread per run.
+        proc = subprocess.Popen(
+            argv, env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, pass_fds=(seccomp_fd, status_w), close_fds=True,
+            start_new_session=True, cwd="/",
+        )
+    except OSError as e:
+        os.close(status_r)
+        raise SandboxError(f"cannot start the sandbox launcher: {e}") from e
     finally:
         os.close(seccomp_fd)
         os.close(status_w)
-    pidfd = os.pidfd_open(proc.pid)
-    exited = loop.create_future()
+    return proc, status_r
 
-    def on_exit() -> None:
-        if not exited.done():
-            exited.set_result(None)
 
-    loop.add_reader(pidfd, on_exit)
+async def _read_pipe(pipe: object, sink: CappedOutput) -> tuple[asyncio.BaseTransport, _Reader]:
+    reader = _Reader(sink)
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(lambda: reader, pipe)
+    return transport, reader
+
+
+async def _connect(run: _Running, launch: Launch, on_overflow: Callable[[], None]) -> None:
+    """Read stdout, stderr and the status pipe on the loop; write stdin, then EOF."""
+    loop = asyncio.get_running_loop()
+    proc = run.proc
     assert proc.stdout and proc.stderr and proc.stdin
-    transports: list[asyncio.BaseTransport] = []
-    try:
-        out_t, out = await loop.connect_read_pipe(
-            lambda: _Collector(limits.output_bytes, on_overflow), proc.stdout)
-        err_t, err = await loop.connect_read_pipe(
-            lambda: _Collector(limits.output_bytes, on_overflow), proc.stderr)
-        st_t, st = await loop.connect_read_pipe(
-            lambda: _Collector(STATUS_CAP, None), os.fdopen(status_r, "rb", buffering=0))
-        in_t, _ = await loop.connect_write_pipe(_Feeder, proc.stdin)
-        transports += [out_t, err_t, st_t, in_t]
-        if launch.stdin:
-            in_t.write(launch.stdin)
-        in_t.close()  # sends EOF once the buffer is written (or drops it on EPIPE)
+    cap = launch.limits.output_bytes
+    run.stdout, run.stderr = CappedOutput(cap, on_overflow), CappedOutput(cap, on_overflow)
+    for sink, pipe in ((run.stdout, proc.stdout), (run.stderr, proc.stderr),
+                       (run.status, run.status_pipe)):
+        transport, reader = await _read_pipe(pipe, sink)
+        run.transports.append(transport)
+        run.readers.append(reader)
+    stdin, _ = await loop.connect_write_pipe(_Feeder, proc.stdin)
+    run.transports.append(stdin)
+    if launch.stdin:
+        stdin.write(launch.stdin)
+    stdin.close()  # sends EOF once the buffer is written (or drops it on EPIPE)
 
-        time_limit: str | None = None
-        deadline = started + limits.wall_ms / 1000
-        cpu_cap_ns = limits.cpu_ms * 1_000_000
-        while not exited.done():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                time_limit = "wall"
-                break
-            await asyncio.wait((exited, overflow), timeout=min(CPU_POLL_S, remaining),
-                               return_when=asyncio.FIRST_COMPLETED)
-            if overflow.done():
-                break
-            if cg.cpu_ns() > cpu_cap_ns:
-                time_limit = "cpu"
-                break
-        wall_ms = int((time.monotonic() - started) * 1000)
-        # Whatever ended the run, nothing of it may outlive it (daemons, setsid).
-        cg.kill()
-        if not exited.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(exited), EXIT_AFTER_KILL_S)
-            except TimeoutError:
-                proc.kill()
-                raise SandboxError("the sandbox did not exit after being killed") from None
-        returncode = proc.wait(timeout=1)
-        if not await cg.wait_empty(EXIT_AFTER_KILL_S):
-            raise SandboxError("processes of the run survived SIGKILL")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(out.closed, err.closed, st.closed), DRAIN_TIMEOUT_S)
-    finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        for t in transports:
-            t.close()
-        if proc.returncode is None:
-            proc.kill()
-            proc.wait(timeout=5)
 
-    status = _status(st.data())
-    if "child-pid" not in status and time_limit is None and not overflow.done():
-        raise SandboxError(
-            f"the sandbox failed to start (launcher exit {returncode}): "
-            f"{err.data()[-2000:].decode(errors='replace').strip()}")
-    result = PhaseResult(
-        stdout=out.data(), stderr=err.data(), wall_ms=wall_ms,
-        cpu_ms=cg.cpu_ns() // 1_000_000, memory_kb=cg.memory_peak_bytes() // 1024,
-        stdout_truncated=out.truncated, stderr_truncated=err.truncated,
-        time_limit=time_limit, oom_killed=cg.oom_kills() > 0,
-        output_limit_hit=overflow.done(),
-    )
-    _exit_status(result, returncode, status, killed=bool(time_limit) or overflow.done())
-    return result
+async def _kill(run: _Running, cg: RunCgroup) -> int:
+    """Kill every process of the run, wait until none is left; the launcher's exit status."""
+    cg.kill()
+    if not run.exited.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(run.exited), KILL_WAIT_S)
+        except TimeoutError:
+            run.proc.kill()
+            raise SandboxError("the sandbox did not exit after being killed") from None
+    returncode = run.proc.wait(timeout=1)
+    if not await cg.wait_empty(KILL_WAIT_S):
+        raise SandboxError("processes of the run survived SIGKILL")
+    return returncode
+
+
+def _close(run: _Running) -> None:
+    """Release the run's descriptors; the launcher is dead (or killed here) afterwards."""
+    loop = asyncio.get_running_loop()
+    if run.pidfd >= 0:
+        loop.remove_reader(run.pidfd)
+        os.close(run.pidfd)
+    for t in run.transports:
+        t.close()
+    run.status_pipe.close()  # in case it never reached a transport (idempotent)
+    if run.proc.returncode is None:
+        run.proc.kill()
+        run.proc.wait(timeout=5)
 
 
 def _status(raw: bytes) -> dict[str, int]:
@@ -206,22 +177,61 @@ def _status(raw: bytes) -> dict[str, int]:
     return merged
 
 
-def _exit_status(result: PhaseResult, returncode: int, status: dict[str, int],
-                 *, killed: bool) -> None:
-    """Fill exit_code/signal.
+def _result(run: _Running, cg: RunCgroup, returncode: int, time_limit: str | None,
+            overflow: bool, wall_ms: int) -> PhaseResult:
+    status = _status(run.status.data())
+    if "child-pid" not in status and time_limit is None and not overflow:
+        raise SandboxError(
+            f"the sandbox failed to start (launcher exit {returncode}): "
+            f"{run.stderr.data()[-2000:].decode(errors='replace').strip()}")
+    # bwrap reports its program's exit in the status; its own death by a signal
+    # (negative) is the launcher's.
+    code = returncode if returncode < 0 else status.get("exit-code", returncode)
+    return phase_result(run.stdout, run.stderr, status=code, wall_ms=wall_ms,
+                        cpu_ns=cg.cpu_ns(), peak_bytes=cg.memory_peak_bytes(),
+                        time_limit=time_limit, oom_killed=cg.oom_kills() > 0, overflow=overflow)
 
-    bwrap reports a program killed by signal N as exit status 128+N (it has no
-    other channel), so above 128 the status is read as a signal; a program that
-    really calls exit(137) is reported as SIGKILL. The runs we kill ourselves and
-    the OOM kills are known exactly.
-    """
-    code = status.get("exit-code", returncode)
-    if killed or result.oom_killed:
-        result.signal = "SIGKILL"
-        return
-    if returncode < 0:  # bwrap itself died by a signal
-        result.signal = _signal_name(-returncode)
-    elif code > 128 and code - 128 < signal.NSIG:
-        result.signal = _signal_name(code - 128)
-    else:
-        result.exit_code = code
+
+async def supervise(launch: Launch) -> PhaseResult:
+    """Run, enforce the limits, kill the whole tree, and report what happened."""
+    loop = asyncio.get_running_loop()
+    limits, cg = launch.limits, launch.cgroup
+    overflow = asyncio.Event()
+    started = time.monotonic()
+    proc, status_r = _spawn(launch)
+    run = _Running(proc, io.FileIO(status_r, "rb"), started, loop.create_future())
+
+    def on_exit() -> None:
+        if not run.exited.done():
+            run.exited.set_result(None)
+
+    try:
+        run.pidfd = os.pidfd_open(proc.pid)
+        loop.add_reader(run.pidfd, on_exit)
+        await _connect(run, launch, overflow.set)
+
+        async def cpu_used_ns() -> int:
+            return cg.cpu_ns()
+
+        async def ended() -> bool:
+            return run.exited.done()
+
+        time_limit = await watch(
+            deadline=run.started + limits.wall_ms / 1000, cpu_cap_ns=limits.cpu_ms * 1_000_000,
+            cpu_used_ns=cpu_used_ns, ended=ended, overflow=overflow, wake=(run.exited,))
+        wall_ms = int((time.monotonic() - run.started) * 1000)
+    except BaseException:
+        # Cancelled by the caller, or the sandbox failed: nothing of the run may outlive it.
+        with contextlib.suppress(SandboxError):
+            await _kill(run, cg)
+        _close(run)
+        raise
+    try:
+        # Whatever ended the run, nothing of it may outlive it (daemons, setsid).
+        returncode = await _kill(run, cg)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(r.closed for r in run.readers)),
+                                   DRAIN_TIMEOUT_S)
+    finally:
+        _close(run)
+    return _result(run, cg, returncode, time_limit, overflow.is_set(), wall_ms)

@@ -14,7 +14,7 @@ failed (the result is then ``internal_error``, never blamed on the user).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -50,11 +50,22 @@ class Sandbox(Protocol):
         """Kill and remove whatever this backend still has running."""
         ...
 
+    async def detect_versions(self, registry: Iterable[Language]) -> dict[str, str | None]:
+        """Each language's version by name, as its programs will meet it (after ``start``).
+
+        None for a language whose toolchain is missing or broken here (see
+        ``Registry.with_versions``, which drops it).
+        """
+        ...
+
     def workspace(
         self, execution_id: str, files: Sequence[tuple[str, bytes]], language: Language
     ) -> AbstractAsyncContextManager[Workspace]:
         """A fresh working directory with ``files`` (name, content) written into it.
 
-        The directory and everything in it is gone when the context exits.
+        The directory and everything in it is gone when the context exits. When
+        the task is cancelled inside the context (``Workspace.run`` included),
+        every process of the execution is killed and its directory removed
+        before the CancelledError leaves the context.
         """
         ...

@@ -14,17 +14,17 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 from runstream.schemas.errors import SandboxError
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.languages import Language
-from runstream.services.sandbox import _mount, _seccomp, command
-from runstream.services.sandbox._cgroup import CgroupTree, RunCgroup
+from runstream.services.sandbox import _mount, _seccomp, command, versions
 from runstream.services.sandbox._run import Launch, supervise
-from runstream.services.sandbox._scope import alive as _alive
-from runstream.services.sandbox._scope import new_scope
+from runstream.services.sandbox.cgroup import CgroupTree, RunCgroup
+from runstream.services.sandbox.scope import alive, new_scope
+from runstream.services.sandbox.supervision import KILL_WAIT_S
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class BwrapSandbox:
     async def _reap(self, base: CgroupTree) -> None:
         """Kill and remove what dead workers left on this host: run cgroups, workspaces."""
         stale = [name for name in base.children() if name != self.scope
-                 and not _alive(name)]
+                 and not alive(name)]
         runs = 0
         for name in stale:
             tree = base.child(name)
@@ -115,7 +115,7 @@ class BwrapSandbox:
                 runs += 1
             tree.remove()
         stale_dirs = [d for d in self.base_dir.iterdir()
-                      if d.name != self.scope and not _alive(d.name)]
+                      if d.name != self.scope and not alive(d.name)]
         mounts = [m for d in stale_dirs for m in _mount.mounts_under(d)]
         for point in mounts:
             with contextlib.suppress(OSError):
@@ -145,6 +145,10 @@ class BwrapSandbox:
                 _mount.remove_workspace(point)
         with contextlib.suppress(OSError):
             os.rmdir(self.run_dir)
+
+    async def detect_versions(self, registry: Iterable[Language]) -> dict[str, str | None]:
+        """Each language's version, from its toolchain on this host (what bwrap binds)."""
+        return await versions.detect(registry)
 
     # -- workspace -------------------------------------------------------------
 
@@ -193,9 +197,13 @@ class BwrapSandbox:
                 root_links=self._root_links, root_dirs=self._root_dirs))
             return argv_
 
+        cancelled = False
         try:
             return await supervise(Launch(stdin=stdin, limits=limits, cgroup=cg,
                                           seccomp=self._seccomp, build_argv=build))
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
             self._live.pop(run_id, None)
             cg.kill()
@@ -205,6 +213,10 @@ class BwrapSandbox:
                 task = asyncio.create_task(cg.remove())
                 self._cleanups.add(task)
                 task.add_done_callback(self._cleanups.discard)
+                if cancelled:
+                    # The caller gave up on the run (a worker's drain bound): it
+                    # must find nothing of it left once the cancellation returns.
+                    await asyncio.wait({task}, timeout=KILL_WAIT_S)
 
 
 def _root_layout() -> tuple[dict[str, str], list[str]]:

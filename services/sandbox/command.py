@@ -22,21 +22,17 @@ from dataclasses import dataclass, field
 
 from runstream.schemas.models import Limits
 from runstream.services.languages import Language
+from runstream.services.sandbox.environment import program_env
+from runstream.services.sandbox.rlimits import ulimit_script
 
 BWRAP = "/usr/bin/bwrap"
 SETPRIV = "/usr/bin/setpriv"
-SHELL = "/usr/bin/dash"  # its ulimit units are fixed below: -f in 512-byte blocks, -s in KiB
+SHELL = "/usr/bin/dash"  # the ulimit units of rlimits.ulimit_script are dash's
 BOX = "/box"
 HOSTNAME = "runstream"
-PATH = "/usr/bin:/bin"
-OPEN_FILES = 256
-STACK_KB = 64 * 1024
 # The root-level names a merged-/usr Debian has as symlinks into /usr.
 MERGED_USR = ("/bin", "/lib", "/lib64", "/sbin")
 BASE_RO = ("/usr", "/etc/alternatives", "/etc/ld.so.cache")
-# Exit status of the launcher shell when it could not confine itself; chosen
-# to be unusual, and only trusted together with "bwrap never started".
-LAUNCH_FAILED = 125
 
 
 @dataclass(frozen=True)
@@ -61,34 +57,10 @@ class RunSpec:
     root_dirs: Sequence[str] = ()
 
 
-def cpu_rlimit_s(limits: Limits) -> int:
-    """RLIMIT_CPU in seconds: a backstop a little above the polled CPU limit."""
-    return int(-(-limits.cpu_ms // 1000) + 1)
-
-
-def rlimits(limits: Limits) -> dict[str, int]:
-    """The rlimits of a run, in the units of the RLIMIT_* resources (bytes, seconds)."""
-    return {
-        "cpu_s": cpu_rlimit_s(limits),
-        "fsize_bytes": limits.file_size_bytes,
-        "nofile": OPEN_FILES,
-        "core_bytes": 0,
-        "stack_bytes": STACK_KB * 1024,
-    }
-
-
 def launcher_script(spec: RunSpec) -> str:
     """The dash script: join the cgroups, set limits, hand over to setpriv."""
-    lim = rlimits(spec.limits)
     joins = "; ".join(f"echo 0 > {shlex.quote(p)}" for p in spec.cgroup_join)
-    # dash applies a bare ``ulimit`` to both the soft and the hard limit, so the
-    # program cannot raise them back.
-    return (
-        f"set -e; {joins}; "
-        f"ulimit -t {lim['cpu_s']}; ulimit -f {-(-lim['fsize_bytes'] // 512)}; "
-        f"ulimit -n {lim['nofile']}; ulimit -c 0; ulimit -s {STACK_KB}; "
-        'exec "$@"'
-    )
+    return f'set -e; {joins}; {ulimit_script(spec.limits)}exec "$@"'
 
 
 def bwrap_args(spec: RunSpec) -> list[str]:
@@ -123,11 +95,8 @@ def bwrap_args(spec: RunSpec) -> list[str]:
         "--bind", spec.workspace, BOX,
         "--chdir", BOX,
         "--clearenv",
-        "--setenv", "PATH", PATH,
-        "--setenv", "HOME", "/tmp",
-        "--setenv", "LANG", "C.UTF-8",
     ]  # fmt: skip
-    for key, value in sorted(spec.language.env.items()):
+    for key, value in program_env(spec.language).items():
         args += ["--setenv", key, value]
     args += ["--seccomp", str(spec.seccomp_fd), "--json-status-fd", str(spec.status_fd), "--"]
     return args

@@ -18,31 +18,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import docker.errors
 from runstream.schemas.errors import SandboxError
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.languages import Language
-from runstream.services.sandbox._docker_phase import Phase
+from runstream.services.sandbox import versions
+from runstream.services.sandbox._docker_container import ExecutionContainer
+from runstream.services.sandbox._docker_engine import DockerEngine
+from runstream.services.sandbox._docker_exec import PHASE_OVERHEAD, files_tar
 from runstream.services.sandbox._docker_pool import WarmPool
-from runstream.services.sandbox._scope import alive, new_scope
+from runstream.services.sandbox.environment import program_env
+from runstream.services.sandbox.scope import alive, new_scope
+from runstream.services.sandbox.supervision import KILL_WAIT_S
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 WORKER_LABEL = "dev.runstream.worker"
 HOST_LABEL = "dev.runstream.host"
-T = TypeVar("T")
 
 
 class DockerWorkspace:
@@ -53,24 +55,25 @@ class DockerWorkspace:
         self.language = language
         self.tar = tar
         self.container_id: str | None = None
-        self.phase: Phase | None = None
+        self.container: ExecutionContainer | None = None
         self._lock = asyncio.Lock()
 
     async def run(self, argv: Sequence[str], *, stdin: bytes, limits: Limits,
                   language: Language) -> PhaseResult:
         """Run ``argv`` in /box of the execution's container under ``limits``."""
         async with self._lock:  # phases of one execution are sequential by nature
-            if self.phase is None:
-                pooled = self._sandbox.pool_take(language)
+            if self.container is None:
+                sb = self._sandbox
+                pooled = sb.pool_take(language)
                 if pooled is None:
-                    self.container_id = await self._sandbox._create(language, limits)
-                    self.phase = Phase(self._sandbox, self.container_id, self.tar, limits)
+                    self.container_id = await sb.create_container(language, limits)
+                    first = limits
                 else:
-                    self.container_id = pooled
-                    self.phase = Phase(self._sandbox, pooled, self.tar,
-                                       self._sandbox.settings.default_limits)
-                await self.phase.attach()
-            return await self.phase.run(argv, stdin, limits, language)
+                    self.container_id, first = pooled, sb.settings.default_limits
+                self.container = ExecutionContainer(sb.engine, self.container_id, self.tar,
+                                                    first)
+                await self.container.attach()
+            return await self.container.run(argv, stdin, limits, language)
 
 
 class DockerSandbox:
@@ -82,61 +85,29 @@ class DockerSandbox:
         self.settings = settings
         self.scope = new_scope()
         self.host = socket.gethostname()
-        # The SDK blocks; its calls, and the exec streams' readers and writers,
-        # run on a pool of their own so that they never starve (nor are starved
-        # by) the loop's default executor. Each running phase holds two threads.
-        self.pool = ThreadPoolExecutor(max_workers=4 * settings.worker_concurrency + 8,
-                                       thread_name_prefix="runstream-docker")
-        self._client: docker.DockerClient | None = None
+        self.engine = DockerEngine(settings)
         self._counter = itertools.count()
         self._live: set[str] = set()
         self._cleanups: set[asyncio.Task[None]] = set()
         self._pool: WarmPool | None = None
-
-    @property
-    def api(self) -> docker.APIClient:
-        if self._client is None:
-            raise SandboxError("DockerSandbox.start() was not called")
-        return self._client.api
-
-    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A blocking SDK call on the pool, bounded; docker errors become SandboxError."""
-        loop = asyncio.get_running_loop()
-        try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(self.pool, functools.partial(fn, *args, **kwargs)),
-                self.settings.sandbox_docker_timeout_s + 5)
-        except TimeoutError as e:
-            raise SandboxError(f"the Docker engine did not answer {fn.__name__} in time") from e
-        except docker.errors.ImageNotFound as e:
-            raise SandboxError(
-                f"a runtime image is missing ({e.explanation}); build it with "
-                ".ci/build-images.sh or services/images/<language>.Dockerfile") from e
-        except docker.errors.DockerException as e:
-            raise SandboxError(f"docker {fn.__name__} failed: {e}") from e
 
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
         """Check the engine answers; remove the containers of dead workers of this host."""
         s = self.settings
-        try:
-            self._client = docker.DockerClient(base_url=s.sandbox_docker_url,
-                                               timeout=int(s.sandbox_docker_timeout_s))
-        except docker.errors.DockerException as e:
-            raise SandboxError(f"cannot reach the Docker engine at {s.sandbox_docker_url}: "
-                               f"{e}") from e
-        await self.call(self.api.ping)
+        self.engine.connect()
+        await self.engine.call(self.engine.api.ping)
         if s.sandbox_docker_pool > 0:
-            self._pool = WarmPool(self._create, self._remove, s.sandbox_docker_pool,
+            self._pool = WarmPool(self.create_container, self._remove, s.sandbox_docker_pool,
                                   max_age_s=s.sandbox_docker_lifetime_s / 2)
         reaped = await self._reap()
         log.info("docker sandbox ready (engine %s, scope %s, reaped %d containers)",
                  s.sandbox_docker_url, self.scope, reaped)
 
     async def _reap(self) -> int:
-        found = await self.call(self.api.containers, all=True,
-                                filters={"label": WORKER_LABEL})
+        found = await self.engine.call(self.engine.api.containers, all=True,
+                                       filters={"label": WORKER_LABEL})
         now = time.time()
         stale = []
         for c in found:
@@ -164,10 +135,7 @@ class DockerSandbox:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
         for cid in list(self._live):
             await self._remove(cid)
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.engine.close()
 
     async def settle(self) -> None:
         """Wait for background work: pending removals and warm-pool refills (benchmarks)."""
@@ -176,27 +144,55 @@ class DockerSandbox:
         if self._cleanups:
             await asyncio.gather(*list(self._cleanups), return_exceptions=True)
 
+    async def detect_versions(self, registry: Iterable[Language]) -> dict[str, str | None]:
+        """Each language's version, from its image (which may hold another than the host)."""
+        return await versions.detect_each(registry, self._version_in_image)
+
+    async def _version_in_image(self, language: Language) -> str | None:
+        """Run the version command in a container like a program's; None if it fails."""
+        api = self.engine.api
+        try:
+            async with asyncio.timeout(versions.TIMEOUT_S):
+                cid = await self.create_container(language)
+                try:
+                    exec_id = (await self.engine.call(
+                        api.exec_create, cid, list(language.version_cmd),
+                        user=f"{self.settings.sandbox_uid}:{self.settings.sandbox_gid}",
+                        environment=program_env(language), workdir="/box"))["Id"]
+                    out: bytes = await self.engine.call(api.exec_start, exec_id)
+                    info = await self.engine.call(api.exec_inspect, exec_id)
+                finally:
+                    await self._finish(self._remove(cid))
+        except (SandboxError, TimeoutError) as e:
+            log.warning("%s: cannot run its version command in %s: %s", language.name,
+                        language.image, str(e) or "timed out")
+            return None
+        return versions.version_from(language, info.get("ExitCode"), out)
+
     # -- workspace -------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def workspace(self, execution_id: str, files: Sequence[tuple[str, bytes]],
                         language: Language) -> AsyncIterator[DockerWorkspace]:
         """The execution's container; removed (killed first) when the context exits."""
-        from runstream.services.sandbox._docker_exec import files_tar
-
         s = self.settings
-        ws = DockerWorkspace(self, files_tar(files, s.sandbox_uid, s.sandbox_gid),
-                             language)
+        ws = DockerWorkspace(self, files_tar(files, s.sandbox_uid, s.sandbox_gid), language)
+        cancelled = False
         try:
             yield ws
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
             if ws.container_id is not None:
-                if ws.phase is not None:
-                    ws.phase.kill_now()  # nothing of it may outlive the context
-                # Removal costs ~100 ms: finish it in the background.
-                task = asyncio.create_task(self._remove(ws.container_id))
-                self._cleanups.add(task)
-                task.add_done_callback(self._cleanups.discard)
+                if ws.container is not None:
+                    ws.container.kill_now()  # nothing of it may outlive the context
+                # Removal costs ~100 ms: finish it in the background, unless the
+                # caller gave up on the execution (a worker's drain bound): it
+                # must then find nothing left once the cancellation returns.
+                removal = self._in_background(self._remove(ws.container_id))
+                if cancelled:
+                    await asyncio.wait({removal}, timeout=KILL_WAIT_S)
             if self._pool is not None:
                 self._pool.fill(language)
 
@@ -204,10 +200,26 @@ class DockerSandbox:
         """A pre-started container for ``language`` if the warm pool has one."""
         return self._pool.take(language) if self._pool is not None else None
 
-    async def _create(self, language: Language, limits: Limits | None = None) -> str:
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` to its end whatever happens to the caller (``stop`` waits for it)."""
+        task = asyncio.ensure_future(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        return task
+
+    async def _finish(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` to its end even if the caller is cancelled meanwhile.
+
+        Returns within KILL_WAIT_S at most; the work goes on in the background
+        after that.
+        """
+        await asyncio.wait({self._in_background(work)}, timeout=KILL_WAIT_S)
+
+    async def create_container(self, language: Language, limits: Limits | None = None) -> str:
+        """A started, hardened container of ``language``'s image whose init only sleeps."""
         s = self.settings
         limits = limits or s.default_limits
-        api = self.api
+        api = self.engine.api
         mb = s.sandbox_tmpfs_mb
         box = f"size={mb}m,uid={s.sandbox_uid},gid={s.sandbox_gid},mode=0700,exec"
         host_config = api.create_host_config(
@@ -224,7 +236,9 @@ class DockerSandbox:
             nano_cpus=1_000_000_000,
             runtime=s.sandbox_docker_runtime or None,
         )
-        created = await self.call(
+        # The engine goes on creating and starting if we are cancelled meanwhile:
+        # shielded, so that the container is known and removed all the same.
+        creating = asyncio.ensure_future(self.engine.call(
             api.create_container, language.image,
             # A root-owned idle init the sandbox uid cannot signal; bounded so that
             # a container whose worker died ends by itself.
@@ -233,27 +247,31 @@ class DockerSandbox:
             hostname="runstream", working_dir="/box",
             network_disabled=True, host_config=host_config,
             labels={WORKER_LABEL: self.scope, HOST_LABEL: self.host,
-                    "dev.runstream.created": datetime.now(UTC).isoformat()})
-        cid: str = created["Id"]
+                    "dev.runstream.created": datetime.now(UTC).isoformat()}))
+        try:
+            cid: str = (await asyncio.shield(creating))["Id"]
+        except asyncio.CancelledError:
+            await self._finish(self._remove_once_created(creating))
+            raise
         self._live.add(cid)
         try:
-            await self.call(api.start, cid)
-        except SandboxError:
-            await self._remove(cid)
+            await self.engine.call(api.start, cid)
+        except BaseException:  # the engine failed, or we were cancelled: no leftover
+            await self._finish(self._remove(cid))
             raise
         return cid
 
+    async def _remove_once_created(self, creating: asyncio.Future[dict[str, Any]]) -> None:
+        with contextlib.suppress(SandboxError):
+            await self._remove((await creating)["Id"])
+
     async def _remove(self, cid: str) -> None:
         try:
-            await self.call(self.api.remove_container, cid, force=True)
+            await self.engine.call(self.engine.api.remove_container, cid, force=True)
         except SandboxError as e:
             if not isinstance(e.__cause__, docker.errors.NotFound):
                 log.error("cannot remove container %s: %s", cid[:12], e)
         self._live.discard(cid)
-
-
-# The phase's sh and timeout count against the pids limit besides the program.
-PHASE_OVERHEAD = 2
 
 
 def docker_available(settings: Settings) -> str | None:

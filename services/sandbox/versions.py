@@ -1,8 +1,10 @@
 """Detect each language's version at worker start-up.
 
-The version commands run on the host (they only print a banner), all at once,
-each with a timeout and an empty environment; a language whose toolchain is
-missing or broken gets None and is dropped by ``Registry.with_versions``.
+Each backend runs ``language.version_cmd`` where its programs will run (see
+``Sandbox.detect_versions``): bwrap on the host, whose toolchains it binds;
+docker inside the language's image. The commands run all at once, each with a
+timeout and the programs' environment; a language whose toolchain is missing or
+broken gets None and is dropped by ``Registry.with_versions``.
 """
 
 from __future__ import annotations
@@ -10,22 +12,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from runstream.services.languages import Language, parse_version
+from runstream.services.sandbox.environment import program_env
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 15.0
 
 
+def version_from(language: Language, exit_code: int | None, output: bytes) -> str | None:
+    """The version a version command printed, or None (logged) if it failed."""
+    version: str | None = parse_version(output.decode(errors="replace"))
+    if exit_code != 0 or version is None:
+        log.warning("%s: version command failed (exit %s): %s", language.name, exit_code,
+                    output[-300:].decode(errors="replace").strip())
+        return None
+    return version
+
+
 async def detect_one(language: Language, timeout_s: float = TIMEOUT_S) -> str | None:
-    """The version ``language.version_cmd`` prints (stdout or stderr), or None."""
+    """The version ``language.version_cmd`` prints on this host (stdout or stderr), or None."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *language.version_cmd, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", **language.env})
+            env=program_env(language))
     except OSError as e:
         log.warning("%s: cannot run %s: %s", language.name, language.version_cmd[0], e)
         return None
@@ -37,17 +50,19 @@ async def detect_one(language: Language, timeout_s: float = TIMEOUT_S) -> str | 
         await proc.wait()
         log.warning("%s: version command timed out after %.0f s", language.name, timeout_s)
         return None
-    version: str | None = parse_version(out.decode(errors="replace"))
-    if proc.returncode != 0 or version is None:
-        log.warning("%s: version command failed (exit %s): %s", language.name,
-                    proc.returncode, out[-300:].decode(errors="replace").strip())
-        return None
-    return version
+    return version_from(language, proc.returncode, out)
+
+
+async def detect_each(languages: Iterable[Language],
+                      detect: Callable[[Language], Awaitable[str | None]]
+                      ) -> dict[str, str | None]:
+    """Every language's version by name, each found by ``detect``, concurrently."""
+    langs = list(languages)
+    found = await asyncio.gather(*(detect(lang) for lang in langs))
+    return {lang.name: version for lang, version in zip(langs, found, strict=True)}
 
 
 async def detect(languages: Iterable[Language],
                  timeout_s: float = TIMEOUT_S) -> dict[str, str | None]:
-    """Every language's version by name, detected concurrently."""
-    langs = list(languages)
-    found = await asyncio.gather(*(detect_one(lang, timeout_s) for lang in langs))
-    return {lang.name: version for lang, version in zip(langs, found, strict=True)}
+    """Every language's version by name, detected on this host, concurrently."""
+    return await detect_each(languages, lambda lang: detect_one(lang, timeout_s))

@@ -152,6 +152,26 @@ def run_pids(settings: Settings) -> list[int]:
     return found
 
 
+def pids_with(token: str) -> list[int]:
+    """Host pids whose command line holds ``token`` (a test's marker argument)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if token.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+# A run that never ends by itself: a setsid daemon sleeps while its parent spins.
+ENDLESS_PY = (b"import os, time\nif os.fork() == 0:\n    os.setsid(); time.sleep(1000)\n"
+              b"while True: pass\n")
+
+
 async def assert_clean_and_healthy(sb: BwrapSandbox) -> None:
     """No process of any run remains, no workspace is mounted, and a normal run works."""
     assert run_pids(sb.settings) == []

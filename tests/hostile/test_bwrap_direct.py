@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -20,8 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pyseccomp
 import pytest
-from runstream.services.sandbox import _mount
+from runstream.services.sandbox import _mount, _seccomp, versions
 from runstream.services.sandbox.bwrap import BwrapSandbox
 
 from ._programs import (
@@ -34,7 +36,15 @@ from ._programs import (
     STDOUT_FLOOD_PY,
     fill_disk_py,
 )
-from .conftest import assert_clean_and_healthy, run_code, run_pids
+from .conftest import (
+    ENDLESS_PY,
+    REGISTRY,
+    assert_clean_and_healthy,
+    limits,
+    pids_with,
+    run_code,
+    run_pids,
+)
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
 
@@ -314,6 +324,84 @@ async def test_privileged_calls_fail(sandbox: BwrapSandbox) -> None:
     assert lines.pop("lockf") == "1"
     for name, rc_errno in lines.items():
         assert rc_errno == "-1 1", (name, rc_errno)  # EPERM
+    await assert_clean_and_healthy(sandbox)
+
+
+def _nr(name: str) -> int:
+    nr: int = pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
+    return nr
+
+
+async def test_every_denied_syscall_class_fails_with_its_errno(sandbox: BwrapSandbox) -> None:
+    # Every argument is -1: were a call not filtered, the kernel would refuse it
+    # for its arguments (EFAULT, EBADF, EINVAL...), never with the filter's errno.
+    calls = [(name, _nr(name), [-1] * 6) for name in _seccomp.DENIED]
+    calls += [(f"clone {flag:#x}", _nr("clone"), [flag | 0x800, 0, 0, 0, 0, 0])  # |SIGHAND
+              for flag in _seccomp.CLONE_NS_FLAGS]
+    calls += [(f"fcntl {cmd}", _nr("fcntl"), [-1, cmd, 0, 0, 0, 0])
+              for cmd in _seccomp.FCNTL_LOCK_CMDS]
+    calls += [("socket vsock", _nr("socket"), [_seccomp.AF_VSOCK, 1, 0, 0, 0, 0]),
+              ("clone3", _nr("clone3"), [0, 0, 0, 0, 0, 0])]
+    r = await run_code(sandbox, "python", py(f"""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        libc.syscall.argtypes = [ctypes.c_long] * 7
+        for label, nr, args in {calls!r}:
+            ctypes.set_errno(0)
+            rc = libc.syscall(nr, *args)
+            print(label, rc, ctypes.get_errno(), sep=":")
+    """))
+    answers = {label: rest for label, _, rest in
+               (line.partition(":") for line in r.stdout.decode().splitlines())}
+    expected = {label: "-1:1" for label, _, _ in calls}  # EPERM
+    expected["clone3"] = "-1:38"  # ENOSYS, so that libc falls back to clone
+    assert answers == expected, r
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_a_foreign_abi_call_kills_the_program(sandbox: BwrapSandbox) -> None:
+    if platform.machine() != "x86_64":
+        pytest.skip("x32 is an x86_64 ABI")
+    r = await run_code(sandbox, "python", py("""
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall(0x40000000 | 39)  # getpid through the x32 ABI
+        print('survived')
+    """))
+    assert (r.signal, r.stdout) == ("SIGSYS", b""), r
+    await assert_clean_and_healthy(sandbox)
+
+
+async def test_detect_versions_finds_the_hosts_toolchains(sandbox: BwrapSandbox) -> None:
+    found = await sandbox.detect_versions(REGISTRY)
+    assert found == await versions.detect(REGISTRY)
+    assert found["python"] and found["python"][0] == "3", found
+
+
+async def test_a_cancelled_execution_leaves_nothing(sandbox: BwrapSandbox) -> None:
+    token = f"cancel-{os.getpid()}-{time.monotonic_ns()}"
+    lang = REGISTRY.resolve("python")
+    lim = limits(sandbox.settings, wall_ms=30000, cpu_ms=30000)
+    assert sandbox._tree is not None
+    cgroups_before = set(sandbox._tree.children())
+
+    async def execution() -> None:
+        async with sandbox.workspace("cancel", [("main.py", ENDLESS_PY)], lang) as ws:
+            await ws.run(["/usr/bin/python3", "main.py", token], stdin=b"", limits=lim,
+                         language=lang)
+
+    task = asyncio.create_task(execution())
+    await poll_until(lambda: len(pids_with(token)) >= 2, 20)
+    assert len(pids_with(token)) >= 2, "the program and its daemon never started"
+    cancelled_at = time.monotonic()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)
+    assert task in done and task.cancelled()
+    assert time.monotonic() - cancelled_at < 2.0
+    assert pids_with(token) == [] and run_pids(sandbox.settings) == []
+    assert os.listdir(sandbox.run_dir) == [] and _mount.mounts_under(sandbox.run_dir) == []
+    assert set(sandbox._tree.children()) <= cgroups_before, "the run's cgroup is left"
     await assert_clean_and_healthy(sandbox)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from runstream.services.languages import render
-from runstream.services.sandbox.docker import DockerSandbox
+from runstream.services.sandbox.docker import DockerSandbox, DockerWorkspace
 
 from ._programs import (
     BUSY_LOOP_PY,
@@ -33,7 +33,7 @@ from ._programs import (
     STDOUT_FLOOD_PY,
     fill_disk_py,
 )
-from .conftest import REGISTRY, docker_containers, limits, run_code
+from .conftest import ENDLESS_PY, REGISTRY, docker_containers, limits, pids_with, run_code
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 
@@ -313,6 +313,44 @@ async def test_exit_codes_signals_and_phases(docker_sandbox: DockerSandbox) -> N
                        " for(int i=0;i<(100<<20);i+=4096)p[i]=1; return 0;}\n",
                        memory_mb=64)
     assert r.oom_killed, r
+
+
+async def test_detect_versions_runs_in_the_images(docker_sandbox: DockerSandbox) -> None:
+    found = await docker_sandbox.detect_versions(REGISTRY)
+    assert set(found) == set(REGISTRY.names())
+    for name in ("python", "javascript", "c"):
+        assert found[name], (name, found)
+    assert found["python"].startswith("3."), found  # type: ignore[union-attr]
+    await assert_clean_and_healthy(docker_sandbox)
+
+
+async def test_a_cancelled_execution_leaves_nothing(docker_sandbox: DockerSandbox) -> None:
+    token = f"cancel-{time.monotonic_ns()}"
+    lang = REGISTRY.resolve("python")
+    lim = limits(docker_sandbox.settings, wall_ms=30000, cpu_ms=30000)
+    workspaces: list[DockerWorkspace] = []
+
+    async def execution() -> None:
+        async with docker_sandbox.workspace("cancel", [("main.py", ENDLESS_PY)], lang) as ws:
+            workspaces.append(ws)
+            await ws.run(["/usr/bin/python3", "main.py", token], stdin=b"", limits=lim,
+                         language=lang)
+
+    task = asyncio.create_task(execution())
+    deadline = time.monotonic() + 20
+    # Processes in another pid namespace have no event here to await: poll, bounded.
+    while len(pids_with(token)) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    assert len(pids_with(token)) >= 2, "the program and its daemon never started"
+    cancelled_at = time.monotonic()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)
+    assert task in done and task.cancelled()
+    assert time.monotonic() - cancelled_at < 2.0
+    assert pids_with(token) == []
+    cid = workspaces[0].container_id
+    assert cid is not None and cid not in docker_containers(), "the container is left"
+    await assert_clean_and_healthy(docker_sandbox)
 
 
 WORKER = """

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from runstream.services.sandbox._cgroup import CgroupTree
+from runstream.services.sandbox.cgroup import CgroupTree
 from runstream.services.sandbox.docker import WORKER_LABEL
 from runstream.services.settings import Settings
 

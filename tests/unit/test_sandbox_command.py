@@ -7,7 +7,8 @@ import shlex
 import pytest
 from runstream.schemas.models import Limits
 from runstream.services.languages import Language
-from runstream.services.sandbox import command
+from runstream.services.sandbox import command, rlimits
+from runstream.services.sandbox.environment import PATH
 
 LIMITS = Limits(wall_ms=5000, cpu_ms=2500, memory_mb=256, processes=64, output_kb=1024,
                 file_size_kb=16384)
@@ -55,9 +56,9 @@ def test_rlimits_in_dash_units() -> None:
     script = command.launcher_script(spec())
     assert "ulimit -t 4;" in script  # ceil(2.5 s) + 1 s backstop
     assert f"ulimit -f {16384 * 2};" in script  # 512-byte blocks
-    assert f"ulimit -n {command.OPEN_FILES};" in script
+    assert f"ulimit -n {rlimits.OPEN_FILES};" in script
     assert "ulimit -c 0;" in script
-    assert f"ulimit -s {command.STACK_KB};" in script
+    assert f"ulimit -s {rlimits.STACK_KB};" in script
 
 
 def test_cgroup_paths_are_shell_quoted() -> None:
@@ -97,11 +98,11 @@ def test_mounts_are_read_only_except_workspace_and_tmpfs() -> None:
 
 def test_environment_is_only_the_fixed_set_plus_language_env() -> None:
     env = dict(pairs(command.bwrap_args(spec()), "--setenv"))  # type: ignore[arg-type]
-    assert env == {"PATH": command.PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "GOCACHE": "/tmp/c"}
+    assert env == {"PATH": PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "GOCACHE": "/tmp/c"}
 
 
 @pytest.mark.parametrize("cpu_ms,seconds", [(1, 2), (1000, 2), (1001, 3), (5000, 6)])
 def test_cpu_backstop_is_above_the_polled_limit(cpu_ms: int, seconds: int) -> None:
     limits = Limits(5000, cpu_ms, 256, 64, 1024, 1024)
-    assert command.cpu_rlimit_s(limits) == seconds
-    assert command.cpu_rlimit_s(limits) * 1000 > cpu_ms
+    assert rlimits.cpu_rlimit_s(limits) == seconds
+    assert rlimits.cpu_rlimit_s(limits) * 1000 > cpu_ms

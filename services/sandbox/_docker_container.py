@@ -1,4 +1,4 @@
-"""The phases of one execution's container: limits, exec, accounting, kill.
+"""One execution's container as the worker drives it: its phases, limits, accounting, kill.
 
 With the engine on this host, accounting and killing go through the
 container's cgroup (see :mod:`._docker_host`); otherwise through the API:
@@ -11,49 +11,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runstream.schemas.errors import SandboxError
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.languages import Language
 from runstream.services.sandbox import _docker_host as host
-from runstream.services.sandbox._cgroup import RunCgroup
+from runstream.services.sandbox._docker_engine import DockerEngine
 from runstream.services.sandbox._docker_exec import (
+    PHASE_OVERHEAD,
     ExecStream,
     phase_argv,
-    phase_env,
     raw_socket,
 )
-from runstream.services.sandbox._run import _exit_status
-
-if TYPE_CHECKING:
-    from runstream.services.sandbox.docker import DockerSandbox
+from runstream.services.sandbox.cgroup import RunCgroup
+from runstream.services.sandbox.environment import program_env
+from runstream.services.sandbox.supervision import (
+    API_POLL_S,
+    CPU_POLL_S,
+    KILL_WAIT_S,
+    phase_result,
+    watch,
+)
 
 log = logging.getLogger(__name__)
 
-CPU_POLL_S = 0.05  # with the host's cgroup files: microseconds per read
-API_POLL_S = 0.25  # with the stats API: tens of milliseconds per read
 DRAIN_TIMEOUT_S = 3.0
-KILL_WAIT_S = 5.0
 SOCKET_MARGIN_S = 10.0
+KILL_RETRY_S = 0.01  # exiting tasks have no event on cgroup v1
 
 
-class Phase:
-    """Runs the phases of one container in turn."""
+class ExecutionContainer:
+    """Runs the phases of one execution in its container, one after the other."""
 
-    def __init__(self, sandbox: DockerSandbox, cid: str, tar: bytes, limits: Limits) -> None:
-        self.sb = sandbox
+    def __init__(self, engine: DockerEngine, cid: str, tar: bytes, limits: Limits) -> None:
+        self.engine = engine
         self.cid = cid
         self.tar: bytes | None = tar
         self.limits = limits
+        s = engine.settings
+        self.user = f"{s.sandbox_uid}:{s.sandbox_gid}"
         self.cg: RunCgroup | None = None
         self.dirty = False  # a finished phase may have left daemons behind
         self.oom_flag = False  # the API's sticky State.OOMKilled, when no cgroup is visible
 
     async def attach(self) -> None:
-        info = await self.sb.call(self.sb.api.inspect_container, self.cid)
+        info = await self.engine.call(self.engine.api.inspect_container, self.cid)
         self.cg = host.container_cgroup(int(info["State"].get("Pid") or 0))
         if self.cg is None:
             log.debug("container %s: cgroup not visible, accounting through the API",
@@ -63,8 +69,8 @@ class Phase:
 
     async def _stats(self) -> tuple[int, int]:
         """(CPU ns, peak memory bytes) from the stats API."""
-        st: dict[str, Any] = await self.sb.call(self.sb.api.stats, self.cid, stream=False,
-                                                one_shot=True)
+        st: dict[str, Any] = await self.engine.call(self.engine.api.stats, self.cid,
+                                                    stream=False, one_shot=True)
         cpu = int(st.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0))
         mem = st.get("memory_stats", {})
         return cpu, int(mem.get("max_usage") or mem.get("usage") or 0)
@@ -84,66 +90,83 @@ class Phase:
     async def kill_strays(self) -> None:
         """Kill whatever earlier phases left; the container's init stays."""
         if self.cg is not None:
-            loop = asyncio.get_running_loop()
             deadline = time.monotonic() + KILL_WAIT_S
-            while not await loop.run_in_executor(self.sb.pool, host.kill_phase, self.cg):
+            while not await self.engine.in_thread(host.kill_phase, self.cg):
                 if time.monotonic() > deadline:
                     raise SandboxError("processes of a phase survived SIGKILL")
-                await asyncio.sleep(0.01)  # exiting tasks have no event on cgroup v1
+                await asyncio.sleep(KILL_RETRY_S)
             return
-        s = self.sb.settings
-        exec_id = (await self.sb.call(
-            self.sb.api.exec_create, self.cid, ["/bin/sh", "-c", "kill -9 -1"],
-            user=f"{s.sandbox_uid}:{s.sandbox_gid}"))["Id"]
-        await self.sb.call(self.sb.api.exec_start, exec_id)
+        api = self.engine.api
+        exec_id = (await self.engine.call(api.exec_create, self.cid,
+                                          ["/bin/sh", "-c", "kill -9 -1"], user=self.user))["Id"]
+        await self.engine.call(api.exec_start, exec_id)
 
     async def _set_limits(self, limits: Limits, language: Language) -> None:
-        from runstream.services.sandbox.docker import PHASE_OVERHEAD
-
         pids = limits.processes + language.processes_floor + PHASE_OVERHEAD
         if self.cg is not None and host.set_limits(self.cg, limits.memory_bytes, pids):
             self.limits = limits
             return
         # Through the engine: memory only (the SDK's update has no pids limit).
-        await self.sb.call(self.sb.api.update_container, self.cid,
-                           mem_limit=limits.memory_bytes, memswap_limit=limits.memory_bytes)
+        await self.engine.call(self.engine.api.update_container, self.cid,
+                               mem_limit=limits.memory_bytes, memswap_limit=limits.memory_bytes)
         self.limits = limits
 
     # -- one phase ---------------------------------------------------------------
 
-    async def run(self, argv: Sequence[str], stdin: bytes, limits: Limits,
-                  language: Language) -> PhaseResult:
-        sb, s = self.sb, self.sb.settings
+    async def _prepare(self, limits: Limits, language: Language) -> tuple[int, int]:
+        """Clear what the last phase left, apply ``limits``: (CPU ns, OOM kills) so far."""
         if self.dirty:
             await self.kill_strays()
         if limits != self.limits:
             await self._set_limits(limits, language)
         if self.cg is not None:
             host.reset_peak(self.cg)
-            cpu0, oom0 = self.cg.cpu_ns(), self.cg.oom_kills()
-        else:
-            cpu0, oom0 = (await self._stats())[0], 0
+            return self.cg.cpu_ns(), self.cg.oom_kills()
+        return (await self._stats())[0], 0
+
+    async def run(self, argv: Sequence[str], stdin: bytes, limits: Limits,
+                  language: Language) -> PhaseResult:
+        engine, api = self.engine, self.engine.api
+        cpu0, oom0 = await self._prepare(limits, language)
         tar, self.tar = self.tar or b"", None
-        exec_id: str = (await sb.call(
-            sb.api.exec_create, self.cid, phase_argv(argv, limits, len(tar)), stdin=True,
-            user=f"{s.sandbox_uid}:{s.sandbox_gid}", environment=phase_env(language),
-            workdir="/box"))["Id"]
+        exec_id: str = (await engine.call(
+            api.exec_create, self.cid, phase_argv(argv, limits, len(tar)), stdin=True,
+            user=self.user, environment=program_env(language), workdir="/box"))["Id"]
         loop = asyncio.get_running_loop()
         overflow = asyncio.Event()
-
-        def on_overflow() -> None:
-            loop.call_soon_threadsafe(overflow.set)
-
-        sock = raw_socket(await sb.call(sb.api.exec_start, exec_id, socket=True))
+        sock = raw_socket(await engine.call(api.exec_start, exec_id, socket=True))
         started = time.monotonic()
         self.dirty = True
+
+        def on_overflow() -> None:  # called from the stream's reader thread
+            loop.call_soon_threadsafe(overflow.set)
+
         stream = ExecStream(sock, limits.output_bytes, on_overflow,
                             timeout_s=limits.wall_ms / 1000 + SOCKET_MARGIN_S)
-        reader = loop.run_in_executor(sb.pool, stream.read)
-        writer = loop.run_in_executor(sb.pool, stream.feed, tar + stdin)
+        reader = engine.in_thread(stream.read)
+        writer = engine.in_thread(stream.feed, tar + stdin)
+        exit_code: int | None = None
+
+        async def cpu_used_ns() -> int:
+            return await self._cpu_ns() - cpu0
+
+        async def ended() -> bool:
+            nonlocal exit_code
+            if not reader.done():
+                return False
+            # The output ends when the program closes it, not when it exits:
+            # ask the engine whether the exec still runs.
+            info = await engine.call(api.exec_inspect, exec_id)
+            if info.get("Running"):
+                return False
+            exit_code = int(info.get("ExitCode") or 0)
+            return True
+
         try:
-            time_limit, exit_code = await self._watch(exec_id, reader, overflow, limits,
-                                                      started, cpu0)
+            time_limit = await watch(
+                deadline=started + limits.wall_ms / 1000, cpu_cap_ns=limits.cpu_ms * 1_000_000,
+                cpu_used_ns=cpu_used_ns, ended=ended, overflow=overflow, wake=(reader,),
+                poll_s=CPU_POLL_S if self.cg is not None else API_POLL_S)
             wall_ms = int((time.monotonic() - started) * 1000)
             if time_limit or overflow.is_set():
                 await self.kill_strays()
@@ -157,42 +180,10 @@ class Phase:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(writer), DRAIN_TIMEOUT_S)
         if tar and not time_limit and exit_code is not None and exit_code != 0 \
-                and not stream.out and b"tar" in stream.err[:200]:
-            raise SandboxError(f"cannot unpack the files: {bytes(stream.err[:500])!r}")
+                and not stream.stdout.buffer and b"tar" in stream.stderr.buffer[:200]:
+            raise SandboxError(f"cannot unpack the files: {bytes(stream.stderr.buffer[:500])!r}")
         return await self._result(stream, exit_code, time_limit, overflow.is_set(), wall_ms,
                                   cpu0, oom0)
-
-    async def _watch(self, exec_id: str, reader: asyncio.Future[None],
-                     overflow: asyncio.Event, limits: Limits, started: float,
-                     cpu0: int) -> tuple[str | None, int | None]:
-        """Wait for the exec's end or a limit: (time limit hit, exit code if it ended)."""
-        sb = self.sb
-        deadline = started + limits.wall_ms / 1000
-        cap_ns = limits.cpu_ms * 1_000_000
-        poll = CPU_POLL_S if self.cg is not None else API_POLL_S
-        overflowed = asyncio.ensure_future(overflow.wait())
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return "wall", None
-                waits: set[asyncio.Future[Any]] = {overflowed}
-                if not reader.done():
-                    waits.add(reader)
-                await asyncio.wait(waits, timeout=min(poll, remaining),
-                                   return_when=asyncio.FIRST_COMPLETED)
-                if overflow.is_set():
-                    return None, None
-                if await self._cpu_ns() - cpu0 > cap_ns:
-                    return "cpu", None
-                if reader.done():
-                    # The output ends when the program closes it, not when it
-                    # exits: ask the engine whether the exec still runs.
-                    info = await sb.call(sb.api.exec_inspect, exec_id)
-                    if not info.get("Running"):
-                        return None, int(info.get("ExitCode") or 0)
-        finally:
-            overflowed.cancel()
 
     async def _result(self, stream: ExecStream, exit_code: int | None, time_limit: str | None,
                       overflow: bool, wall_ms: int, cpu0: int, oom0: int) -> PhaseResult:
@@ -201,14 +192,11 @@ class Phase:
             oom = self.cg.oom_kills() > oom0
         else:
             cpu_ns, peak = await self._stats()
-            info = await self.sb.call(self.sb.api.inspect_container, self.cid)
+            info = await self.engine.call(self.engine.api.inspect_container, self.cid)
             flag = bool(info["State"].get("OOMKilled"))
             oom, self.oom_flag = flag and not self.oom_flag, flag
-        result = PhaseResult(
-            stdout=bytes(stream.out), stderr=bytes(stream.err), wall_ms=wall_ms,
-            cpu_ms=max(0, cpu_ns - cpu0) // 1_000_000, memory_kb=peak // 1024,
-            stdout_truncated=stream.out_truncated, stderr_truncated=stream.err_truncated,
-            time_limit=time_limit, oom_killed=oom, output_limit_hit=overflow)
-        code = 137 if exit_code is None else exit_code
-        _exit_status(result, code, {}, killed=bool(time_limit) or overflow)
-        return result
+        # An exec we killed has no exit status of its own: report the kill.
+        status = 128 + signal.SIGKILL if exit_code is None else exit_code
+        return phase_result(stream.stdout, stream.stderr, status=status, wall_ms=wall_ms,
+                            cpu_ns=max(0, cpu_ns - cpu0), peak_bytes=peak,
+                            time_limit=time_limit, oom_killed=oom, overflow=overflow)

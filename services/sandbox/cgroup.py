@@ -4,7 +4,9 @@ Each run gets its own cgroup under one parent (``settings.sandbox_cgroup_name``)
 so that its memory and process count are limited, its CPU time and peak memory
 are measured, OOM kills are counted by the kernel rather than guessed from an
 exit status, and every process of the run can be killed at once, including the
-ones that double-forked or called setsid.
+ones that double-forked or called setsid. The docker backend reads and kills
+a container's cgroup with the same :class:`RunCgroup` when the engine runs on
+this host.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runstream.schemas.errors import SandboxError
@@ -50,13 +53,43 @@ def _keyed(text: str) -> dict[str, int]:
     return out
 
 
-def _mounts() -> Iterator[tuple[str, str, set[str]]]:
-    """(mount point, fstype, options) of every cgroup mount of this process."""
-    with open("/proc/self/mounts", encoding="utf-8") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 4 and parts[2] in ("cgroup", "cgroup2"):
-                yield parts[1], parts[2], set(parts[3].split(","))
+@dataclass
+class CgroupMounts:
+    """Where this process sees the cgroup hierarchies (from /proc/self/mounts)."""
+
+    v1: dict[str, Path] = field(default_factory=dict)  # V1_CONTROLLERS -> mount point
+    v2: list[Path] = field(default_factory=list)  # cgroup2 mount points, in mount order
+
+    @classmethod
+    def read(cls) -> CgroupMounts:
+        found = cls()
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 4:
+                    continue
+                if parts[2] == "cgroup2":
+                    found.v2.append(Path(parts[1]))
+                elif parts[2] == "cgroup":
+                    options = set(parts[3].split(","))
+                    for c in V1_CONTROLLERS:
+                        if c in options:
+                            found.v1[c] = Path(parts[1])
+        return found
+
+
+def kill_rounds(list_pids: Callable[[], list[int]]) -> bool:
+    """SIGKILL whatever ``list_pids`` lists, in rounds; True once it lists nothing."""
+    for _ in range(KILL_ROUNDS):
+        pids = list_pids()
+        if not pids:
+            return True
+        # A process forked after the read is caught by the next round; a killed
+        # process cannot fork again, so the rounds converge.
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    return not list_pids()
 
 
 class RunCgroup:
@@ -104,6 +137,26 @@ class RunCgroup:
             return _keyed(_read(self.dirs["memory"] / "memory.oom_control")).get("oom_kill", 0)
         return _keyed(_read(self.dirs["unified"] / "memory.events")).get("oom_kill", 0)
 
+    def set_limits(self, memory_bytes: int, pids: int) -> None:
+        """Set the memory (no swap beyond it) and process limits; OSError if refused."""
+        if self.version == 1:
+            mem = self.dirs["memory"]
+            limit, memsw = mem / "memory.limit_in_bytes", mem / "memory.memsw.limit_in_bytes"
+            # memsw must stay >= memory at every step: order the writes by direction.
+            order = [limit, memsw]
+            if memory_bytes > int(_read(limit)):
+                order.reverse()
+            for path in order:
+                if path.exists():
+                    _write(path, str(memory_bytes))
+            _write(self.dirs["pids"] / "pids.max", str(pids))
+        else:
+            d = self.dirs["unified"]
+            _write(d / "memory.max", str(memory_bytes))
+            if (d / "memory.swap.max").exists():
+                _write(d / "memory.swap.max", "0")
+            _write(d / "pids.max", str(pids))
+
     def kill(self) -> None:
         """SIGKILL every process of the run; return once none is left (bounded)."""
         if self.version == 2:
@@ -112,15 +165,7 @@ class RunCgroup:
                 with contextlib.suppress(FileNotFoundError):
                     _write(kill_file, "1")
                 return
-        for _ in range(KILL_ROUNDS):
-            pids = self.pids()
-            if not pids:
-                return
-            # A process forked after the read is caught by the next round; a
-            # killed process cannot fork again, so the rounds converge.
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        kill_rounds(self.pids)
         # Still listed: killed processes finish exiting asynchronously (an OOM
         # victim releasing memory, a task in D state); wait_empty() waits for them.
 
@@ -179,17 +224,13 @@ class CgroupTree:
     @classmethod
     def detect(cls, name: str) -> CgroupTree:
         """v2 if /sys/fs/cgroup (or the only cgroup mount) is unified, else v1 controllers."""
-        v1: dict[str, Path] = {}
         v2: Path | None = None
-        for point, fstype, options in _mounts():
-            if fstype == "cgroup2":
-                controllers = Path(point) / "cgroup.controllers"
-                if controllers.exists() and set(V2_CONTROLLERS) <= set(_read(controllers).split()):
-                    v2 = Path(point)
-            else:
-                for c in V1_CONTROLLERS:
-                    if c in options:
-                        v1[c] = Path(point)
+        mounts = CgroupMounts.read()
+        v1 = mounts.v1
+        for point in mounts.v2:
+            controllers = point / "cgroup.controllers"
+            if controllers.exists() and set(V2_CONTROLLERS) <= set(_read(controllers).split()):
+                v2 = point
         if all(c in v1 for c in V1_CONTROLLERS):
             return cls(1, {c: v1[c] / name for c in V1_CONTROLLERS})
         if v2 is not None:
@@ -251,20 +292,8 @@ class CgroupTree:
         try:
             for d in cg.dirs.values():
                 d.mkdir()
-            if self.version == 1:
-                mem = cg.dirs["memory"]
-                _write(mem / "memory.limit_in_bytes", str(memory_bytes))
-                memsw = mem / "memory.memsw.limit_in_bytes"
-                if memsw.exists():  # no swap beyond the memory limit
-                    _write(memsw, str(memory_bytes))
-                _write(cg.dirs["pids"] / "pids.max", str(pids))
-            else:
-                d = cg.dirs["unified"]
-                _write(d / "memory.max", str(memory_bytes))
-                if (d / "memory.swap.max").exists():
-                    _write(d / "memory.swap.max", "0")
-                _write(d / "pids.max", str(pids))
-        except OSError as e:
+            cg.set_limits(memory_bytes, pids)
+        except (OSError, ValueError) as e:
             cg.try_remove()
             raise SandboxError(f"cannot create run cgroup {run}: {e}") from e
         return cg

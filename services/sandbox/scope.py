@@ -24,6 +24,7 @@ def _start_time(pid: int) -> str | None:
 
 
 def scope_of(pid: int) -> str:
+    """The scope prefix of process ``pid``: its pid and its start time."""
     return f"w{pid}-{_start_time(pid) or 0}"
 
 
