@@ -3,6 +3,7 @@
 #
 #   ./deploy.sh local    install what is missing, start Kafka, one ingress, two workers
 #   ./deploy.sh test     install what is missing and run every check and test
+#   ./deploy.sh chaos    the chaos suite alone: kill and restart things under load, print the table
 #   ./deploy.sh          the containerised cluster (docker compose), as braindrill did
 #   ./deploy.sh --help   this text
 set -euo pipefail
@@ -14,18 +15,30 @@ cd "$ROOT"
 
 usage() {
   cat <<'EOF'
-Usage: ./deploy.sh [local | test | compose | --help]
+Usage: ./deploy.sh [local | test | chaos | compose | --help]
 
   local     Install what is missing (apt: bubblewrap, Java 17, Maven, Python venv and the
             language runtimes in services/languages.toml; pip: the project), fetch Apache
             Kafka from Maven Central once, then start a single-node Kafka broker (KRaft),
-            one ingress on http://127.0.0.1:8080 and two workers. Ctrl-C stops everything.
+            one ingress on http://127.0.0.1:8080 and two workers. Ctrl-C stops everything,
+            in order and within a bound: the ingress (15 s), the workers (their drain bound
+            RUNSTREAM_WORKER_DRAIN_S + 10 s), then Kafka (30 s); whatever is still running
+            then is killed with its process group, and the sandboxes' leftovers (cgroups,
+            mounts, containers) are removed. A second Ctrl-C kills everything at once.
+            A later `local` on the same state folder (RUNSTREAM_STATE_DIR, default
+            .cache/local) first stops whatever an earlier one left running.
             Needs root (apt, and the bwrap sandbox switches to an unprivileged uid and
             creates cgroups). Settings come from RUNSTREAM_* variables (README).
   test      The same set-up, plus a Docker engine (Debian's docker.io, started if none
             answers) and the docker backend's images built from Debian packages; then
             lint (ruff), types (mypy) and the whole test suite (unit, integration on a
             real broker, end-to-end over HTTP, hostile code on both sandbox backends).
+  chaos     The same set-up, then only the chaos suite (tests/chaos: a real broker, two
+            workers x two slots, two ingresses, bwrap sandboxes; faults: worker SIGKILL,
+            broker and ingress restarts, poison messages, a large result, 5x overload)
+            and its table: per fault, requests sent, answered, lost, answered twice, results
+            per id on a reply_to topic and the longest pause clients saw. The table is
+            also written to .cache/chaos-table.md. Extra arguments go to pytest.
   compose   (default) Build and start the containerised cluster with docker compose.
 EOF
 }
@@ -38,7 +51,8 @@ as_root() {
 
 apt_packages() {
   # Base system, plus every language's packages as the registry names them.
-  echo python3 python3-venv openjdk-17-jdk-headless maven bubblewrap util-linux dash procps curl
+  echo python3 python3-venv openjdk-17-jdk-headless maven bubblewrap util-linux dash procps curl \
+    libseccomp2
   python3 - "$ROOT/services/languages.toml" <<'PY'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
@@ -87,39 +101,141 @@ wait_http() {  # url seconds
   done
 }
 
+# -- local mode: start in order; stop in reverse order, each kind within a bound -----
+
+# Seconds each kind of process gets between SIGTERM and SIGKILL of its process group.
+INGRESS_STOP_S=15
+WORKER_DRAIN="${RUNSTREAM_WORKER_DRAIN_S:-20}"
+WORKER_STOP_S=$(( ${WORKER_DRAIN%.*} + 10 ))  # the drain bound may be fractional
+BROKER_STOP_S=30
+
+alive() {  # pid: running (a zombie has exited already)
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
+
+start_time() {  # pid: the kernel's start time; with the pid, a process's unique name
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  echo "$stat" | cut -d' ' -f20
+}
+
+any_alive() {
+  local pid
+  for pid in "$@"; do alive "$pid" && return 0; done
+  return 1
+}
+
+stop_bounded() {  # seconds role pid... : SIGTERM each; SIGKILL the groups of those left
+  local bound=$1 role=$2 t0=$SECONDS pid i
+  shift 2
+  [ "$#" -gt 0 ] || return 0
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # Polled every 0.1 s, bounded: these are other processes, not events of this shell.
+  for ((i = 0; i < bound * 10; i++)); do
+    any_alive "$@" || break
+    sleep 0.1
+  done
+  for pid in "$@"; do
+    alive "$pid" && log "$role $pid did not stop within ${bound}s: killing its process group"
+    # Also when it exited: its group may still hold helpers (a sandbox, a docker client).
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done
+  for ((i = 0; i < 50; i++)); do
+    any_alive "$@" || break
+    sleep 0.1
+  done
+  log "$role stopped in $((SECONDS - t0))s"
+}
+
+reap_sandboxes() {
+  # What killed workers leave behind: run cgroups, mounted workspaces, labelled
+  # containers. The sandbox's own start-up reaps them, and only the scopes of
+  # workers that no longer run (another runstream on this host keeps its own).
+  timeout 60 "$VENV/bin/runstream" reap 9>&- || log "removing sandbox leftovers failed"
+}
+
+stop_recorded() {  # pidfile: stop what it names, ingress first, then workers, then Kafka
+  local file=$1 role pid started ingress=() workers=() broker=()
+  [ -f "$file" ] || return 0
+  while read -r role pid started; do
+    # The start time guards against a pid reused by an unrelated process.
+    [ -n "${pid:-}" ] && alive "$pid" && [ "$(start_time "$pid")" = "$started" ] || continue
+    case "$role" in
+      ingress) ingress+=("$pid") ;;
+      worker) workers+=("$pid") ;;
+      broker) broker+=("$pid") ;;
+    esac
+  done <"$file"
+  stop_bounded "$INGRESS_STOP_S" ingress "${ingress[@]}"
+  stop_bounded "$WORKER_STOP_S" workers "${workers[@]}"
+  stop_bounded "$BROKER_STOP_S" Kafka "${broker[@]}"
+  # The JVM runs in a session of its own (so that the launcher stops it in order):
+  # when the launcher was killed, the broker's pid file still names it.
+  local jvm="${RUNSTREAM_BROKER_DATA_DIR:-$STATE/kafka}/broker.pid"
+  if [ -f "$jvm" ] && read -r pid started <"$jvm" && alive "$pid" \
+      && [ "$(start_time "$pid")" = "$started" ]; then
+    stop_bounded "$BROKER_STOP_S" "Kafka's JVM" "$pid"
+    rm -f "$jvm"
+  fi
+}
+
+kill_recorded() {  # pidfile: SIGKILL every recorded process group at once
+  local role pid started
+  [ -f "$1" ] || return 0
+  while read -r role pid started; do
+    [ -n "${pid:-}" ] && [ "$(start_time "$pid")" = "$started" ] || continue
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  done <"$1"
+}
+
 run_local() {
   setup
   mkdir -p "$STATE"
+  # One `local` per state folder at a time. The lock goes with this shell: children
+  # are started with fd 9 closed, so a leftover child cannot hold it.
+  exec 9>"$STATE/local.lock"
+  # A few seconds' grace: a short-lived helper of a run killed a moment ago may hold it.
+  if ! flock -w 5 9; then
+    log "another ./deploy.sh local runs on $STATE; stop it first (or set RUNSTREAM_STATE_DIR)"
+    exit 1
+  fi
+  PIDFILE="$STATE/local.pids"
+  if [ -f "$PIDFILE" ]; then
+    # An earlier run died without stopping its children (its shell was killed): they
+    # would join this run's consumer group and take partitions. Stop them first.
+    log "stopping what an earlier run left running ($PIDFILE)"
+    stop_recorded "$PIDFILE"
+    reap_sandboxes
+  fi
+  : >"$PIDFILE"
   export RUNSTREAM_BROKER_DATA_DIR="${RUNSTREAM_BROKER_DATA_DIR:-$STATE/kafka}"
-  local pids=()
-  stop_all() {
-    trap - INT TERM EXIT
-    log "stopping"
-    # Ingress and workers first, so that they leave the group before the broker goes.
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-      kill -TERM "${pids[$i]}" 2>/dev/null || true
-      wait "${pids[$i]}" 2>/dev/null || true
-    done
-  }
+  # Result indexes beside the broker's data: both are kept across runs together.
+  export RUNSTREAM_INDEX_DIR="${RUNSTREAM_INDEX_DIR:-$STATE/index}"
+  STOPPING=0
   trap 'stop_all; exit 130' INT TERM
   trap stop_all EXIT
 
   log "starting Kafka (log: $RUNSTREAM_BROKER_DATA_DIR/broker.log)"
-  "$VENV/bin/runstream" broker >"$STATE/broker.out" 2>&1 &
-  pids+=($!)
+  spawn broker "$STATE/broker.out" "$VENV/bin/runstream" broker
+  local broker_pid=$LAST_PID
   local deadline=$((SECONDS + 120))
   until grep -q "ready on" "$STATE/broker.out" 2>/dev/null; do
-    kill -0 "${pids[0]}" 2>/dev/null || { cat "$STATE/broker.out" >&2; exit 1; }
+    alive "$broker_pid" || { cat "$STATE/broker.out" >&2; exit 1; }
     [ "$SECONDS" -lt "$deadline" ] || { log "Kafka did not start in 120 s"; exit 1; }
     sleep 0.5
   done
+  local pids=("$broker_pid")
   for n in 1 2; do
-    RUNSTREAM_WORKER_ID="worker-$n" RUNSTREAM_WORKER_DATA_DIR="$STATE/worker-$n" \
-      "$VENV/bin/runstream" worker >"$STATE/worker-$n.log" 2>&1 &
-    pids+=($!)
+    RUNSTREAM_WORKER_ID="worker-$n" \
+      spawn worker "$STATE/worker-$n.log" "$VENV/bin/runstream" worker
+    pids+=("$LAST_PID")
   done
-  "$VENV/bin/runstream" ingress >"$STATE/ingress.log" 2>&1 &
-  pids+=($!)
+  spawn ingress "$STATE/ingress.log" "$VENV/bin/runstream" ingress
+  pids+=("$LAST_PID")
   local port="${RUNSTREAM_INGRESS_PORT:-8080}"
   if ! wait_http "http://127.0.0.1:$port/readyz" 120; then
     log "the system did not become ready; logs are in $STATE"
@@ -134,10 +250,43 @@ runstream is running: http://127.0.0.1:$port   (logs: $STATE)
   curl -s localhost:$port/lang/ruby --data-binary 'puts "hello"'
   curl -s localhost:$port/v1/languages
 
-Ctrl-C stops the broker, the ingress and both workers.
+Ctrl-C stops the ingress, both workers and the broker.
 EOF
-  wait -n "${pids[@]}" || true
-  log "a process exited; see $STATE"
+  # A child that exits on its own is noticed within a second; a signal to this
+  # script ends the `wait` at once and runs the trap.
+  while :; do
+    for pid in "${pids[@]}"; do
+      alive "$pid" || { log "a process exited ($pid); see $STATE"; exit 1; }
+    done
+    sleep 1 9>&- &
+    SLEEPER=$!
+    wait "$SLEEPER" || true
+  done
+}
+
+spawn() {  # role log command... : started in its own session, recorded in the pid file
+  local role=$1 out=$2
+  shift 2
+  # Its own session: a Ctrl-C reaches only this script, which stops the children in
+  # order; and a child can be killed together with everything it started (its group).
+  setsid "$@" >"$out" 2>&1 9>&- </dev/null &
+  LAST_PID=$!
+  echo "$role $LAST_PID $(start_time "$LAST_PID")" >>"$PIDFILE"
+}
+
+stop_all() {
+  [ "$STOPPING" -eq 0 ] || return 0
+  STOPPING=1
+  trap - EXIT
+  kill "${SLEEPER:-}" 2>/dev/null || true
+  # A second Ctrl-C while stopping kills everything at once.
+  trap 'log "killing everything"; kill_recorded "$PIDFILE"; rm -f "$PIDFILE"; exit 130' INT TERM
+  log "stopping: the ingress, then the workers, then Kafka"
+  local t0=$SECONDS
+  stop_recorded "$PIDFILE"
+  reap_sandboxes
+  rm -f "$PIDFILE"
+  log "everything stopped in $((SECONDS - t0))s"
 }
 
 run_tests() {
@@ -155,6 +304,11 @@ run_tests() {
   "$VENV/bin/pytest" -p no:cacheprovider -rs "$@"
 }
 
+run_chaos() {
+  setup
+  "$VENV/bin/pytest" -p no:cacheprovider -q -rs tests/chaos "$@"
+}
+
 run_compose() {
   command -v docker >/dev/null || { log "docker is not installed"; exit 1; }
   docker compose -f "$ROOT/docker-compose.yaml" up --build
@@ -163,6 +317,7 @@ run_compose() {
 case "${1:-compose}" in
   local) run_local ;;
   test) shift; run_tests "$@" ;;
+  chaos) shift; run_chaos "$@" ;;
   compose) run_compose ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;

@@ -5,6 +5,12 @@ from Maven Central with ``mvn`` once into a cache folder; the storage folder is
 formatted for KRaft once; the broker is started on the host:port of the first
 bootstrap server (the controller listens on the next port) and is ready when it
 answers a metadata request.
+
+Stopping is bounded: SIGTERM (Kafka's controlled shutdown), then SIGKILL of the
+broker's process group after ``grace_s``. The broker's pid and start time are
+kept in ``broker.pid`` in the data folder, so that a launcher that died without
+stopping it (SIGKILL, a closed terminal) does not leave a broker holding the
+data folder and the port: the next start stops that leftover first.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from runstream.schemas.errors import BrokerLaunchError
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Kafka's controlled shutdown of one KRaft node takes a few seconds; past this it is stuck.
+STOP_GRACE_S = 20.0
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -108,6 +117,10 @@ class LocalBroker:
     def log_file(self) -> Path:
         return self.data_dir / "broker.log"
 
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "broker.pid"
+
     def fetch(self) -> None:
         """Download the broker's jars with mvn, once."""
         stamp = self.cache / "complete"
@@ -160,6 +173,7 @@ class LocalBroker:
     def start(self) -> None:
         """Fetch, format and start the broker, then wait until it answers."""
         self.fetch()
+        self.stop_leftover()
         props = self.format()
         cmd = self._java("kafka.Kafka", str(props), heap_mb=self.settings.broker_heap_mb)
         out = self.log_file.open("ab")
@@ -169,6 +183,7 @@ class LocalBroker:
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         out.close()
+        self.pid_file.write_text(f"{self.proc.pid} {_start_time(self.proc.pid) or ''}\n")
         try:
             asyncio.run(self.wait_ready(self.settings.broker_start_timeout_s))
         except BaseException:
@@ -193,19 +208,75 @@ class LocalBroker:
             f"the broker did not answer on {self.host}:{self.port} within {timeout_s}s; "
             f"see {self.log_file}")
 
-    def stop(self, grace_s: float = 20.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace_s``."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+    def stop(self, grace_s: float = STOP_GRACE_S) -> float:
+        """SIGTERM, then SIGKILL of the process group after ``grace_s``; bounded.
+
+        Returns the seconds the broker took to go.
+        """
+        proc = self.proc
+        if proc is None:
+            return 0.0
+        t0 = time.monotonic()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                log.warning("the broker ignored SIGTERM for %.0fs; killing it", grace_s)
+                self.kill(proc)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything it started dies with it
+        took = time.monotonic() - t0
+        # Only now: a second signal while stopping must still find the process to kill.
+        self.proc = None
+        self._forget(proc.pid)
+        log.info("the broker stopped in %.1fs", took)
+        return took
+
+    def kill(self, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """SIGKILL the broker's process group at once (a second Ctrl-C)."""
+        proc = proc or self.proc
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            log.warning("the broker ignored SIGTERM for %.0fs; killing it", grace_s)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
+
+    def stop_leftover(self, grace_s: float = STOP_GRACE_S) -> bool:
+        """Stop a broker of an earlier launcher still running on this data folder.
+
+        The pid file names the process and its start time, so a reused pid is never
+        signalled. Returns whether there was one.
+        """
+        try:
+            pid_text, _, started = self.pid_file.read_text().strip().partition(" ")
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return False
+        if not started or _start_time(pid) != started or (
+                self.proc is not None and self.proc.pid == pid):
+            self._forget(pid)
+            return False
+        log.warning("a broker of an earlier run (pid %d) still runs on %s; stopping it",
+                    pid, self.data_dir)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while _start_time(pid) == started and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _start_time(pid) == started and time.monotonic() < deadline:
+            time.sleep(0.1)  # not our child: it is gone once init has reaped it
+        self._forget(pid)
+        return True
+
+    def _forget(self, pid: int) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if int(self.pid_file.read_text().split()[0]) == pid:
+                self.pid_file.unlink()
 
 
 async def broker_answers(bootstrap: str, *, timeout_s: float) -> bool:
@@ -236,6 +307,18 @@ def _cluster_id() -> str:
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of a live ``pid`` (with the pid, unique); None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    if fields[0] == "Z":
+        return None  # a zombie has exited already
+    return fields[19]
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -22,7 +22,11 @@ def _logging(settings: Settings) -> None:
 
 
 def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
-    """Run the local Kafka broker in the foreground until SIGINT/SIGTERM."""
+    """Run the local Kafka broker in the foreground until SIGINT/SIGTERM.
+
+    The first signal stops it gracefully within a bound (SIGTERM, then SIGKILL);
+    a second one kills it at once.
+    """
     from runstream.services.broker import LocalBroker
     from runstream.services.topics import ensure_topics
 
@@ -32,20 +36,28 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
         print(f"Kafka {broker.version} jars cached in {broker.libs}")
         return 0
     stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            log.warning("second signal: killing the broker now")
+            broker.kill()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    broker.start()
+        signal.signal(sig, on_signal)
     try:
+        broker.start()
         created = asyncio.run(ensure_topics(settings))
         print(f"Kafka {broker.version} ready on {broker.host}:{broker.port}"
               f" (topics created: {', '.join(created) or 'none, all existed'})", flush=True)
-        while not stop.wait(1.0):
+        while not stop.wait(0.5):
             if broker.proc is not None and broker.proc.poll() is not None:
                 log.error("the broker exited with %s; see %s", broker.proc.returncode,
                           broker.log_file)
                 return 1
     finally:
-        broker.stop()
+        took = broker.stop()
+        print(f"Kafka stopped in {took:.1f}s", flush=True)
     return 0
 
 
@@ -58,20 +70,28 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ingress(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-    from runstream.services.ingress.app import create_app
+    from runstream.services.ingress.serve import serve
 
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.ingress_host, port=settings.ingress_port,
-                log_level=settings.log_level.lower(), access_log=False, lifespan="on",
-                timeout_graceful_shutdown=10)
-    return 0
+    return serve(settings)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from runstream.streams.worker import run_worker
+    from runstream.services.worker import run_worker
 
     return run_worker(settings)
+
+
+def cmd_reap(settings: Settings, args: argparse.Namespace) -> int:
+    """Remove what dead workers' sandboxes left (cgroups, workspaces, containers)."""
+    from runstream.services.sandbox.factory import create_sandbox
+
+    async def reap() -> None:
+        sandbox = create_sandbox(settings)
+        await sandbox.start()  # start-up reaps the scopes of workers that no longer run
+        await sandbox.stop()
+
+    asyncio.run(reap())
+    return 0
 
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -98,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ingress", help="run the HTTP ingress").set_defaults(func=cmd_ingress)
     sub.add_parser("worker", help="run an execution worker (Faust)").set_defaults(
         func=cmd_worker)
+    sub.add_parser("reap", help="remove what dead workers' sandboxes left behind").set_defaults(
+        func=cmd_reap)
     sub.add_parser("settings", help="print every setting as a Markdown table").set_defaults(
         func=cmd_settings)
     bench = sub.add_parser("bench", help="benchmarks: run, replay, report, compare, latency "

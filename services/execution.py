@@ -22,6 +22,7 @@ from runstream.schemas.models import (
 )
 from runstream.services.languages import Language, Registry, render
 from runstream.services.sandbox.base import Sandbox
+from runstream.services.sandbox.factory import create_sandbox
 from runstream.services.settings import Settings
 from runstream.services.verdict import compile_failed, judge_run, overall
 
@@ -112,3 +113,23 @@ class Executor:
                 result.tests.append(TestResult(index=index, status=status, run=phase,
                                                name=test.name))
             result.status = overall(result.tests)
+
+
+async def start_executor(settings: Settings, catalogue: Registry | None = None) -> Executor:
+    """The one start-up path: registry, sandbox (started), versions it runs, executor.
+
+    Languages whose runtime the sandbox does not have are dropped (and logged).
+    The caller stops ``executor.sandbox`` when done.
+    """
+    catalogue = catalogue or Registry.load(settings.languages_file or None)
+    sandbox = create_sandbox(settings)
+    await sandbox.start()
+    try:
+        versions = await sandbox.detect_versions(catalogue)
+    except BaseException:
+        await sandbox.stop()
+        raise
+    missing = sorted(name for name, v in versions.items() if not v)
+    if missing:
+        log.warning("not serving %s: their runtimes are not installed", ", ".join(missing))
+    return Executor(settings, catalogue.with_versions(versions), sandbox)

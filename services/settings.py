@@ -43,6 +43,9 @@ class Settings:
     requests_topic: str = _setting("runstream.requests", "Topic of execution requests.")
     requests_partitions: int = _setting(
         12, "Partitions of the requests topic (at creation).", low=1)
+    language_topic_partitions: int = _setting(
+        2, "Partitions of each language's own requests topic (<requests topic>.<language>), "
+        "where a worker forwards a request whose language it does not run.", low=1)
     replies_topic: str = _setting("runstream.replies", "Topic of replies to ingress instances.")
     replies_partitions: int = _setting(
         8, "Partitions of the replies topic (one per ingress).", low=1)
@@ -57,6 +60,16 @@ class Settings:
         low=1024 * 1024)
     request_timeout_s: float = _setting(
         2.0, "Bound on one broker call (produce, metadata) before giving up with 503.", low=0.1)
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT", "How clients reach Kafka (a managed Kafka usually wants SASL_SSL).",
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+    kafka_sasl_mechanism: str = _setting(
+        "PLAIN", "SASL mechanism when the protocol is SASL_*.",
+        choices=("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
+    kafka_sasl_username: str = _setting("", "SASL user name.")
+    kafka_sasl_password: str = _setting("", "SASL password.")
+    kafka_ssl_cafile: str = _setting(
+        "", "CA bundle that signs the brokers' certificates (SSL/SASL_SSL); default: system CAs.")
 
     # -- Local broker (runstream broker) ---------------------------------------
     broker_kafka_version: str = _setting(
@@ -70,12 +83,12 @@ class Settings:
         60.0, "How long to wait for the local broker to answer metadata requests.", low=1)
 
     # -- Worker --------------------------------------------------------------
-    worker_group: str = _setting("runstream-workers", "Consumer group (Faust app id) of workers.")
+    worker_group: str = _setting("runstream-workers", "Consumer group of the workers.")
     worker_concurrency: int = _setting(
         None, "Parallel executions per worker; default: number of cores.", low=1)
     worker_id: str = _setting(None, "Name reported in results; default: host-pid.")
     worker_fetch_max_wait_ms: int = _setting(
-        20, "Max time the broker holds a worker's empty fetch (Faust hard-codes 1500).", low=0)
+        20, "Max time the broker holds a worker's empty fetch.", low=0)
     worker_session_timeout_s: float = _setting(
         6.0, "Consumer group session timeout: how fast a dead worker's partitions move.", low=1)
     worker_heartbeat_s: float = _setting(
@@ -83,8 +96,16 @@ class Settings:
         low=0.1)
     worker_commit_interval_s: float = _setting(
         0.5, "How often a worker commits processed offsets.", low=0.05)
-    worker_data_dir: str = _setting(
-        "/tmp/runstream-worker", "Faust's data directory (tables are in memory).")
+    worker_drain_s: float = _setting(
+        20.0, "On SIGTERM a worker takes no new request and lets running ones finish this long; "
+        "runs still going are then killed and left to another worker. A second signal exits "
+        "at once.", low=0)
+    worker_publish_attempt_s: float = _setting(
+        10.0, "Bound on one attempt to store a result; transient failures are retried "
+        "(outside the execution slots) until stored or the worker stops.", low=0.1)
+    dead_letter_topic: str = _setting(
+        "runstream.dead", "Where a worker parks a record it cannot answer at all, with the "
+        "reason in its headers, so that the partition moves on.")
 
     # -- Ingress -------------------------------------------------------------
     ingress_host: str = _setting("127.0.0.1", "Address the HTTP ingress binds.")
@@ -96,9 +117,25 @@ class Settings:
     ingress_max_body_bytes: int = _setting(
         1024 * 1024, "Largest accepted request body; larger gets 413.", low=1024)
     ingress_results_cache: int = _setting(
-        10000, "Results kept in memory per ingress for GET and idempotent retries.", low=1)
-    ingress_results_lookback_s: float = _setting(
-        3600.0, "At start-up an ingress reads the results of this many past seconds.", low=0)
+        10000, "Most results kept in memory per process (ingress, worker) for GET and "
+        "idempotent retries; older ones are read back from Kafka through the index.", low=1)
+    results_cache_mb: int = _setting(
+        64, "Bytes of recent results kept in memory per process (with the count above).", low=1)
+    index_dir: str = _setting(
+        "/tmp/runstream-index", "Where each process keeps its on-disk index of the results "
+        "topic (execution id to partition and offset); it survives restarts.")
+    ingress_deadline_s: float = _setting(
+        60.0, "Deadline given to an HTTP request that has none: a worker answers `expired` "
+        "instead of running it after that.", low=1)
+    ingress_max_backlog_s: float = _setting(
+        30.0, "Admission bound: POST answers 429 when the queued work would take longer "
+        "than this many seconds for the live workers.", low=0.1)
+    ingress_body_budget_bytes: int = _setting(
+        64 * 1024 * 1024, "Bytes of request bodies an ingress reads at once; more gets 429.",
+        low=1024)
+    ingress_drain_s: float = _setting(
+        10.0, "On SIGTERM, how long waiting requests may still get their result before "
+        "they are answered 202.", low=0)
 
     # -- Sandbox -------------------------------------------------------------
     sandbox_backend: str = _setting("bwrap", "Sandbox backend.", choices=("bwrap", "docker"))

@@ -6,10 +6,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from runstream.schemas.errors import BrokerUnavailable
+from runstream.services.languages import Registry
 from runstream.services.settings import Settings
+from runstream.streams import kafka
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +25,24 @@ class TopicSpec:
     config: dict[str, str]
 
 
+def language_topic(settings: Settings, language: str) -> str:
+    """The requests topic of one language, read only by workers that run it.
+
+    Every worker reads the shared requests topic; one that does not run a
+    request's language forwards the record here, so it reaches a worker that does.
+    """
+    return f"{settings.requests_topic}.{language}"
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The requests, replies and results topics as the settings describe them."""
     size = str(settings.message_max_bytes)
+    languages = Registry.load(settings.languages_file or None).names()
     return [
+        *(TopicSpec(language_topic(settings, name), settings.language_topic_partitions,
+                    {"max.message.bytes": size,
+                     "retention.ms": str(settings.results_retention_ms)})
+          for name in languages),
         TopicSpec(settings.requests_topic, settings.requests_partitions,
                   {"max.message.bytes": size, "retention.ms": str(settings.results_retention_ms)}),
         # Replies are read live by the ingress that owns the partition; a day is plenty.
@@ -38,6 +54,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                   {"max.message.bytes": size, "cleanup.policy": "compact,delete",
                    "retention.ms": str(settings.results_retention_ms),
                    "segment.ms": str(3600 * 1000)}),
+        # Records no worker could answer at all, with the reason in their headers.
+        TopicSpec(settings.dead_letter_topic, 1,
+                  {"max.message.bytes": size, "retention.ms": str(settings.results_retention_ms)}),
         # One record per worker id: what it serves (languages and versions).
         TopicSpec(settings.workers_topic, 1, {"cleanup.policy": "compact"}),
     ]
@@ -47,8 +66,7 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
                         *, timeout_s: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
     specs = specs if specs is not None else topic_specs(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                                request_timeout_ms=int(timeout_s * 1000))
+    admin = kafka.admin(settings, client_id="runstream-topics", timeout_s=timeout_s)
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         existing = set(await asyncio.wait_for(admin.list_topics(), timeout_s))
@@ -71,4 +89,4 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
         raise BrokerUnavailable(
             f"could not create topics on {settings.bootstrap_servers}: {e!r}") from e
     finally:
-        await admin.close()
+        await kafka.close(admin)

@@ -1,73 +1,138 @@
-"""Start and stop one worker process: sandbox, language versions, the Faust app."""
+"""The worker app: sandbox, result store, producer, consumer group and agent, in order.
+
+:class:`WorkerProcess` starts them, serves until asked to stop, then drains:
+no new request, running executions finish for ``RUNSTREAM_WORKER_DRAIN_S``, the
+rest are killed (left uncommitted, so another worker runs them), what is safe is
+committed, the announcement is withdrawn and the group left (its partitions move
+at once). Each closing step is bounded; the process entry point
+(``services/worker.py``) adds the signals and a watchdog.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
-import faust
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from runstream.schemas.errors import BrokerUnavailable
-from runstream.services.execution import Executor
+from runstream.services.execution import start_executor
 from runstream.services.languages import Registry
-from runstream.services.sandbox.factory import create_sandbox
-from runstream.services.sandbox.versions import detect as detect_versions
+from runstream.services.sandbox.base import Sandbox
 from runstream.services.settings import Settings
-from runstream.streams.app import Worker
+from runstream.services.topics import ensure_topics, language_topic
+from runstream.streams import kafka
+from runstream.streams.agent import Agent
+from runstream.streams.assignor import BusyStickyAssignor
+from runstream.streams.handling import Handler
+from runstream.streams.publish import Publisher
+from runstream.streams.results import ResultStore
 
 log = logging.getLogger(__name__)
 
-
-async def announce(settings: Settings, doc: dict[str, Any]) -> None:
-    """Tell ingresses what this worker serves (compacted topic, keyed by worker id)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
-                                enable_idempotence=True)
-    try:
-        await asyncio.wait_for(producer.start(), 30)
-        await asyncio.wait_for(
-            producer.send_and_wait(settings.workers_topic, orjson.dumps(doc),
-                                   key=settings.worker_id.encode()), 30)
-    except (KafkaError, OSError, TimeoutError) as e:
-        raise BrokerUnavailable(f"could not announce the worker: {e!r}") from e
-    finally:
-        await producer.stop()
+#: Time a stop may take beyond the drain bound: commits, leaving the group, closing.
+CLOSE_BUDGET_S = 8.0
 
 
-def run_worker(settings: Settings) -> int:
-    """Run a worker until SIGINT/SIGTERM; the sandbox is stopped whatever happens."""
-    registry = Registry.load(settings.languages_file or None)
-    sandbox = create_sandbox(settings)
-    # One loop for the sandbox and Faust: the sandbox's state lives on it.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    loop.run_until_complete(sandbox.start())
-    try:
-        versions = loop.run_until_complete(detect_versions(registry))
-        missing = sorted(name for name, v in versions.items() if not v)
-        if missing:
-            log.warning("not serving %s: their runtimes are not installed", ", ".join(missing))
-        registry = registry.with_versions(versions)
-        log.info("worker %s serves %s with the %s sandbox, %d at a time", settings.worker_id,
-                 ", ".join(f"{lang.name} {lang.version}" for lang in registry),
-                 sandbox.name, settings.worker_concurrency)
-        loop.run_until_complete(announce(settings, {
-            "worker": settings.worker_id, "backend": sandbox.name,
-            "concurrency": settings.worker_concurrency,
+class WorkerProcess:
+    """Everything one worker runs, started and stopped in order."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer: AIOKafkaProducer | None = None
+        self.store = ResultStore(settings, name=f"worker-{settings.worker_id}")
+        self.consumer: AIOKafkaConsumer | None = None
+        self.agent: Agent | None = None
+        self.sandbox: Sandbox | None = None
+        self.stop_requested = asyncio.Event()
+
+    async def run(self) -> None:
+        """Serve until :attr:`stop_requested` is set, then stop within the bound."""
+        try:
+            agent = await self._start()
+            await self._serve(agent)
+        finally:
+            await self._close()
+
+    async def _start(self) -> Agent:
+        s = self.settings
+        catalogue = Registry.load(s.languages_file or None)
+        executor = await start_executor(s, catalogue)
+        self.sandbox = executor.sandbox
+        await ensure_topics(s)  # the language topics of a newer registry, if missing
+        self.producer = kafka.producer(s, client_id=f"runstream-worker-{s.worker_id}")
+        await kafka.start(self.producer, s)
+        await self.store.start()
+        handler = Handler(s, executor, Publisher(s, self.producer), self.store, catalogue)
+        assignor = BusyStickyAssignor(lambda: self.agent.placement_state()
+                                      if self.agent else (set(), set()))
+        self.consumer = kafka.consumer(
+            s, client_id=f"runstream-worker-{s.worker_id}", group_id=s.worker_group,
+            auto_offset_reset="earliest", fetch_max_wait_ms=s.worker_fetch_max_wait_ms,
+            session_timeout_ms=int(s.worker_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.worker_heartbeat_s * 1000),
+            # Rebalances never wait for runs (see agent.py), so they are quick.
+            rebalance_timeout_ms=int(max(s.worker_session_timeout_s, 10.0) * 1000),
+            max_poll_interval_ms=300_000, partition_assignment_strategy=(assignor,))
+        self.agent = agent = Agent(s, self.consumer, handler)
+        self.consumer.subscribe(
+            [s.requests_topic, *(language_topic(s, lang.name) for lang in executor.registry)],
+            listener=agent.listener())
+        await kafka.start(self.consumer, s)
+        await self._announce(executor.registry)
+        log.info("worker %s serves %s with the %s sandbox, %d at a time", s.worker_id,
+                 ", ".join(f"{lang.name} {lang.version}" for lang in executor.registry),
+                 self.sandbox.name, s.worker_concurrency)
+        return agent
+
+    async def _serve(self, agent: Agent) -> None:
+        loop_task = asyncio.create_task(agent.run(), name="agent")
+        stop_task = asyncio.create_task(self.stop_requested.wait())
+        await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_task.cancel()
+        if loop_task.done():
+            loop_task.result()  # the loop died: raise its error
+        log.info("worker %s stopping", self.settings.worker_id)
+        await agent.drain(self.settings.worker_drain_s)
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(loop_task, 2.0)
+
+    async def _close(self) -> None:
+        """Close in order, each step bounded: nothing here can hold the stop."""
+        await self._withdraw()
+        await kafka.close(self.consumer, timeout_s=3.0)  # leaves the group
+        await self.store.stop()
+        await kafka.close(self.producer, timeout_s=3.0)
+        if self.sandbox is not None:
+            await asyncio.wait_for(self.sandbox.stop(), 5.0)
+
+    async def _announce(self, registry: Registry) -> None:
+        """Tell ingresses what this worker serves (compacted topic, keyed by worker id)."""
+        s = self.settings
+        assert self.sandbox is not None
+        doc: dict[str, Any] = {
+            "worker": s.worker_id, "backend": self.sandbox.name,
+            "concurrency": s.worker_concurrency,
             "languages": {lang.name: lang.version for lang in registry},
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        }))
-        worker = Worker(settings, Executor(settings, registry, sandbox))
-        faust.Worker(worker.app, loop=loop, loglevel=settings.log_level.lower(),
-                     quiet=True, redirect_stdouts=False).execute_from_commandline()
-    except SystemExit as e:
-        return int(e.code or 0)
-    finally:
-        if loop.is_closed():
-            loop = asyncio.new_event_loop()
-        loop.run_until_complete(sandbox.stop())
-        loop.close()
-    return 0
+        }
+        await self._send_announcement(orjson.dumps(doc))
+
+    async def _withdraw(self) -> None:
+        """A tombstone: this worker serves nothing any more."""
+        if self.producer is not None:
+            with contextlib.suppress(BrokerUnavailable):
+                await self._send_announcement(None, timeout_s=2.0)
+
+    async def _send_announcement(self, value: bytes | None, timeout_s: float = 30.0) -> None:
+        assert self.producer is not None
+        try:
+            await asyncio.wait_for(self.producer.send_and_wait(
+                self.settings.workers_topic, value, key=self.settings.worker_id.encode()),
+                timeout_s)
+        except Exception as e:
+            raise BrokerUnavailable(f"could not announce the worker: {e!r}") from e

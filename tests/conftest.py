@@ -51,7 +51,6 @@ def fresh_settings(kafka: str) -> Settings:
         replies_partitions=2,
         results_partitions=2,
         worker_group=f"t{tag}-workers",
-        worker_data_dir=f"/tmp/runstream-test-{tag}",
     )
 
 

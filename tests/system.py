@@ -3,6 +3,10 @@
 Each process is started as `python -m runstream.services.cli ...` with its own
 RUNSTREAM_* environment, exactly as `deploy.sh local` starts them, on topics and
 a worker group that belong to this test session alone.
+
+The fault helpers (SIGKILL or restart a worker, restart an ingress on its own
+port and reply partition, restart the broker on its port and data folder) are
+what the fault and chaos suites inject.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from runstream.services.broker import LocalBroker
 
 
 def free_port(pair: bool = False) -> int:
@@ -28,7 +33,7 @@ def free_port(pair: bool = False) -> int:
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port = int(s.getsockname()[1])
         if not pair:
             return port
         with socket.socket() as s2:
@@ -51,24 +56,80 @@ class System:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     worker_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ingress_procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    slots: int = 2
 
     @property
     def url(self) -> str:
         return self.urls[0]
 
+    def live(self) -> list[subprocess.Popen[bytes]]:
+        """The processes of this system that are still running."""
+        return [p for p in self.procs if p.poll() is None]
+
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
         """Start (or restart) the worker called ``name``."""
         proc = _spawn(self.env | {"RUNSTREAM_WORKER_ID": name,
-                                  "RUNSTREAM_WORKER_CONCURRENCY": "2",
-                                  "RUNSTREAM_WORKER_DATA_DIR": str(self.logs / name)},
+                                  "RUNSTREAM_WORKER_CONCURRENCY": str(self.slots)},
                       ["worker"], self.logs / f"{name}.log")
         self.procs.append(proc)
         self.worker_procs[name] = proc
         return proc
 
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the worker's whole process group (its sandboxes die with it)."""
+        proc = self.worker_procs[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def restart_worker(self, name: str, *, grace_s: float = 20) -> float:
+        """Stop the worker (SIGTERM, bounded) and start it again; returns the stop time."""
+        took = stop(self.worker_procs[name], grace_s)
+        self.start_worker(name)
+        return took
+
+    def start_ingress(self, partition: int, port: int | None = None) -> str:
+        """Start (or restart) the ingress that owns reply ``partition``; returns its URL."""
+        port = port or free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = _spawn(self.env | {"RUNSTREAM_INGRESS_PORT": str(port),
+                                  "RUNSTREAM_INGRESS_REPLY_PARTITION": str(partition)},
+                      ["ingress"], self.logs / f"ingress-{partition}.log")
+        self.procs.append(proc)
+        self.ingress_procs[partition] = proc
+        if partition < len(self.urls):
+            self.urls[partition] = url
+        else:
+            self.urls.append(url)
+        return url
+
+    def restart_ingress(self, partition: int, *, kill: bool = False,
+                        grace_s: float = 20, ready_s: float = 60) -> float:
+        """Stop the ingress (SIGKILL when ``kill``) and start it on the same port and
+        reply partition; returns once it is ready, with the seconds it was away."""
+        t0 = time.monotonic()
+        url = self.urls[partition]
+        proc = self.ingress_procs[partition]
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        else:
+            stop(proc, grace_s)
+        self.start_ingress(partition, int(url.rpartition(":")[2]))
+        wait_ready(url, 1, self.live(), self.logs, timeout_s=ready_s)
+        return time.monotonic() - t0
+
+    def wait_ready(self, workers: int | None = None, timeout_s: float = 120) -> None:
+        """Every ingress ready and seeing ``workers`` (default: all) group members."""
+        for url in self.urls:
+            wait_ready(url, len(self.workers) if workers is None else workers, self.live(),
+                       self.logs, timeout_s=timeout_s)
+
 
 def _spawn(env: dict[str, str], args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("wb")
+    out = log.open("ab")  # a restarted process appends to the log of the one before
     try:
         return subprocess.Popen([sys.executable, "-m", "runstream.services.cli", *args],
                                 env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -77,16 +138,38 @@ def _spawn(env: dict[str, str], args: list[str], log: Path) -> subprocess.Popen[
         out.close()
 
 
-def stop(proc: subprocess.Popen[bytes], grace_s: float = 20) -> None:
-    """SIGTERM, then SIGKILL of the whole process group after ``grace_s``."""
+def stop(proc: subprocess.Popen[bytes], grace_s: float = 20) -> float:
+    """SIGTERM, then SIGKILL of the whole process group after ``grace_s``.
+
+    Returns how long the process took to go (seconds).
+    """
+    t0 = time.monotonic()
     if proc.poll() is not None:
-        return
+        return 0.0
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(grace_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+    return time.monotonic() - t0
+
+
+def restart_broker(broker: LocalBroker, *, down_s: float = 0.0) -> tuple[float, float]:
+    """Stop the broker and start it again on the same port and data folder.
+
+    ``down_s`` keeps it away that long (a scenario's parameter, not a synchronisation).
+    Returns (seconds to stop, seconds to answer again).
+    """
+    t0 = time.monotonic()
+    broker.stop()
+    stopped = time.monotonic() - t0
+    if down_s > 0:
+        time.sleep(down_s)
+    t1 = time.monotonic()
+    broker.start()
+    return stopped, time.monotonic() - t1
 
 
 def wait_ready(url: str, workers: int, procs: list[subprocess.Popen[bytes]], logs: Path,
@@ -97,7 +180,7 @@ def wait_ready(url: str, workers: int, procs: list[subprocess.Popen[bytes]], log
     while time.monotonic() < deadline:
         for p in procs:
             if p.poll() is not None:
-                pytest.fail(f"a process exited with {p.returncode}: {p.args}\n" + _tails(logs))
+                pytest.fail(f"a process exited with {p.returncode}: {p.args!r}\n" + _tails(logs))
         try:
             r = httpx.get(f"{url}/readyz", timeout=2)
             last = r.text
@@ -116,6 +199,7 @@ def _tails(logs: Path) -> str:
 
 
 def base_env(kafka: str, tag: str) -> dict[str, str]:
+    """The environment of every process of one system: its own topics and group."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
     env.update({
         "RUNSTREAM_BOOTSTRAP_SERVERS": kafka,
@@ -132,26 +216,23 @@ def base_env(kafka: str, tag: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def launch_system(kafka: str, logs: Path, *, ingresses: int = 2, workers: int = 2,
-                  extra_env: dict[str, str] | None = None) -> Iterator[System]:
+                  slots: int = 2, extra_env: dict[str, str] | None = None) -> Iterator[System]:
     """Start ingresses and workers on fresh topics; stop them all on exit."""
-    env = base_env(kafka, uuid.uuid4().hex[:8]) | (extra_env or {})
+    # Each system keeps its on-disk results index with its logs, not in a shared /tmp.
+    env = base_env(kafka, uuid.uuid4().hex[:8]) | {
+        "RUNSTREAM_INDEX_DIR": str(logs / "index")} | (extra_env or {})
     subprocess.run([sys.executable, "-m", "runstream.services.cli", "topics"], env=env,
                    check=True, timeout=60, capture_output=True)
     system = System(env=env, urls=[], workers=[f"e2e-worker-{n}" for n in
-                                               range(1, workers + 1)], logs=logs)
+                                               range(1, workers + 1)], logs=logs, slots=slots)
     try:
         for name in system.workers:
             system.start_worker(name)
         for partition in range(ingresses):
-            port = free_port()
-            system.procs.append(_spawn(
-                env | {"RUNSTREAM_INGRESS_PORT": str(port),
-                       "RUNSTREAM_INGRESS_REPLY_PARTITION": str(partition)},
-                ["ingress"], logs / f"ingress-{partition}.log"))
-            system.urls.append(f"http://127.0.0.1:{port}")
-        for url in system.urls:
-            wait_ready(url, workers, system.procs, logs)
+            system.start_ingress(partition)
+        system.wait_ready()
         yield system
     finally:
+        # Ingresses first, then workers: the order deploy.sh local stops them in.
         for proc in reversed(system.procs):
             stop(proc)

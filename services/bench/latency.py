@@ -21,10 +21,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from runstream.schemas.codec import request_from_doc
-from runstream.services.execution import Executor
-from runstream.services.languages import Registry
-from runstream.services.sandbox.factory import create_sandbox
-from runstream.services.sandbox.versions import detect
+from runstream.services.execution import start_executor
 from runstream.services.settings import Settings
 
 # Hello-world per language: every program prints exactly "hello, world\n".
@@ -117,11 +114,8 @@ async def main(settings: Settings, argv: list[str]) -> int:
     if args.requests < 10:
         parser.error("--requests must be at least 10")
 
-    registry = Registry.load(settings.languages_file or None)
-    registry = registry.with_versions(await detect(registry))
-    sandbox = create_sandbox(settings)
-    await sandbox.start()
-    executor = Executor(settings, registry, sandbox)
+    executor = await start_executor(settings)
+    sandbox = executor.sandbox
     body = {"language": args.language, "source": HELLO[args.language]}
     try:
         client = HttpClient(args.url)

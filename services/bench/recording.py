@@ -15,20 +15,19 @@ Records (JSON values; keys in brackets):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from runstream.schemas.errors import BrokerUnavailable, ConfigurationError
 from runstream.services.bench.sample import Sample
 from runstream.services.settings import Settings
 from runstream.services.topics import TopicSpec, ensure_topics
+from runstream.streams import kafka
 
 log = logging.getLogger(__name__)
 # Topics of benchmark runs: <prefix><run-id> (record), <prefix><run-id>.replies (kafka target).
@@ -57,10 +56,9 @@ class Recorder:
             # Appending to another run's recording would make its replay re-issue both.
             raise ConfigurationError(
                 f"a run was already recorded as {self.topic!r}: choose another --run-id")
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True,
-            linger_ms=20, max_request_size=s.message_max_bytes, client_id="runstream-bench-rec")
-        await asyncio.wait_for(self._producer.start(), 30)
+        # Batched a little: the recording must not compete with the run it records.
+        self._producer = kafka.producer(s, client_id="runstream-bench-rec", linger_ms=20)
+        await kafka.start(self._producer, s)
         await self._send("manifest", {"kind": "manifest", **manifest})
 
     async def _send(self, key: str, doc: dict[str, Any]) -> None:
@@ -91,8 +89,7 @@ class Recorder:
             await self._send("end", {"kind": "end", "planned": planned})
             await asyncio.wait_for(asyncio.gather(*self._sent), timeout_s)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._producer.stop(), 10)
+            await kafka.close(self._producer)
 
 
 @dataclass
@@ -110,12 +107,9 @@ async def read_recording(settings: Settings, run_id: str, timeout_s: float = 120
     """Every record of ``run_id``'s topic, from the first to the end offset at call time."""
     topic = topic_for(settings, run_id)
     tp = TopicPartition(topic, 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=settings.message_max_bytes,
-                                fetch_max_bytes=settings.message_max_bytes * 2,
-                                client_id="runstream-bench-replay")
-    await asyncio.wait_for(consumer.start(), 30)
+    consumer = kafka.consumer(settings, client_id="runstream-bench-replay",
+                              auto_offset_reset="earliest")
+    await kafka.start(consumer, settings)
     manifest: dict[str, Any] = {}
     rec = Recording(manifest)
     try:
@@ -134,8 +128,7 @@ async def read_recording(settings: Settings, run_id: str, timeout_s: float = 120
                 seen += 1
                 _take(rec, orjson.loads(record.value))
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(consumer.stop(), 10)
+        await kafka.close(consumer)
     rec.requests.sort(key=lambda r: r["seq"])
     return rec
 
@@ -153,24 +146,22 @@ def _take(rec: Recording, doc: dict[str, Any]) -> None:
 
 
 async def _partitions(settings: Settings, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka.admin(settings, client_id="runstream-bench", timeout_s=30)
     try:
         await asyncio.wait_for(admin.start(), 30)
         described = await asyncio.wait_for(admin.describe_topics([topic]), 30)
         return sum(len(t["partitions"]) for t in described if t["error_code"] == 0)
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(admin.close(), 10)
+        await kafka.close(admin)
 
 
 async def replays_of(settings: Settings, run_id: str) -> int:
     """How many replays of ``run_id`` were recorded (topics ``<run-id>-r<n>``)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka.admin(settings, client_id="runstream-bench", timeout_s=30)
     try:
         await asyncio.wait_for(admin.start(), 30)
         names = await asyncio.wait_for(admin.list_topics(), 30)
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(admin.close(), 10)
+        await kafka.close(admin)
     prefix = topic_for(settings, run_id) + "-r"
     return sum(1 for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())

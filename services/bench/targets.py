@@ -116,16 +116,10 @@ class DirectTarget:
 
     async def start(self) -> None:
         # Imported here: the other targets must not need the sandbox's dependencies.
-        from runstream.services.execution import Executor
-        from runstream.services.languages import Registry
-        from runstream.services.sandbox.factory import create_sandbox
-        from runstream.services.sandbox.versions import detect
+        from runstream.services.execution import start_executor
 
-        registry = Registry.load(self.settings.languages_file or None)
-        registry = registry.with_versions(await detect(registry))
-        self._sandbox = create_sandbox(self.settings)
-        await self._sandbox.start()
-        self._executor = Executor(self.settings, registry, self._sandbox)
+        self._executor = await start_executor(self.settings)
+        self._sandbox = self._executor.sandbox
 
     async def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
         from runstream.schemas.codec import request_from_doc, result_to_doc

@@ -6,63 +6,36 @@ This is the only layer that turns runstream errors into HTTP responses
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from runstream.schemas.codec import parse_json_object, request_from_doc
-from runstream.schemas.errors import (
-    NotFound,
-    NotReady,
-    PayloadTooLarge,
-    RunstreamError,
-)
+from runstream.schemas.errors import NotFound, NotReady
 from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import ExecutionRequest, SourceFile
+from runstream.services.ingress.bodies import BodyBudget
 from runstream.services.ingress.gateway import Gateway
+from runstream.services.ingress.problems import HANDLERS, JSON, Draining, json_response
 from runstream.services.languages import Registry
 from runstream.services.settings import Settings
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
-PROBLEM = "application/problem+json"
+# How a body becomes a request, and whether the client named its id.
+Build = Callable[[bytes], tuple[ExecutionRequest, bool]]
 
 
-def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, media_type=JSON, headers=headers)
-
-
-def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> Response:
-    doc = {"type": f"https://runstream.dev/problems/{kind}", "title": title, "status": status,
-           "detail": detail, **extra}
-    return Response(orjson.dumps(doc), status_code=status, media_type=PROBLEM)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to be over ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes; the maximum is {limit} bytes",
-                              maximum=limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is over the maximum of {limit} bytes",
-                                  maximum=limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _from_json(body: bytes) -> tuple[ExecutionRequest, bool]:
+    doc = parse_json_object(body)
+    return request_from_doc(doc), "id" in doc
 
 
 class Ingress:
@@ -72,72 +45,96 @@ class Ingress:
         self.settings = settings
         self.registry = registry
         self.gateway = gateway
+        self.bodies = BodyBudget(settings.ingress_body_budget_bytes,
+                                 settings.ingress_max_body_bytes)
+        self.draining = False
 
     def validate(self, req: ExecutionRequest) -> ExecutionRequest:
         """Refuse what no worker would run: unknown language, limits above maxima."""
         lang = self.registry.resolve(req.language, req.version)
         resolve_limits(req.limits, self.settings.default_limits, self.settings.max_limits)
+        if req.deadline is None:  # a client long gone must not cost a sandbox run
+            req = replace(req, deadline=datetime.now(UTC) + timedelta(
+                seconds=self.settings.ingress_deadline_s))
         return req if req.language == lang.name else replace(req, language=lang.name)
 
-    async def _wait(self, req: ExecutionRequest, wait_s: float) -> bytes | None:
-        cached = self.gateway.lookup(req.id)
-        if cached is not None:
-            return cached  # an idempotent retry of a finished id is not re-run
-        fut = await self.gateway.submit(req)
-        if wait_s <= 0:
-            return None
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), wait_s)
-        except TimeoutError:
-            return None
+    def admit(self) -> None:
+        """Refuse new work at once when stopping (503) or overloaded (429), before reading it."""
+        if self.draining:
+            raise Draining("this ingress is stopping; retry after the Retry-After delay "
+                           "(another instance, or this one restarted, will answer)")
+        self.gateway.backlog.admit()
+
+    async def _known(self, exec_id: str, named: bool) -> bytes | None:
+        result = self.gateway.cached(exec_id)
+        if result is None and named:  # a generated id cannot have a stored result
+            result = await self.gateway.find(exec_id)
+        return result
+
+    async def _execute(self, request: Request, build: Build,
+                       wait_s: float) -> tuple[str, bytes | None]:
+        """Read, validate, produce (unless finished or in flight) and wait for one request.
+
+        The body counts against the body budget until Kafka has it; only the id is
+        kept while waiting for the result.
+        """
+        self.admit()
+        with contextlib.ExitStack() as stack:
+            async with self.bodies.read(request) as body:
+                req, named = build(body)
+                req = self.validate(req)
+                exec_id = req.id
+                future = stack.enter_context(self.gateway.waiting(exec_id))
+                result = await self._known(exec_id, named)
+                if result is None:
+                    await self.gateway.submit(req)
+                del body, req
+            if result is None:
+                result = await self.gateway.wait(future, wait_s)
+        return exec_id, result
 
     async def create_execution(self, request: Request) -> Response:
-        body = await read_body(request, self.settings.ingress_max_body_bytes)
-        req = self.validate(request_from_doc(parse_json_object(body)))
         wait_s = _wait_param(request, self.settings.ingress_wait_s)
-        result = await self._wait(req, wait_s)
+        exec_id, result = await self._execute(request, _from_json, wait_s)
         if result is None:
-            location = f"/v1/executions/{req.id}"
-            return json_response({"id": req.id, "status": "pending", "location": location},
-                                 status=202, headers={"Location": location, "Retry-After": "1"})
+            return _pending(exec_id)
         return Response(result, media_type=JSON)
 
     async def get_execution(self, request: Request) -> Response:
         """The result by id; ``?wait=S`` long-polls up to S seconds for it to arrive."""
         exec_id = request.path_params["id"]
-        result = self.gateway.lookup(exec_id)
         wait_s = _wait_param(request, self.settings.ingress_wait_s) if (
             "wait" in request.query_params) else 0.0
-        pending = self.gateway.is_pending(exec_id)
-        if result is None and wait_s > 0:
-            fut = self.gateway.watch(exec_id)
-            try:
-                result = await asyncio.wait_for(asyncio.shield(fut), wait_s)
-            except TimeoutError:
-                if not pending:
-                    fut.cancel()  # nobody else waits on a watch we opened
+        with self.gateway.waiting(exec_id) as future:
+            result = await self._known(exec_id, named=True)
+            if result is None and wait_s > 0:
+                result = await self.gateway.wait(future, wait_s)
         if result is not None:
             return Response(result, media_type=JSON)
-        if pending:
-            return json_response({"id": exec_id, "status": "pending"}, status=202,
-                                 headers={"Retry-After": "1"})
-        raise NotFound(f"no result for execution {exec_id!r} (unknown id, or not finished yet)")
+        if self.gateway.is_pending(exec_id):
+            return _pending(exec_id)
+        raise NotFound(f"no result for execution {exec_id!r} (unknown id, not finished yet, "
+                       "or older than the results' retention)")
 
     async def run_raw(self, request: Request) -> Response:
         """braindrill's API: the body is the code; the answer is the program's output."""
-        body = await read_body(request, self.settings.ingress_max_body_bytes)
         lang = self.registry.resolve(request.path_params["language"])
-        req = replace(request_from_doc({"language": lang.name, "source": ""}),
-                      files=(SourceFile(name=None, content=body),))
-        result = await self._wait(req, self.settings.ingress_wait_s)
+
+        def build(body: bytes) -> tuple[ExecutionRequest, bool]:
+            req = request_from_doc({"language": lang.name, "source": ""})
+            return replace(req, files=(SourceFile(name=None, content=body),)), False
+
+        exec_id, result = await self._execute(request, build, self.settings.ingress_wait_s)
         if result is None:
+            if self.draining:
+                return _pending(exec_id)
             raise NotReady(f"no result within {self.settings.ingress_wait_s}s; "
-                           f"GET /v1/executions/{req.id} later")
+                           f"GET /v1/executions/{exec_id} later")
         doc = orjson.loads(result)
         phase = doc.get("run") or doc.get("compile") or {}
         text = phase.get("stdout") or phase.get("stderr") or doc.get("message") or ""
         return PlainTextResponse(text, headers={"X-Runstream-Status": doc["status"],
-                                                "X-Runstream-Id": req.id})
+                                                "X-Runstream-Id": exec_id})
 
     async def languages(self, request: Request) -> Response:
         served = self.gateway.language_versions()
@@ -152,12 +149,33 @@ class Ingress:
         return json_response({"status": "alive"})
 
     async def readyz(self, request: Request) -> Response:
+        if self.draining:
+            raise Draining("draining: this ingress is stopping and takes no new work")
         if not self.gateway.reply_assigned():
             raise NotReady("the reply consumer has no partition assigned yet")
-        workers = await self.gateway.worker_count()
+        workers = self.gateway.worker_count()
         if workers < 1:
             raise NotReady(f"no worker is in the consumer group {self.settings.worker_group!r}")
         return json_response({"status": "ready", "workers": workers})
+
+    async def drain(self) -> None:
+        """Take no new work; let waiters finish within the drain bound; release the rest."""
+        self.draining = True
+        waiting = len(self.gateway.waiters)
+        log.info("draining: %d request(s) waiting; up to %gs", waiting,
+                 self.settings.ingress_drain_s)
+        if not await self.gateway.idle(self.settings.ingress_drain_s):
+            log.info("drain bound reached: %d request(s) answered 202",
+                     len(self.gateway.waiters))
+        self.gateway.release()
+        # Released handlers answer 202 at once; let them write before the server closes.
+        await self.gateway.idle(1.0)
+
+
+def _pending(exec_id: str) -> Response:
+    location = f"/v1/executions/{exec_id}"
+    return json_response({"id": exec_id, "status": "pending", "location": location},
+                         status=202, headers={"Location": location, "Retry-After": "1"})
 
 
 def _wait_param(request: Request, default: float) -> float:
@@ -172,29 +190,11 @@ def _wait_param(request: Request, default: float) -> float:
         return default
 
 
-async def _runstream_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RunstreamError)
-    extra = {k: v for k, v in exc.extra.items() if v is not None}
-    if exc.http_status >= 500:
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.http_status,
-                    exc.message)
-    return problem(exc.http_status, exc.problem_type, exc.title, exc.message, **extra)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, "http-error", str(exc.detail), str(exc.detail))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return problem(500, "internal-error", "Internal error", "an unexpected error; it is logged")
-
-
-def create_app(settings: Settings, registry: Registry | None = None) -> Starlette:
+def create_app(settings: Settings, registry: Registry | None = None,
+               gateway: Gateway | None = None) -> Starlette:
     """The ingress ASGI app; Kafka connects in the lifespan, not at import."""
     registry = registry or Registry.load(settings.languages_file or None)
-    gateway = Gateway(settings)
+    gateway = gateway or Gateway(settings)
     ingress = Ingress(settings, registry, gateway)
 
     @contextlib.asynccontextmanager
@@ -216,8 +216,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Starlett
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={RunstreamError: _runstream_error, HTTPException: _http_error,
-                            Exception: _unexpected},
+        exception_handlers=dict(HANDLERS),
     )
     app.state.gateway = gateway
     app.state.ingress = ingress

@@ -1,10 +1,15 @@
-"""The ingress's Kafka side: produce requests, correlate replies by execution id.
+"""The ingress's Kafka side: produce requests, correlate results by execution id.
 
 Each ingress instance reads only its own partition of the replies topic (no
-fan-out), and follows the compacted results topic so that any instance can
-answer ``GET /v1/executions/{id}`` and idempotent retries of a finished id. A
-reply that arrives twice (a re-run after a worker crash) resolves nothing the
-second time: the client gets exactly one answer.
+fan-out); a :class:`~runstream.streams.results.ResultStore` follows the compacted
+results topic so that any instance answers ``GET /v1/executions/{id}`` and
+idempotent retries for any id within retention.
+
+Two things are kept apart on purpose: *someone waits for an id* (a POST or a
+long-polling GET: :meth:`Gateway.waiting`) and *this ingress produced an id*
+(:meth:`Gateway.submit`). A GET therefore never makes a later POST of the same
+id look already produced, and a reply that arrives twice (a re-run after a
+worker crash) resolves nothing the second time.
 """
 
 from __future__ import annotations
@@ -13,111 +18,126 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
-from dataclasses import replace
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
+from aiokafka.errors import KafkaError
 from runstream.schemas.codec import encode_request
-from runstream.schemas.errors import BrokerUnavailable
+from runstream.schemas.errors import BrokerUnavailable, NotReady
 from runstream.schemas.models import ExecutionRequest, ReplyTo
+from runstream.services.ingress.admission import Backlog, execution_seconds
+from runstream.services.ingress.group import GroupWatch
 from runstream.services.settings import Settings
+from runstream.streams import kafka
+from runstream.streams._logs import Throttled
+from runstream.streams.correlator import Correlator
+from runstream.streams.results import ResultStore
 
 log = logging.getLogger(__name__)
 
 
-class ResultCache:
-    """Finished results by id, bounded in count and bytes (least recently used goes)."""
+@dataclass
+class _Waiter:
+    future: asyncio.Future[bytes]
+    count: int = 0
 
-    def __init__(self, max_items: int, max_bytes: int = 256 * 1024 * 1024) -> None:
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._bytes = 0
-        self.max_items = max_items
-        self.max_bytes = max_bytes
 
-    def get(self, exec_id: str) -> bytes | None:
-        value = self._items.get(exec_id)
-        if value is not None:
-            self._items.move_to_end(exec_id)
-        return value
+@dataclass
+class _Produced:
+    """Ids this ingress produced and has not seen answered, forgotten after a while."""
 
-    def put(self, exec_id: str, value: bytes) -> None:
-        old = self._items.pop(exec_id, None)
-        if old is not None:
-            self._bytes -= len(old)
-        self._items[exec_id] = value
-        self._bytes += len(value)
-        while self._items and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
-            _, dropped = self._items.popitem(last=False)
-            self._bytes -= len(dropped)
+    ttl_s: float
+    at: dict[str, float] = field(default_factory=dict)
+    order: deque[tuple[float, str]] = field(default_factory=deque)
 
-    def __len__(self) -> int:
-        return len(self._items)
+    def add(self, exec_id: str) -> None:
+        now = time.monotonic()
+        self.at[exec_id] = now
+        self.order.append((now, exec_id))
+        # A result that never comes (a lost worker) must not keep its id forever.
+        while self.order and self.order[0][0] < now - self.ttl_s:
+            then, old = self.order.popleft()
+            if self.at.get(old) == then:
+                del self.at[old]
+
+    def __contains__(self, exec_id: object) -> bool:
+        return exec_id in self.at
+
+    def discard(self, exec_id: str) -> None:
+        self.at.pop(exec_id, None)
 
 
 class Gateway:
-    """Produces requests and hands each HTTP caller its own result."""
+    """Produces requests, follows results and the worker group; hands callers their result."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: ResultStore | None = None) -> None:
         self.settings = settings
         self.reply_to = ReplyTo(settings.replies_topic, settings.ingress_reply_partition)
-        self.cache = ResultCache(settings.ingress_results_cache)
-        self.pending: dict[str, asyncio.Future[bytes]] = {}
-        self.workers: dict[str, dict[str, Any]] = {}
+        self.name = f"ingress-{settings.ingress_reply_partition}"
+        self.store = store or ResultStore(settings, name=self.name)
+        self.store.add_listener(self._on_result)
+        self.waiters: dict[str, _Waiter] = {}
+        self.produced = _Produced(ttl_s=settings.ingress_deadline_s + settings.ingress_wait_s + 60)
+        self._producing: dict[str, asyncio.Task[None]] = {}
+        self.workers: dict[str, dict[str, Any]] = {}  # worker id -> its announcement
+        self.backlog = Backlog(settings.ingress_max_backlog_s)
         self._producer: AIOKafkaProducer | None = None
-        self._replies: AIOKafkaConsumer | None = None
-        self._results: AIOKafkaConsumer | None = None
+        # No group: this instance owns its reply partition by configuration, and
+        # only replies to requests it produced from now on matter to it.
+        self.replies = Correlator(settings, settings.replies_topic,
+                                  settings.ingress_reply_partition,
+                                  client_id=f"runstream-{self.name}-replies")
+        self.replies.add_listener(self._on_reply)
+        self._announcements: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self.watch: GroupWatch | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._members: tuple[float, int] = (0.0, 0)
+        self._release: asyncio.Future[None] | None = None
+        self._idle: asyncio.Event | None = None
+        self._warn = Throttled(log)
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self, timeout_s: float = 30.0) -> None:
-        """Connect to Kafka (retrying until ``timeout_s``) and start following replies."""
+        """Connect to Kafka (retrying until ``timeout_s``) and start following."""
         s = self.settings
-        timeout_ms = int(s.request_timeout_s * 1000)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True,
-            linger_ms=0, max_request_size=s.message_max_bytes,
-            request_timeout_ms=max(timeout_ms, 5000), client_id="runstream-ingress")
-        # No group: this instance owns its reply partition by configuration, and
-        # only replies to requests it produced from now on matter to it.
-        self._replies = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False,
-            fetch_max_wait_ms=100, max_partition_fetch_bytes=s.message_max_bytes,
-            fetch_max_bytes=s.message_max_bytes * 2, client_id="runstream-ingress-replies")
-        self._results = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False,
-            fetch_max_wait_ms=200, max_partition_fetch_bytes=s.message_max_bytes,
-            fetch_max_bytes=s.message_max_bytes * 2, auto_offset_reset="earliest",
-            client_id="runstream-ingress-results")
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers,
-                                          request_timeout_ms=timeout_ms)
-        deadline = time.monotonic() + timeout_s
+        self._release = asyncio.get_running_loop().create_future()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._producer = kafka.producer(s, client_id=f"runstream-{self.name}")
+        self._announcements = kafka.consumer(s, client_id=f"runstream-{self.name}-workers",
+                                             fetch_max_wait_ms=200, auto_offset_reset="earliest")
+        self._admin = kafka.admin(s, client_id=f"runstream-{self.name}-admin")
         try:
-            for client in (self._producer, self._replies, self._results, self._admin):
-                await _start_with_retry(client, deadline, s.bootstrap_servers)
-            await self._assign()
+            for client in (self._producer, self._announcements, self._admin):
+                await kafka.start(client, s, timeout_s=timeout_s)
+            await self._assign(timeout_s)
+            await self.replies.start(timeout_s)
+            await self.store.start(timeout_s)
         except BaseException:
             await self.stop()
             raise
+        self.watch = GroupWatch(s, self._admin, self._announcements, self.workers)
+        self.watch.on_poll_start.append(self.backlog.poll_started)
+        self.watch.on_poll.append(lambda w: self.backlog.on_poll(w.lag, w.slots))
+        self.watch.start()
+        self._tasks = [asyncio.create_task(self._follow_announcements(),
+                                           name="announcements")]
+        await self.watch.first_poll(s.request_timeout_s * 2)
         log.info("ingress connected to %s; owns %s[%d]", s.bootstrap_servers,
                  s.replies_topic, s.ingress_reply_partition)
 
-    async def _assign(self) -> None:
+    async def _assign(self, timeout_s: float) -> None:
         s = self.settings
-        assert self._replies is not None and self._results is not None
-        reply_tp = TopicPartition(s.replies_topic, s.ingress_reply_partition)
-        self._replies.assign([reply_tp])
-        await self._replies.seek_to_end(reply_tp)
+        assert self._announcements is not None and self._admin is not None
         # Fresh topics take a moment to appear in metadata: ask again for a while.
-        assert self._admin is not None
         names = [s.requests_topic, s.replies_topic, s.results_topic, s.workers_topic]
-        deadline = time.monotonic() + 10 * s.request_timeout_s
+        deadline = time.monotonic() + max(timeout_s, 10 * s.request_timeout_s)
         while True:
             described = await asyncio.wait_for(self._admin.describe_topics(names),
                                                s.request_timeout_s * 5)
@@ -130,57 +150,90 @@ class Gateway:
                 raise BrokerUnavailable(f"topics {', '.join(missing)} do not exist; "
                                         "create them with `runstream topics`")
             await asyncio.sleep(0.2)
-        result_tps = [TopicPartition(s.results_topic, p) for p in range(parts[s.results_topic])]
-        # The same consumer follows the workers' announcements (one compacted partition).
-        self._results.assign([*result_tps, TopicPartition(s.workers_topic, 0)])
-        await self._seek_lookback(result_tps)
-        self._tasks = [
-            asyncio.create_task(self._follow(self._replies, "replies"), name="replies"),
-            asyncio.create_task(self._follow(self._results, "results"), name="results"),
-        ]
-
-    async def _seek_lookback(self, tps: list[TopicPartition]) -> None:
-        """Start reading results from the look-back window, not the whole retention.
-
-        A restarted ingress then warms its cache with the recent results (what
-        clients still ask for) in seconds, however long the topic's retention.
-        """
-        assert self._results is not None
-        since_ms = int((time.time() - self.settings.ingress_results_lookback_s) * 1000)
-        found = await asyncio.wait_for(
-            self._results.offsets_for_times({tp: since_ms for tp in tps}),
-            self.settings.request_timeout_s * 5)
-        for tp in tps:
-            at = found.get(tp)
-            if at is None:  # nothing that recent: only new results matter
-                await self._results.seek_to_end(tp)
-            else:
-                self._results.seek(tp, at.offset)
+        self._announcements.assign([TopicPartition(s.workers_topic, p)
+                                    for p in range(parts[s.workers_topic])])
 
     async def stop(self) -> None:
-        """Stop following, fail the callers still waiting, close the clients."""
+        """Stop following, release the callers still waiting, close the clients (bounded)."""
+        self.release()
+        if self.watch is not None:
+            await self.watch.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for fut in self.pending.values():
-            if not fut.done():
-                fut.cancel()
-        for client in (self._replies, self._results, self._producer, self._admin):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(_close(client), 10)
+                await asyncio.wait_for(task, 5)
+        # Side by side: a broker that is gone costs one close timeout, not one per client.
+        await asyncio.gather(
+            *(kafka.close(c, timeout_s=5) for c in (self._announcements, self._producer,
+                                                    self._admin)),
+            self.replies.stop(), self.store.stop(), return_exceptions=True)
+
+    # -- waiting ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def waiting(self, exec_id: str) -> Iterator[asyncio.Future[bytes]]:
+        """Register interest in ``exec_id`` for the block: its result resolves the future.
+
+        Register before looking the id up, so a result arriving in between is not missed.
+        """
+        waiter = self.waiters.get(exec_id)
+        if waiter is None:
+            waiter = self.waiters[exec_id] = _Waiter(asyncio.get_running_loop().create_future())
+            if self._idle is not None:
+                self._idle.clear()
+        waiter.count += 1
+        try:
+            yield waiter.future
+        finally:
+            waiter.count -= 1
+            if waiter.count == 0 and self.waiters.get(exec_id) is waiter:
+                del self.waiters[exec_id]
+                if not waiter.future.done():
+                    waiter.future.cancel()
+                if not self.waiters and self._idle is not None:
+                    self._idle.set()
+
+    async def wait(self, future: asyncio.Future[bytes], timeout_s: float) -> bytes | None:
+        """The result, or None after ``timeout_s`` or once :meth:`release` was called."""
+        if not future.done() and timeout_s > 0:
+            waits: list[asyncio.Future[Any]] = [future]
+            if self._release is not None:
+                waits.append(self._release)
+            await asyncio.wait(waits, timeout=timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        if future.done() and not future.cancelled():
+            return future.result()
+        return None
+
+    def release(self) -> None:
+        """Every wait, current and future, returns now (the ingress is stopping)."""
+        if self._release is not None and not self._release.done():
+            self._release.set_result(None)
+
+    async def idle(self, timeout_s: float) -> bool:
+        """Wait until nobody waits for a result; False if some still do after ``timeout_s``."""
+        if self._idle is None:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return self._idle.is_set()
 
     # -- requests --------------------------------------------------------------
-    async def submit(self, req: ExecutionRequest) -> asyncio.Future[bytes]:
-        """Produce ``req`` (unless it is already pending) and return its result's future.
+    async def submit(self, req: ExecutionRequest) -> None:
+        """Produce ``req`` unless this ingress already produced it and awaits its result.
 
         Raises BrokerUnavailable when Kafka does not acknowledge within the bound.
         """
-        if req.id in self.pending:
-            return self.pending[req.id]  # an idempotent retry of an id in flight joins it
-        fut = self.watch(req.id)
+        if req.id in self.produced:
+            return  # an idempotent retry of an id in flight joins it
+        task = self._producing.get(req.id)
+        if task is None:
+            task = asyncio.create_task(self._produce(req))
+            self._producing[req.id] = task
+            task.add_done_callback(lambda _: self._producing.pop(req.id, None))
+        await asyncio.shield(task)
+
+    async def _produce(self, req: ExecutionRequest) -> None:
         req = replace(req, reply_to=self.reply_to, enqueued_at=datetime.now(UTC))
         assert self._producer is not None
         try:
@@ -189,36 +242,39 @@ class Gateway:
                                              key=req.id.encode()),
                 self.settings.request_timeout_s)
         except (KafkaError, TimeoutError, OSError) as e:
-            fut.cancel()
             raise BrokerUnavailable(
                 f"Kafka did not accept the request within {self.settings.request_timeout_s}s "
                 f"({type(e).__name__}); it is safe to retry with the same id") from e
-        return fut
+        self.produced.add(req.id)
 
-    def watch(self, exec_id: str) -> asyncio.Future[bytes]:
-        """A future resolved by the first result for ``exec_id`` that this instance sees."""
-        fut = self.pending.get(exec_id)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self.pending[exec_id] = fut
-            fut.add_done_callback(lambda _: self.pending.pop(exec_id, None))
-        return fut
+    def cached(self, exec_id: str) -> bytes | None:
+        return self.store.cached(exec_id)
 
-    def lookup(self, exec_id: str) -> bytes | None:
-        return self.cache.get(exec_id)
+    async def find(self, exec_id: str) -> bytes | None:
+        """The stored result of ``exec_id`` within retention (reads Kafka if it must)."""
+        return await self.store.get(exec_id, timeout_s=self.settings.request_timeout_s)
 
     def is_pending(self, exec_id: str) -> bool:
-        return exec_id in self.pending
+        """This ingress produced ``exec_id`` and has not seen its result yet."""
+        return exec_id in self.produced or exec_id in self._producing
 
-    def _deliver(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None or value is None:
-            return
-        exec_id = key.decode("utf-8", "replace")
-        self.cache.put(exec_id, value)
-        fut = self.pending.get(exec_id)
-        if fut is not None and not fut.done():
-            fut.set_result(value)
+    def _resolve(self, exec_id: str, value: bytes) -> None:
+        self.produced.discard(exec_id)
+        waiter = self.waiters.get(exec_id)
+        if waiter is not None and not waiter.future.done():
+            waiter.future.set_result(value)
 
+    def _on_reply(self, exec_id: str, value: bytes) -> None:
+        self.store.note(exec_id, value)  # a retry finds it before the results follower does
+        self._resolve(exec_id, value)
+
+    def _on_result(self, exec_id: str, value: bytes) -> None:
+        seconds = execution_seconds(value)
+        if seconds is not None:
+            self.backlog.on_execution(seconds)
+        self._resolve(exec_id, value)
+
+    # -- workers ---------------------------------------------------------------
     def _announce(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
@@ -233,67 +289,41 @@ class Gateway:
             self.workers.pop(key.decode("utf-8", "replace"), None)
 
     def language_versions(self) -> dict[str, list[str]]:
-        """Versions each language is served at, as the workers announced them."""
+        """Versions each language is served at by the live members of the worker group."""
+        live = self.watch.live_workers if self.watch is not None else set()
         versions: dict[str, set[str]] = {}
-        for doc in self.workers.values():
-            for name, version in (doc.get("languages") or {}).items():
+        for wid in live:
+            for name, version in (self.workers[wid].get("languages") or {}).items():
                 if isinstance(version, str):
                     versions.setdefault(name, set()).add(version)
         return {name: sorted(v) for name, v in versions.items()}
 
-    async def _follow(self, consumer: AIOKafkaConsumer, what: str) -> None:
+    async def _follow_announcements(self) -> None:
+        assert self._announcements is not None
         while True:
             try:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                batches = await self._announcements.getmany(timeout_ms=1000, max_records=500)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # keep following through broker restarts
-                log.exception("reading %s failed; retrying", what)
+            except Exception as e:  # keep following through broker restarts
+                self._warn.warning("announcements", "reading %s failed (%r); retrying",
+                                   self.settings.workers_topic, e)
                 await asyncio.sleep(0.5)
                 continue
-            for tp, records in batches.items():
-                deliver = self._announce if tp.topic == self.settings.workers_topic else (
-                    self._deliver)
+            for records in batches.values():
                 for record in records:
-                    deliver(record.key, record.value)
+                    self._announce(record.key, record.value)
 
     # -- readiness -------------------------------------------------------------
     def reply_assigned(self) -> bool:
-        return self._replies is not None and bool(self._replies.assignment())
+        return self.replies.assigned()
 
-    async def worker_count(self) -> int:
-        """Members of the worker group (cached for a second; 0 if unknown)."""
-        checked, count = self._members
-        if time.monotonic() - checked < 1.0:
-            return count
-        assert self._admin is not None
-        try:
-            groups = await asyncio.wait_for(
-                self._admin.describe_consumer_groups([self.settings.worker_group]),
-                self.settings.request_timeout_s)
-            count = sum(len(g.groups[0][5]) for g in groups if g.groups)
-        except GroupCoordinatorNotAvailableError:
-            count = 0  # no group has ever committed: no worker has joined yet
-        except (KafkaError, TimeoutError, OSError) as e:
-            raise BrokerUnavailable(f"Kafka did not answer: {type(e).__name__}") from e
-        self._members = (time.monotonic(), count)
-        return count
-
-
-async def _start_with_retry(client: Any, deadline: float, bootstrap: str) -> None:
-    while True:
-        try:
-            await asyncio.wait_for(client.start(), max(1.0, deadline - time.monotonic()))
-            return
-        except (KafkaError, OSError, TimeoutError) as e:
-            if time.monotonic() >= deadline:
-                raise BrokerUnavailable(f"Kafka at {bootstrap} did not answer: {e!r}") from e
-            log.warning("Kafka at %s not reachable yet (%r); retrying", bootstrap, e)
-            await asyncio.sleep(1.0)
-
-
-async def _close(client: Any) -> None:
-    if isinstance(client, AIOKafkaAdminClient):
-        await client.close()
-    else:
-        await client.stop()
+    def worker_count(self) -> int:
+        """Members of the worker group at the last poll; NotReady if it is stale."""
+        w = self.watch
+        stale_s = max(5.0, self.settings.request_timeout_s * 3)
+        if w is None or not w.polled_at or time.monotonic() - w.polled_at > stale_s:
+            why = w.error if w is not None and w.error else "not polled yet"
+            raise NotReady(f"the worker group {self.settings.worker_group!r} could not be "
+                           f"described: {why}")
+        return len(w.members)

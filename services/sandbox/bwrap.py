@@ -61,6 +61,7 @@ class BwrapSandbox:
         self.base_dir = Path(settings.sandbox_run_dir)
         self.run_dir = self.base_dir / self.scope
         self._tree: CgroupTree | None = None
+        self._base: CgroupTree | None = None
         self._seccomp = b""
         self._root_links: dict[str, str] = {}
         self._root_dirs: list[str] = []
@@ -87,7 +88,7 @@ class BwrapSandbox:
         except ValueError as e:
             raise SandboxError(f"cannot build the seccomp filter: {e}") from e
         self._root_links, self._root_dirs = _root_layout()
-        base = CgroupTree.detect(self.settings.sandbox_cgroup_name)
+        self._base = base = CgroupTree.detect(self.settings.sandbox_cgroup_name)
         base.setup()
         self._tree = base.child(self.scope)
         self._tree.setup()
@@ -145,6 +146,11 @@ class BwrapSandbox:
                 _mount.remove_workspace(point)
         with contextlib.suppress(OSError):
             os.rmdir(self.run_dir)
+        # The shared parents go with the last worker of the host that uses them.
+        if self._base is not None:
+            self._base.remove_if_unused()
+        with contextlib.suppress(OSError):
+            os.rmdir(self.base_dir)
 
     async def detect_versions(self, registry: Iterable[Language]) -> dict[str, str | None]:
         """Each language's version, from its toolchain on this host (what bwrap binds)."""

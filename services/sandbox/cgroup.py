@@ -264,6 +264,12 @@ class CgroupTree:
             except OSError as e:
                 log.warning("cannot remove cgroup %s: %s", d, e)
 
+    def remove_if_unused(self) -> None:
+        """rmdir the parent directories if nothing uses them (another worker may)."""
+        for d in self.parents.values():
+            with contextlib.suppress(OSError):  # busy or not empty: still in use
+                os.rmdir(d)
+
     def setup(self) -> None:
         """Create the parent cgroup(s) and enable the controllers runs need."""
         try:

@@ -1,0 +1,69 @@
+"""Running the ingress under uvicorn with a graceful, bounded stop.
+
+On the first SIGTERM/SIGINT the ingress drains before uvicorn closes anything:
+``/readyz`` answers 503 (a balancer stops sending), new POSTs answer 503 with
+``Retry-After``, requests waiting for a result get it until
+``RUNSTREAM_INGRESS_DRAIN_S`` and then ``202`` with their ``Location``; only then
+does uvicorn stop listening and the Kafka clients close. A second signal exits
+at once. The whole stop is bounded by about drain + ``GRACE_S`` + client closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from types import FrameType
+
+import uvicorn
+from runstream.services.ingress.app import Ingress, create_app
+from runstream.services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# After the drain, how long uvicorn may take to finish responses being written.
+GRACE_S = 3
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server whose first stop signal drains the ingress first."""
+
+    def __init__(self, config: uvicorn.Config, ingress: Ingress) -> None:
+        super().__init__(config)
+        self.ingress = ingress
+        self._drain: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain is not None or self._loop is None or self.should_exit:
+            log.warning("second stop signal: exiting now")
+            self.force_exit = True
+            super().handle_exit(sig, frame)
+            return
+        self._captured_signals.append(sig)  # uvicorn re-raises it once stopped
+        # Signal handlers run between bytecodes of the loop's thread: schedule, do not await.
+        self._drain = self._loop.create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await self.ingress.drain()
+        except Exception:
+            log.exception("draining failed; stopping anyway")
+        finally:
+            self.should_exit = True
+
+
+def serve(settings: Settings) -> int:
+    """Run the ingress until a stop signal; the stop is graceful and bounded."""
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.ingress_host, port=settings.ingress_port,
+                            log_level=settings.log_level.lower(), access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=GRACE_S)
+    server = DrainingServer(config, app.state.ingress)
+    server.run()
+    return 0
+

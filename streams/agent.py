@@ -1,0 +1,215 @@
+"""The worker's consumer loop: take requests as slots free up, commit only what is safe.
+
+This is where an offset is committed (:meth:`Agent.commit`), by one rule
+(:mod:`runstream.streams.ledger`): every earlier offset of the partition has its
+answer stored. The loop fetches no more records than it has free slots, and
+pauses every partition while none is free, so requests wait in Kafka (where a
+rebalance can give them to another worker), not in this process.
+
+Rebalances do not wait for running executions: on revocation the agent commits
+what is safe and lets runs go on. The group's assignor (:mod:`.assignor`) keeps
+a partition with a run in progress where it is, so a run is never executed a
+second time because a worker joined or left; a partition that does move (its
+owner died) is read again from its committed offset, and its new owner checks
+the result store before running what it reads (``Delivery.redelivery``). A
+failover therefore pauses a partition for the session timeout, not for the
+longest run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from runstream.services.settings import Settings
+from runstream.streams._logs import Throttled
+from runstream.streams.handling import Delivery, Handler
+from runstream.streams.ledger import OffsetLedger
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT_S = 0.5
+_CANCEL_WAIT_S = 3.0
+
+
+class Agent:
+    """Runs requests from the consumer's partitions through the handler, ``slots`` at a time."""
+
+    def __init__(self, settings: Settings, consumer: AIOKafkaConsumer, handler: Handler) -> None:
+        self.settings = settings
+        self.consumer = consumer
+        self.handler = handler
+        self.slots = settings.worker_concurrency
+        #: Slots not promised to a taken record; may go below zero (see :meth:`run`).
+        self.free = self.slots
+        self._slots = asyncio.Semaphore(self.slots)
+        self.ledger: OffsetLedger[TopicPartition] = OffsetLedger()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.owned: set[TopicPartition] = set()
+        #: Per partition, the end offset when it was assigned: records below it may
+        #: have been answered by the partition's previous owner.
+        self.redelivery_end: dict[TopicPartition, int] = {}
+        self.stopping = False
+        self._slot_freed = asyncio.Event()
+        self._warn = Throttled(log)
+
+    def listener(self) -> ConsumerRebalanceListener:
+        return _Listener(self)
+
+    def placement_state(self) -> tuple[set[int], set[int]]:
+        """Partitions of the requests topic owned, and those with work in progress."""
+        owned = {tp.partition for tp in self.owned}
+        busy = {tp.partition for tp in self.owned if self.ledger.pending(tp)}
+        return owned, busy
+
+    # -- the loop --------------------------------------------------------------
+    async def run(self) -> None:
+        """Take records until :meth:`drain` is called.
+
+        Every record ``getmany`` returns is taken: the consumer's position has moved
+        past it, so a record dropped here would be committed over and lost. While
+        no slot is free, every partition is paused and the loop only keeps the
+        consumer's poll clock going; records that still arrive then (a rebalance
+        assigns partitions unpaused) are taken and wait for a slot.
+        """
+        commits = asyncio.create_task(self._commit_every(), name="commits")
+        try:
+            while not self.stopping:
+                if self.free <= 0:
+                    self.consumer.pause(*self.consumer.assignment())
+                    self._slot_freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slot_freed.wait(), _IDLE_WAIT_S)
+                    self._take_all(await self.consumer.getmany(timeout_ms=0))
+                    continue
+                paused = self.consumer.paused()
+                if paused:
+                    self.consumer.resume(*paused)
+                self._take_all(await self.consumer.getmany(
+                    timeout_ms=int(_IDLE_WAIT_S * 1000), max_records=self.free))
+        finally:
+            commits.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await commits
+
+    def _take_all(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        for tp, records in batches.items():
+            for record in records:
+                self._take(tp, record)
+
+    def _take(self, tp: TopicPartition, record: Any) -> None:
+        offset: int = record.offset
+        if not self.ledger.take(tp, offset):
+            return  # re-fetched after a rebalance; running or answered already
+        delivery = Delivery(
+            topic=tp.topic, partition=tp.partition, offset=offset, key=record.key,
+            value=record.value, timestamp_ms=record.timestamp,
+            redelivery=offset < self.redelivery_end.get(tp, 0))
+        self.free -= 1
+        task = asyncio.create_task(self._handle(tp, delivery), name=f"offset-{tp}-{offset}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handle(self, tp: TopicPartition, d: Delivery) -> None:
+        acquired = released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.free += 1
+                if acquired:
+                    self._slots.release()
+                self._slot_freed.set()
+
+        try:
+            await self._slots.acquire()  # only over-admitted records wait here
+            acquired = True
+            if await self.handler.handle(d, release):
+                self.ledger.finish(tp, d.offset)
+        except asyncio.CancelledError:
+            raise  # a run killed at the drain bound stays uncommitted: another worker runs it
+        except Exception:
+            # The handler answers everything it can; what escapes is a bug. The offset
+            # stays uncommitted so the request is not lost.
+            log.exception("record %s@%d: unexpected failure; left uncommitted", tp, d.offset)
+        finally:
+            release()
+
+    # -- commits ---------------------------------------------------------------
+    async def _commit_every(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.worker_commit_interval_s)
+            await self.commit()
+
+    async def commit(self, tps: Iterable[TopicPartition] | None = None) -> None:
+        """Commit the safe offsets of ``tps`` (default: all owned), bounded in time."""
+        offsets = self.ledger.committable(self.owned if tps is None else tps)
+        offsets = {tp: o for tp, o in offsets.items() if tp in self.owned}
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(self.consumer.commit(offsets),
+                                   self.settings.request_timeout_s * 2)
+        except (KafkaError, TimeoutError, OSError) as e:
+            self._warn.warning("commit", "committing %d offsets failed (%r); retried later",
+                               len(offsets), e)
+            return
+        self.ledger.committed(offsets)
+
+    # -- stopping --------------------------------------------------------------
+    async def drain(self, bound_s: float) -> None:
+        """Take nothing more, let runs finish for ``bound_s``, kill the rest, commit."""
+        self.stopping = True
+        with contextlib.suppress(Exception):
+            self.consumer.pause(*self.consumer.assignment())
+        running = set(self.tasks)
+        if running:
+            log.info("draining: %d executions running, waiting up to %.0f s",
+                     len(running), bound_s)
+            _, late = await asyncio.wait(running, timeout=bound_s)
+            if late:
+                log.warning("drain bound reached: killing %d executions; they stay "
+                            "uncommitted and another worker runs them", len(late))
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late, timeout=_CANCEL_WAIT_S)
+        await self.commit()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Commit what is safe; running executions go on (see the module docstring).
+        await self.agent.commit(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        agent = self.agent
+        assigned = set(assigned)
+        lost = agent.owned - assigned
+        agent.ledger.forget(lost)
+        for tp in lost:
+            agent.redelivery_end.pop(tp, None)
+        new = assigned - agent.owned
+        agent.owned = assigned
+        if new:
+            await self._mark_redeliveries(new)
+        log.info("partitions: %d owned (%d new, %d lost)", len(assigned), len(new), len(lost))
+
+    async def _mark_redeliveries(self, new: set[TopicPartition]) -> None:
+        agent = self.agent
+        try:
+            ends = await asyncio.wait_for(agent.consumer.end_offsets(list(new)),
+                                          agent.settings.request_timeout_s * 2)
+        except (KafkaError, TimeoutError, OSError) as e:
+            log.warning("end offsets of new partitions unknown (%r): every record of them "
+                        "is checked against the store", e)
+            ends = {tp: 2**62 for tp in new}
+        agent.redelivery_end.update(ends)

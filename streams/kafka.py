@@ -1,0 +1,108 @@
+"""The one place Kafka clients are built: every producer, consumer and admin client.
+
+Each factory applies the settings every client of runstream shares (bootstrap
+servers, security, request timeout, message size) and the role's own defaults;
+callers pass only what is particular to them (a group, a client id, an offset
+reset policy). A managed Kafka (SASL/SSL) is then configured once, in Settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from typing import Any, TypeAlias
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from runstream.schemas.errors import BrokerUnavailable
+from runstream.services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Client: TypeAlias = AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient
+
+
+def common(settings: Settings) -> dict[str, Any]:
+    """Connection and security settings shared by every client."""
+    conf: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        conf["ssl_context"] = ssl.create_default_context(
+            cafile=settings.kafka_ssl_cafile or None)
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        conf.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                    sasl_plain_username=settings.kafka_sasl_username,
+                    sasl_plain_password=settings.kafka_sasl_password)
+    return conf
+
+
+def _timeout_ms(settings: Settings) -> int:
+    # A produce waits for acks=all; below ~5 s a busy broker's fsync trips it.
+    return max(int(settings.request_timeout_s * 1000), 5000)
+
+
+def producer(settings: Settings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent ``acks=all`` producer: a retry can neither lose nor duplicate a record."""
+    conf = common(settings) | {
+        "client_id": client_id, "acks": "all", "enable_idempotence": True, "linger_ms": 0,
+        "max_request_size": settings.message_max_bytes,
+        "request_timeout_ms": _timeout_ms(settings),
+    }
+    return AIOKafkaProducer(**(conf | overrides))
+
+
+def consumer(settings: Settings, *topics: str, client_id: str,
+             **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer that never commits by itself and can fetch the largest message."""
+    conf = common(settings) | {
+        "client_id": client_id, "enable_auto_commit": False,
+        "max_partition_fetch_bytes": settings.message_max_bytes,
+        "fetch_max_bytes": settings.message_max_bytes * 2,
+        "request_timeout_ms": max(_timeout_ms(settings), 40000),
+    }
+    return AIOKafkaConsumer(*topics, **(conf | overrides))
+
+
+def admin(settings: Settings, *, client_id: str = "runstream-admin",
+          timeout_s: float | None = None) -> AIOKafkaAdminClient:
+    """An admin client whose calls are bounded by ``timeout_s`` (default: the request bound)."""
+    timeout_ms = int((timeout_s or settings.request_timeout_s) * 1000)
+    return AIOKafkaAdminClient(**common(settings), client_id=client_id,
+                               request_timeout_ms=timeout_ms)
+
+
+async def start(client: Client, settings: Settings, *, timeout_s: float = 30.0,
+                retry: bool = True) -> None:
+    """Start ``client``, retrying while the broker is not reachable yet, up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await asyncio.wait_for(client.start(), max(1.0, deadline - time.monotonic()))
+            return
+        except (KafkaError, OSError, TimeoutError) as e:
+            if not retry or time.monotonic() >= deadline:
+                with contextlib.suppress(Exception):
+                    await close(client, timeout_s=2.0)
+                raise BrokerUnavailable(
+                    f"Kafka at {settings.bootstrap_servers} did not answer: {e!r}") from e
+            log.warning("Kafka at %s not reachable yet (%r); retrying",
+                        settings.bootstrap_servers, e)
+            await asyncio.sleep(1.0)
+
+
+async def close(client: Client | None, *, timeout_s: float = 10.0) -> None:
+    """Stop or close ``client`` within ``timeout_s``; a broker that is gone cannot hold it."""
+    if client is None:
+        return
+    stop = client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop()
+    try:
+        await asyncio.wait_for(stop, timeout_s)
+    except (TimeoutError, KafkaError, OSError) as e:
+        log.warning("closing %s took too long or failed (%r); abandoned",
+                    type(client).__name__, e)

@@ -1,0 +1,457 @@
+"""Every result within the results topic's retention, findable by execution id.
+
+A :class:`ResultStore` follows all partitions of the compacted results topic
+with one group-less consumer and keeps two things:
+
+- an on-disk index (SQLite, WAL) from execution id to the (partition, offset)
+  of its latest result, together with the positions read so far, so that a
+  restarted process resumes where it stopped instead of re-reading the topic;
+- an LRU of recent result bytes, bounded in count and bytes.
+
+A lookup that the LRU misses but the index knows reads that one record back
+from Kafka with a second, assigned consumer. Memory is therefore bounded by the
+LRU and SQLite's page cache whatever the retention; disk costs about 100 bytes
+per id (``python -m runstream.streams.results --bench 1000000`` measures it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from runstream.schemas.errors import BrokerUnavailable
+from runstream.services.settings import Settings
+from runstream.streams import kafka
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, bytes], None]
+T = TypeVar("T")
+# SQLite's page cache per index: what the index costs in memory, whatever its size.
+INDEX_CACHE_KIB = 8192
+
+
+class RecentResults:
+    """Result bytes by id, bounded in count and bytes; the least recently used go first.
+
+    Each entry remembers where it was read (partition, offset) so that a record
+    read late (the follower catching up) never replaces a newer one.
+    """
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self._items: OrderedDict[str, tuple[bytes, int | None, int | None]] = OrderedDict()
+        self._bytes = 0
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+
+    def get(self, exec_id: str) -> bytes | None:
+        item = self._items.get(exec_id)
+        if item is None:
+            return None
+        self._items.move_to_end(exec_id)
+        return item[0]
+
+    def put(self, exec_id: str, value: bytes, partition: int | None = None,
+            offset: int | None = None) -> None:
+        old = self._items.get(exec_id)
+        if (old is not None and offset is not None and old[2] is not None
+                and old[1] == partition and old[2] > offset):
+            return  # we already hold a newer record of this id
+        self.pop(exec_id)
+        self._items[exec_id] = (value, partition, offset)
+        self._bytes += len(value)
+        while self._items and (len(self._items) > self.max_items or self._bytes > self.max_bytes):
+            _, (dropped, _, _) = self._items.popitem(last=False)
+            self._bytes -= len(dropped)
+
+    def pop(self, exec_id: str) -> None:
+        old = self._items.pop(exec_id, None)
+        if old is not None:
+            self._bytes -= len(old[0])
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class ResultIndex:
+    """id -> (partition, offset) and the positions read, in one SQLite file.
+
+    Not thread-safe: :class:`ResultStore` calls it from one thread only.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # a lost tail is re-read from Kafka
+        self.db.execute(f"PRAGMA cache_size=-{INDEX_CACHE_KIB}")
+        self.db.execute("CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, part INTEGER "
+                        "NOT NULL, off INTEGER NOT NULL) WITHOUT ROWID")
+        self.db.execute("CREATE TABLE IF NOT EXISTS positions (part INTEGER PRIMARY KEY, "
+                        "next INTEGER NOT NULL)")
+
+    def write(self, rows: Iterable[tuple[str, int, int]], deleted: Iterable[str],
+              positions: dict[int, int]) -> None:
+        """One transaction per fetched batch: the ids and the positions move together."""
+        with self._transaction():
+            self.db.executemany("INSERT OR REPLACE INTO ids VALUES (?, ?, ?)", rows)
+            self.db.executemany("DELETE FROM ids WHERE id = ?", ((i,) for i in deleted))
+            self.db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?)",
+                                positions.items())
+
+    def find(self, exec_id: str) -> tuple[int, int] | None:
+        row = self.db.execute("SELECT part, off FROM ids WHERE id = ?", (exec_id,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def forget(self, exec_id: str) -> None:
+        self.db.execute("DELETE FROM ids WHERE id = ?", (exec_id,))
+
+    def positions(self) -> dict[int, int]:
+        return {int(p): int(n) for p, n in self.db.execute("SELECT part, next FROM positions")}
+
+    def prune(self, beginnings: dict[int, int]) -> int:
+        """Drop ids whose records retention has deleted (a full scan: run it rarely)."""
+        with self._transaction():
+            return sum(self.db.execute("DELETE FROM ids WHERE part = ? AND off < ?",
+                                       (p, b)).rowcount for p, b in beginnings.items() if b > 0)
+
+    def reset(self) -> None:
+        with self._transaction():
+            self.db.execute("DELETE FROM ids")
+            self.db.execute("DELETE FROM positions")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self):  # type: ignore[no-untyped-def]
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+
+def index_path(settings: Settings, name: str) -> Path:
+    """One file per process name, topic and cluster: two clusters never share offsets."""
+    cluster = hashlib.sha1(settings.bootstrap_servers.encode()).hexdigest()[:8]
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{name}.{settings.results_topic}.{cluster}")
+    return Path(settings.index_dir).expanduser() / f"{safe}.sqlite"
+
+
+class ResultStore:
+    """The latest result of every id within the results topic's retention, in bounded memory.
+
+    Used by the ingress (GET, idempotent retries) and by workers (deduplication).
+    ``name`` must be unique per running process: it names the Kafka clients and
+    the index file.
+    """
+
+    PRUNE_EVERY_S = 3600.0
+
+    def __init__(self, settings: Settings, *, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.recent = RecentResults(settings.ingress_results_cache,
+                                    settings.results_cache_mb * 1024 * 1024)
+        self._listeners: list[Listener] = []
+        self._db = ThreadPoolExecutor(1, thread_name_prefix=f"index-{name}")
+        self._index: ResultIndex | None = None
+        self._follower: AIOKafkaConsumer | None = None
+        self._reader: AIOKafkaConsumer | None = None
+        self._reader_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._tps: list[TopicPartition] = []
+        self._positions: dict[int, int] = {}  # next offset to read, per partition
+        self._progress = asyncio.Condition()
+        self._ends_lock = asyncio.Lock()
+        self._ends_gen = 0  # how many end-offset snapshots were started / finished
+        self._ends: tuple[int, dict[int, int]] = (0, {})
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self, timeout_s: float = 30.0) -> None:
+        """Connect and start following; the index catches up in the background."""
+        s = self.settings
+        self._index = await self._run(ResultIndex, index_path(s, self.name))
+        self._follower = kafka.consumer(s, client_id=f"runstream-{self.name}-results",
+                                        fetch_max_wait_ms=200, isolation_level="read_committed",
+                                        auto_offset_reset="earliest")
+        self._reader = kafka.consumer(s, client_id=f"runstream-{self.name}-results-reader",
+                                      fetch_max_wait_ms=100, isolation_level="read_committed",
+                                      auto_offset_reset="earliest")
+        try:
+            for client in (self._follower, self._reader):
+                await kafka.start(client, s, timeout_s=timeout_s)
+            await self._assign(timeout_s)
+        except BaseException:
+            await self.stop()
+            raise
+        self._task = asyncio.create_task(self._follow(), name=f"results-{self.name}")
+
+    async def _assign(self, timeout_s: float) -> None:
+        assert self._follower is not None and self._index is not None
+        s = self.settings
+        deadline = time.monotonic() + timeout_s
+        while not (parts := self._follower.partitions_for_topic(s.results_topic)):
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"topic {s.results_topic} does not exist; "
+                                        "create it with `runstream topics`")
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(self._follower._client.force_metadata_update(),
+                                       s.request_timeout_s)
+            await asyncio.sleep(0.2)
+        self._tps = [TopicPartition(s.results_topic, p) for p in sorted(parts)]
+        self._follower.assign(self._tps)
+        wait = max(1.0, deadline - time.monotonic())
+        first = await asyncio.wait_for(self._follower.beginning_offsets(self._tps), wait)
+        end = await asyncio.wait_for(self._follower.end_offsets(self._tps), wait)
+        saved = await self._run(self._index.positions)
+        if any(saved.get(tp.partition, 0) > end[tp] for tp in self._tps):
+            # Positions beyond the end: the topic was re-created. Nothing indexed is valid.
+            log.warning("index %s is ahead of %s; rebuilding it", self._index.path, s.results_topic)
+            await self._run(self._index.reset)
+            saved = {}
+        for tp in self._tps:
+            at = max(saved.get(tp.partition, 0), first[tp])
+            self._follower.seek(tp, at)
+            self._positions[tp.partition] = at
+        log.info("results index %s resumes at %s (end %s)", self._index.path, self._positions,
+                 {tp.partition: end[tp] for tp in self._tps})
+
+    async def stop(self) -> None:
+        """Stop following and close everything; bounded whatever the broker does."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 5)
+        await asyncio.gather(kafka.close(self._follower, timeout_s=5),
+                             kafka.close(self._reader, timeout_s=5))
+        if self._index is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._run(self._index.close), 5)
+            self._index = None
+        self._db.shutdown(wait=False)
+
+    # -- lookups ---------------------------------------------------------------
+    def cached(self, exec_id: str) -> bytes | None:
+        """The result if it is in memory; no I/O."""
+        return self.recent.get(exec_id)
+
+    async def get(self, exec_id: str, *, timeout_s: float) -> bytes | None:
+        """The latest stored result of ``exec_id``, or None.
+
+        Waits (up to ``timeout_s``) until the index has read the topic up to its
+        end as of this call; past that, answers from what it has read so far.
+        Raises BrokerUnavailable if the record the index points to cannot be read.
+        """
+        deadline = time.monotonic() + timeout_s
+        if not await self.caught_up(timeout_s):
+            log.warning("results index of %s still catching up after %.1fs; answering %r "
+                        "from what it has read", self.name, timeout_s, exec_id)
+        value = self.recent.get(exec_id)
+        if value is not None or self._index is None:
+            return value
+        where = await self._run(self._index.find, exec_id)
+        if where is None:
+            return None
+        return await self._read(exec_id, *where, max(0.5, deadline - time.monotonic()))
+
+    async def _read(self, exec_id: str, partition: int, offset: int,
+                    timeout_s: float) -> bytes | None:
+        """Read back the record at (partition, offset), or the next one of that key."""
+        assert self._reader is not None and self._index is not None
+        tp = TopicPartition(self.settings.results_topic, partition)
+        key = exec_id.encode()
+        async with self._reader_lock:  # one assigned consumer, one fetch at a time
+            try:
+                async with asyncio.timeout(timeout_s):
+                    if self._reader.assignment() != {tp}:
+                        self._reader.assign([tp])
+                    self._reader.seek(tp, offset)
+                    while True:
+                        got = await self._reader.getmany(tp, timeout_ms=500, max_records=1)
+                        records = got.get(tp, [])
+                        if records:
+                            record = records[0]
+                            break
+            except (KafkaError, TimeoutError, OSError) as e:
+                raise BrokerUnavailable(f"could not read the result of {exec_id!r} back from "
+                                        f"{tp.topic}[{partition}]@{offset}: {e!r}") from e
+        if record.key != key or record.value is None:
+            # Retention deleted it (the next record is another id's) or it was tombstoned.
+            await self._run(self._index.forget, exec_id)
+            return None
+        self.recent.put(exec_id, record.value, partition, record.offset)
+        return bytes(record.value)
+
+    def note(self, exec_id: str, value: bytes, partition: int | None = None,
+             offset: int | None = None) -> None:
+        """A result this process published itself, known before the follower reads it."""
+        self.recent.put(exec_id, value, partition, offset)
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(id, value)`` for every result record read from the topic."""
+        self._listeners.append(fn)
+
+    async def caught_up(self, timeout_s: float) -> bool:
+        """Snapshot the end offsets now and wait until the index has read up to them."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            ends = await self._end_offsets(timeout_s)
+        except (KafkaError, TimeoutError, OSError) as e:
+            log.warning("end offsets of %s unavailable: %r", self.settings.results_topic, e)
+            return False
+        async with self._progress:
+            try:
+                await asyncio.wait_for(self._progress.wait_for(lambda: all(
+                    self._positions.get(p, 0) >= end for p, end in ends.items())),
+                    max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return False
+        return True
+
+    async def _end_offsets(self, timeout_s: float) -> dict[int, int]:
+        """End offsets fetched after this call began; concurrent callers share one fetch."""
+        needed = self._ends_gen + 1  # a snapshot that starts after now
+        async with asyncio.timeout(timeout_s):
+            async with self._ends_lock:
+                done, ends = self._ends
+                if done >= needed:
+                    return ends
+                self._ends_gen += 1
+                gen = self._ends_gen
+                assert self._follower is not None
+                got = await self._follower.end_offsets(self._tps)
+                ends = {tp.partition: off for tp, off in got.items()}
+                self._ends = (gen, ends)
+                return ends
+
+    # -- following -------------------------------------------------------------
+    async def _follow(self) -> None:
+        assert self._follower is not None and self._index is not None
+        # The first prune waits a minute: at start-up, catching up comes first.
+        pruned_at = time.monotonic() - self.PRUNE_EVERY_S + 60
+        while True:
+            try:
+                if time.monotonic() - pruned_at > self.PRUNE_EVERY_S:
+                    pruned_at = time.monotonic()
+                    await self._prune()
+                batches = await self._follower.getmany(timeout_ms=500, max_records=2000)
+                rows: list[tuple[str, int, int]] = []
+                deleted: list[str] = []
+                for tp, records in batches.items():
+                    for r in records:
+                        if r.key is None:
+                            continue
+                        exec_id = r.key.decode("utf-8", "replace")
+                        if r.value is None:
+                            deleted.append(exec_id)
+                            self.recent.pop(exec_id)
+                            continue
+                        rows.append((exec_id, tp.partition, r.offset))
+                        self.recent.put(exec_id, r.value, tp.partition, r.offset)
+                        self._tell(exec_id, r.value)
+                async with asyncio.timeout(self.settings.request_timeout_s * 5):
+                    positions = {tp.partition: await self._follower.position(tp)
+                                 for tp in self._tps}
+                if rows or deleted or positions != self._positions:
+                    await self._run(self._index.write, rows, deleted, positions)
+                async with self._progress:
+                    self._positions = positions
+                    self._progress.notify_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep following through broker restarts
+                log.exception("reading %s failed; retrying", self.settings.results_topic)
+                await asyncio.sleep(0.5)
+
+    def _tell(self, exec_id: str, value: bytes) -> None:
+        for fn in self._listeners:
+            try:
+                fn(exec_id, value)
+            except Exception:
+                log.exception("a results listener failed on %r", exec_id)
+
+    async def _prune(self) -> None:
+        assert self._follower is not None and self._index is not None
+        first = await asyncio.wait_for(self._follower.beginning_offsets(self._tps),
+                                       self.settings.request_timeout_s * 5)
+        dropped = await self._run(self._index.prune, {tp.partition: o for tp, o in first.items()})
+        if dropped:
+            log.info("results index: %d ids past retention dropped", dropped)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        # Every SQLite call runs on the store's one thread: no lock, no blocked loop.
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+
+def bench(count: int, folder: Path) -> dict[str, float]:
+    """Index ``count`` ids the way the follower does; what it costs on disk and in memory."""
+    import resource
+    import uuid
+
+    path = folder / "bench.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    index = ResultIndex(path)
+    t0 = time.perf_counter()
+    ids = [str(uuid.uuid4()) for _ in range(min(count, 1000))]
+    batch = 2000
+    for start in range(0, count, batch):
+        rows = [(str(uuid.uuid4()), n % 12, n // 12)
+                for n in range(start, min(count, start + batch))]
+        if start == 0:
+            rows[: len(ids)] = [(i, 0, n) for n, i in enumerate(ids)]
+        index.write(rows, [], {0: start + batch})
+    insert_s = time.perf_counter() - t0
+    index.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    t1 = time.perf_counter()
+    for i in ids:
+        assert index.find(i) is not None
+    lookup_us = (time.perf_counter() - t1) / len(ids) * 1e6
+    index.close()
+    disk = sum(Path(f"{path}{s}").stat().st_size for s in ("", "-wal", "-shm")
+               if Path(f"{path}{s}").exists())
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"ids": count, "disk_bytes_per_million": disk / count * 1e6,
+            "disk_bytes_per_id": disk / count, "page_cache_bytes": INDEX_CACHE_KIB * 1024,
+            "peak_rss_growth_bytes": (rss1 - rss0) * 1024, "inserts_per_s": count / insert_s,
+            "lookup_us": lookup_us}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runstream.streams.results")
+    parser.add_argument("--bench", type=int, metavar="IDS", required=True,
+                        help="index this many random ids and print the cost")
+    parser.add_argument("--dir", default="/tmp/runstream-index-bench")
+    args = parser.parse_args(argv)
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, v in bench(args.bench, folder).items():
+        print(f"{k:28} {v:,.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,292 @@
+"""The worker's message handling, in-process: a real Executor, a scripted sandbox, a fake broker.
+
+Each test drives ``Handler.handle`` with one delivery and checks what was
+written where, and whether the offset may be committed. The broker is faked
+here because these are the handler's decisions; tests/chaos and tests/e2e run
+the same paths against a real Kafka and real sandboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import orjson
+import pytest
+from runstream.schemas.models import Limits, PhaseResult, ReplyTo
+from runstream.services.execution import Executor
+from runstream.services.languages import Language, Registry
+from runstream.services.settings import Settings
+from runstream.streams.handling import Delivery, Handler
+from runstream.streams.publish import PermanentPublishError
+
+SETTINGS = Settings.from_env({}, worker_id="w-test", message_max_bytes=2 * 1024 * 1024,
+                             max_output_kb=1024)
+MIB = 1024 * 1024
+
+
+class ScriptedWorkspace:
+    """Runs 'programs' written as ``verb:arg``: echo, big (bytes of \\x01), sleep, boom."""
+
+    def __init__(self, source: bytes, gate: asyncio.Event | None,
+                 entered: asyncio.Event) -> None:
+        self.source = source.decode()
+        self.gate = gate
+        self.entered = entered
+
+    async def run(self, argv: Sequence[str], *, stdin: bytes, limits: Limits,
+                  language: Language) -> PhaseResult:
+        verb, _, arg = self.source.partition(":")
+        if verb == "wait" and self.gate is not None:
+            self.entered.set()
+            await asyncio.wait_for(self.gate.wait(), 10)
+        if verb == "boom":
+            raise RuntimeError("a bug in the sandbox layer")
+        if verb == "big":
+            return PhaseResult(stdout=b"\x01" * int(arg), stderr=b"\x01" * int(arg),
+                               exit_code=0)
+        return PhaseResult(stdout=arg.encode(), exit_code=0)
+
+
+class ScriptedSandbox:
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def detect_versions(self, registry: Iterable[Language]) -> dict[str, str | None]:
+        return {lang.name: "1" for lang in registry}
+
+    @contextlib.asynccontextmanager
+    async def workspace(self, exec_id: str, files: list[tuple[str, bytes]],
+                        language: Language) -> AsyncIterator[ScriptedWorkspace]:
+        self.runs += 1
+        yield ScriptedWorkspace(files[0][1], self.gate, self.entered)
+
+
+class Meta:
+    def __init__(self, partition: int, offset: int) -> None:
+        self.partition, self.offset = partition, offset
+
+
+class FakePublisher:
+    """Records what would be written; topics in ``broken`` fail permanently."""
+
+    def __init__(self, topics: set[str], broken: set[str] | None = None) -> None:
+        self.topics = topics
+        self.broken = broken or set()
+        self.sent: list[tuple[str, bytes | None, bytes, dict[str, bytes]]] = []
+
+    async def check_reply_to(self, reply_to: ReplyTo) -> str | None:
+        return None if reply_to.topic in self.topics else f"no topic {reply_to.topic!r}"
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, *,
+                   partition: int | None = None, headers: Any = None, what: str = "") -> Meta:
+        if topic in self.broken:
+            raise PermanentPublishError(f"{topic}: refused")
+        self.sent.append((topic, key, value, dict(headers or [])))
+        return Meta(0, len(self.sent))
+
+    def to(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for t, _, v, _ in self.sent if t == topic]
+
+
+class FakeAnswers:
+    def __init__(self) -> None:
+        self.stored: dict[str, bytes] = {}
+
+    def cached(self, exec_id: str) -> bytes | None:
+        return self.stored.get(exec_id)
+
+    async def get(self, exec_id: str, *, timeout_s: float) -> bytes | None:
+        return self.stored.get(exec_id)
+
+    def note(self, exec_id: str, value: bytes, partition: int | None = None,
+             offset: int | None = None) -> None:
+        self.stored[exec_id] = value
+
+
+def _handler(*, served: Iterable[str] = ("python", "ruby"), broken: set[str] | None = None,
+             ) -> tuple[Handler, FakePublisher, ScriptedSandbox, FakeAnswers]:
+    catalogue = Registry.load()
+    registry = Registry([lang for lang in catalogue if lang.name in served]).with_versions(
+        {name: "1" for name in served})
+    sandbox = ScriptedSandbox()
+    publisher = FakePublisher({"mine"}, broken)
+    answers = FakeAnswers()
+    executor = Executor(SETTINGS, registry, sandbox)  # type: ignore[arg-type]
+    handler = Handler(SETTINGS, executor, publisher, answers, catalogue)  # type: ignore[arg-type]
+    return handler, publisher, sandbox, answers
+
+
+def _delivery(doc: dict[str, Any] | bytes, key: bytes | None = b"id-1", *, offset: int = 7,
+              topic: str = SETTINGS.requests_topic, redelivery: bool = False) -> Delivery:
+    value = doc if isinstance(doc, bytes) else orjson.dumps(doc)
+    return Delivery(topic=topic, partition=3, offset=offset, key=key, value=value,
+                    timestamp_ms=1_700_000_000_000, redelivery=redelivery)
+
+
+async def _handle(handler: Handler, d: Delivery) -> tuple[bool, int]:
+    released = 0
+
+    def release() -> None:
+        nonlocal released
+        released += 1
+
+    ok = await handler.handle(d, release)
+    return ok, released
+
+
+RESULTS = SETTINGS.results_topic
+
+
+async def test_a_run_is_stored_then_replied_and_its_offset_may_be_committed() -> None:
+    handler, pub, sandbox, answers = _handler()
+    ok, released = await _handle(handler, _delivery(
+        {"language": "python", "source": "echo:hi", "reply_to": {"topic": "mine"}}))
+    assert ok and released >= 1 and sandbox.runs == 1
+    assert [t for t, *_ in pub.sent] == [RESULTS, "mine"]  # stored before replied
+    assert pub.to(RESULTS)[0]["run"]["stdout"] == "hi"
+    assert "id-1" in answers.stored
+
+
+async def test_a_reply_topic_that_does_not_exist_is_rejected_at_intake_not_retried() -> None:
+    handler, pub, sandbox, _ = _handler()
+    ok, _ = await _handle(handler, _delivery(
+        {"language": "python", "source": "echo:hi", "reply_to": {"topic": "nowhere"}}))
+    assert ok and sandbox.runs == 0
+    [result] = pub.to(RESULTS)
+    assert result["status"] == "rejected" and "nowhere" in result["message"]
+    assert [t for t, *_ in pub.sent] == [RESULTS]
+
+
+async def test_a_result_too_large_for_a_message_is_trimmed_not_an_internal_error() -> None:
+    handler, pub, _, _ = _handler()
+    tests = [{"stdin": ""}] * 8
+    ok, _ = await _handle(handler, _delivery(
+        {"language": "python", "source": f"big:{MIB}", "tests": tests}))
+    assert ok
+    [(_, _, payload, _)] = pub.sent
+    assert len(payload) <= SETTINGS.message_max_bytes
+    doc = orjson.loads(payload)
+    assert doc["status"] == "ok"
+    assert all(t["run"]["stdout_truncated"] for t in doc["tests"])
+
+
+async def test_an_id_answered_before_is_not_run_again_and_its_result_is_resent() -> None:
+    handler, pub, sandbox, answers = _handler()
+    answers.stored["id-1"] = b'{"id":"id-1","status":"ok"}'
+    ok, _ = await _handle(handler, _delivery(
+        {"language": "python", "source": "echo:again", "reply_to": {"topic": "mine"}},
+        redelivery=True))
+    assert ok and sandbox.runs == 0
+    assert pub.sent == [("mine", b"id-1", b'{"id":"id-1","status":"ok"}', {})]
+
+
+async def test_a_duplicate_while_the_first_runs_waits_for_it_and_is_not_run_twice() -> None:
+    handler, pub, sandbox, _ = _handler()
+    sandbox.gate = asyncio.Event()
+    doc = {"language": "python", "source": "wait:", "reply_to": {"topic": "mine"}}
+    first = asyncio.create_task(_handle(handler, _delivery(doc, offset=1)))
+    await asyncio.wait_for(sandbox.entered.wait(), 5)
+    second = asyncio.create_task(_handle(handler, _delivery(doc, offset=2)))
+    # Its offset must not be committed before the first's result is stored.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(second), 0.1)
+    sandbox.gate.set()
+    assert (await first)[0] and (await second)[0]
+    assert sandbox.runs == 1
+    # The same request twice (a producer's retry) is answered once.
+    assert [t for t, *_ in pub.sent] == [RESULTS, "mine"]
+
+
+async def test_a_record_that_is_not_json_and_has_no_key_goes_to_the_dead_letters() -> None:
+    handler, pub, _, _ = _handler()
+    ok, _ = await _handle(handler, _delivery(b"{not json", key=None))
+    assert ok
+    [(topic, _, value, headers)] = pub.sent
+    assert topic == SETTINGS.dead_letter_topic and value == b"{not json"
+    assert b"not a request" in headers["reason"] and headers["offset"] == b"7"
+
+
+async def test_an_invalid_request_with_a_key_is_answered_rejected_under_that_key() -> None:
+    handler, pub, _, _ = _handler()
+    ok, _ = await _handle(handler, _delivery({"language": 3, "source": "x"}, key=b"k-9"))
+    assert ok
+    [result] = pub.to(RESULTS)
+    assert result["id"] == "k-9" and result["status"] == "rejected"
+    assert "language" in result["message"]
+
+
+async def test_a_keyless_request_gets_an_id_from_its_position_the_same_every_time() -> None:
+    handler, pub, _, _ = _handler()
+    doc = {"language": "python", "source": "echo:x"}
+    await _handle(handler, _delivery(doc, key=None, offset=41))
+    [result] = pub.to(RESULTS)
+    assert result["id"] == f"{SETTINGS.requests_topic}-3-41"
+
+
+async def test_when_the_result_cannot_be_stored_at_all_the_record_is_dead_lettered() -> None:
+    handler, pub, _, _ = _handler(broken={RESULTS})
+    ok, _ = await _handle(handler, _delivery({"language": "python", "source": "echo:x"}))
+    assert ok  # the partition moves on
+    [(topic, key, _, headers)] = pub.sent
+    assert topic == SETTINGS.dead_letter_topic and key == b"id-1"
+    assert b"could not be stored" in headers["reason"]
+
+
+async def test_a_failure_inside_the_worker_is_an_internal_error_answer() -> None:
+    handler, pub, _, _ = _handler()
+    ok, _ = await _handle(handler, _delivery({"language": "python", "source": "boom:"}))
+    assert ok
+    [result] = pub.to(RESULTS)
+    assert result["status"] == "internal_error"
+
+
+async def test_a_language_this_worker_does_not_run_is_forwarded_to_its_own_topic() -> None:
+    handler, pub, sandbox, _ = _handler(served=("python",))
+    d = _delivery({"language": "rb", "source": "echo:x"})
+    ok, _ = await _handle(handler, d)
+    assert ok and sandbox.runs == 0
+    [(topic, key, value, headers)] = pub.sent
+    assert topic == f"{SETTINGS.requests_topic}.ruby" and key == b"id-1" and value == d.value
+    assert headers["forwarded-by"] == b"w-test"
+
+
+@pytest.mark.parametrize("language", ["cobol-2099"])
+async def test_a_language_nobody_runs_is_rejected_not_forwarded(language: str) -> None:
+    handler, pub, _, _ = _handler()
+    await _handle(handler, _delivery({"language": language, "source": "x"}))
+    [result] = pub.to(RESULTS)
+    assert result["status"] == "rejected" and "not supported" in result["message"]
+
+
+async def test_a_reply_that_fails_after_the_result_was_stored_never_becomes_internal_error(
+) -> None:
+    handler, pub, _, _ = _handler(broken={"mine"})  # the reply topic refuses the record
+    ok, _ = await _handle(handler, _delivery(
+        {"language": "python", "source": "echo:fine", "reply_to": {"topic": "mine"}}))
+    assert ok
+    results = pub.to(RESULTS)
+    assert [r["status"] for r in results] == ["ok"]  # stored once, and good
+    assert [t for t, *_ in pub.sent] == [RESULTS]
+
+
+async def test_a_duplicate_for_another_requester_gets_the_stored_answer_too() -> None:
+    handler, pub, sandbox, _ = _handler()
+    pub.topics.add("theirs")
+    doc = {"language": "python", "source": "echo:x", "reply_to": {"topic": "mine"}}
+    await _handle(handler, _delivery(doc, offset=1))
+    await _handle(handler, _delivery(doc, offset=2))  # a retry: not answered again
+    await _handle(handler, _delivery({**doc, "reply_to": {"topic": "theirs"}}, offset=3))
+    assert sandbox.runs == 1
+    assert [t for t, *_ in pub.sent] == [RESULTS, "mine", "theirs"]
+    assert pub.sent[1][2] == pub.sent[2][2]  # the same document, byte for byte
