@@ -5,7 +5,7 @@ FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      bubblewrap util-linux dash procps ca-certificates \
+      bubblewrap util-linux dash procps ca-certificates libseccomp2 \
       python3 nodejs node-typescript openjdk-17-jdk-headless gcc g++ libc6-dev golang-go rustc \
       ruby perl php-cli bash coreutils \
  && rm -rf /var/lib/apt/lists/*

@@ -31,8 +31,9 @@ Usage: ./deploy.sh [local | test | chaos | compose | --help]
             creates cgroups). Settings come from RUNSTREAM_* variables (README).
   test      The same set-up, plus a Docker engine (Debian's docker.io, started if none
             answers) and the docker backend's images built from Debian packages; then
-            lint (ruff), types (mypy) and the whole test suite (unit, integration on a
-            real broker, end-to-end over HTTP, hostile code on both sandbox backends).
+            lint (ruff), types (mypy), import contracts (import-linter) and the whole
+            test suite (unit, integration on a real broker, end-to-end over HTTP, the
+            chaos suite, hostile code on both sandbox backends).
   chaos     The same set-up, then only the chaos suite (tests/chaos: a real broker, two
             workers x two slots, two ingresses, bwrap sandboxes; faults: worker SIGKILL,
             broker and ingress restarts, poison messages, a large result, 5x overload)
@@ -300,6 +301,8 @@ run_tests() {
   "$VENV/bin/ruff" check schemas streams services tests
   log "mypy"
   .ci/typecheck "$VENV/bin/mypy"
+  log "import contracts (layers, no cycles, private modules)"
+  .ci/imports "$VENV/bin/lint-imports"
   log "pytest"
   "$VENV/bin/pytest" -p no:cacheprovider -rs "$@"
 }

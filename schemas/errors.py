@@ -1,9 +1,12 @@
-"""The one error tree of runstream.
+"""The root of runstream's one error tree, and the wire errors.
 
 Every error runstream raises on purpose derives from :class:`RunstreamError`.
 Third-party errors are wrapped (``raise ... from e``) at the boundary where they
-happen; only the HTTP layer turns these into responses, using ``http_status``
-and ``problem_type`` (RFC 9457 ``application/problem+json``).
+happen. The errors here are the *wire* errors (:class:`WireError`): what a
+client is told about its request or about the service, each with the HTTP
+status and RFC 9457 problem type that the HTTP layer, and only it, turns into
+an ``application/problem+json`` response. Errors internal to a process
+(configuration, the sandbox, the local broker) live in ``services/errors.py``.
 """
 
 from __future__ import annotations
@@ -14,24 +17,21 @@ from typing import Any
 class RunstreamError(Exception):
     """Root of every error runstream raises on purpose."""
 
-    http_status: int = 500
-    problem_type: str = "internal-error"
-    title: str = "Internal error"
-
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
         self.extra: dict[str, Any] = extra
 
 
-class ConfigurationError(RunstreamError):
-    """A setting is missing, malformed or out of range; raised at start-up."""
+class WireError(RunstreamError):
+    """An error a client is told about, as an HTTP status and a problem type."""
 
-    problem_type = "configuration-error"
-    title = "Configuration error"
+    http_status: int = 500
+    problem_type: str = "internal-error"
+    title: str = "Internal error"
 
 
-class InvalidRequest(RunstreamError):
+class InvalidRequest(WireError):
     """A request does not match the wire contract (wrong type, missing field...)."""
 
     http_status = 422
@@ -74,7 +74,7 @@ class PayloadTooLarge(InvalidRequest):
     title = "Request body too large"
 
 
-class NotFound(RunstreamError):
+class NotFound(WireError):
     """No execution with that id is known."""
 
     http_status = 404
@@ -82,7 +82,7 @@ class NotFound(RunstreamError):
     title = "Not found"
 
 
-class BrokerUnavailable(RunstreamError):
+class BrokerUnavailable(WireError):
     """Kafka did not answer in time; the request was not (known to be) accepted."""
 
     http_status = 503
@@ -90,23 +90,9 @@ class BrokerUnavailable(RunstreamError):
     title = "Message broker unavailable"
 
 
-class NotReady(RunstreamError):
+class NotReady(WireError):
     """The service is up but cannot serve yet (no worker, reply consumer not assigned)."""
 
     http_status = 503
     problem_type = "not-ready"
     title = "Service not ready"
-
-
-class SandboxError(RunstreamError):
-    """The sandbox itself failed; never the submitted program's fault."""
-
-    problem_type = "sandbox-error"
-    title = "Sandbox failure"
-
-
-class BrokerLaunchError(RunstreamError):
-    """The local Kafka broker could not be fetched, formatted or started."""
-
-    problem_type = "broker-launch-error"
-    title = "Local broker failure"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
-from runstream.schemas.errors import BrokerLaunchError
+from runstream.services.errors import BrokerLaunchError
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
     a second one kills it at once.
     """
     from runstream.services.broker import LocalBroker
-    from runstream.services.topics import ensure_topics
+    from runstream.streams.topics import ensure_topics
 
     broker = LocalBroker(settings)
     if args.fetch_only:
@@ -62,7 +62,7 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
-    from runstream.services.topics import ensure_topics
+    from runstream.streams.topics import ensure_topics
 
     created = asyncio.run(ensure_topics(settings))
     print("created:", ", ".join(created) or "none (all existed)")
@@ -83,7 +83,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_reap(settings: Settings, args: argparse.Namespace) -> int:
     """Remove what dead workers' sandboxes left (cgroups, workspaces, containers)."""
-    from runstream.services.sandbox.factory import create_sandbox
+    from runstream.services.execution.sandbox.factory import create_sandbox
 
     async def reap() -> None:
         sandbox = create_sandbox(settings)

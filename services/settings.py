@@ -12,11 +12,10 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-from runstream.schemas.errors import ConfigurationError
 from runstream.schemas.models import Limits
+from runstream.services.errors import ConfigurationError
 
 PREFIX = "RUNSTREAM_"
 
@@ -238,10 +237,6 @@ class Settings:
         """Limits of a compile step: generous, fixed by the server, output capped like the run."""
         return Limits(self.compile_wall_ms, self.compile_cpu_ms, self.compile_memory_mb,
                       max(run.processes, 64), run.output_kb, max(run.file_size_kb, 262144))
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.sandbox_run_dir)
 
     @classmethod
     def markdown_table(cls) -> str:

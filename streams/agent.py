@@ -26,8 +26,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
-from runstream.streams._logs import Throttled
 from runstream.streams.handling import Delivery, Handler
 from runstream.streams.ledger import OffsetLedger
 

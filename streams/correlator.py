@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from runstream.services.settings import Settings
 from runstream.streams import kafka
-from runstream.streams._logs import Throttled
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ class Correlator:
         self._listeners: list[Listener] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._warn = Throttled(log)
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Connect and follow the partition (from its end: only replies to come matter)."""
@@ -46,7 +45,9 @@ class Correlator:
         self._consumer.assign([self.tp])
         if not self.from_beginning:
             await asyncio.wait_for(self._consumer.seek_to_end(self.tp), timeout_s)
-        self._task = asyncio.create_task(self._follow(), name=f"replies-{self.tp}")
+        self._task = asyncio.create_task(
+            kafka.follow(self._consumer, self._on_record, what=f"{self.tp}"),
+            name=f"replies-{self.tp}")
 
     async def stop(self) -> None:
         """Stop following; waiters still waiting are cancelled."""
@@ -85,22 +86,10 @@ class Correlator:
         if fut is not None and not fut.done():
             fut.set_result(value)
 
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=1000, max_records=500)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # keep following through broker restarts
-                self._warn.warning("follow", "reading %s failed (%r); retrying", self.tp, e)
-                await asyncio.sleep(0.5)
-                continue
-            for records in batches.values():
-                for record in records:
-                    if record.key is None or record.value is None:
-                        continue
-                    exec_id = record.key.decode("utf-8", "replace")
-                    for fn in self._listeners:
-                        fn(exec_id, record.value)
-                    self.resolve(exec_id, record.value)
+    def _on_record(self, record: Any) -> None:
+        if record.key is None or record.value is None:
+            return
+        exec_id = record.key.decode("utf-8", "replace")
+        for fn in self._listeners:
+            fn(exec_id, record.value)
+        self.resolve(exec_id, record.value)

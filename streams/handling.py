@@ -17,16 +17,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from runstream.schemas.codec import parse_json_object, request_from_doc
+from runstream.schemas.codec import decode_request, parse_json_object
 from runstream.schemas.errors import BrokerUnavailable, InvalidRequest, UnknownLanguage
 from runstream.schemas.fit import fit_result
 from runstream.schemas.models import ExecutionRequest, ExecutionResult, ReplyTo, Status
-from runstream.services.execution import Executor, now
-from runstream.services.languages import Registry
+from runstream.services.execution.executor import Executor, now
+from runstream.services.execution.languages import Registry
+from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
-from runstream.services.topics import language_topic
-from runstream.streams._logs import Throttled
 from runstream.streams.publish import PermanentPublishError, Publisher
+from runstream.streams.topics import language_topic
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Handler:
         t0 = time.perf_counter()
         key = d.key if d.key is not None else _keyless_id(d)
         try:
-            req = request_from_doc(parse_json_object(d.value or b""), key=key)
+            req = decode_request(d.value or b"", key=key)
         except InvalidRequest as e:
             release()
             if key is None:

@@ -13,12 +13,14 @@ import contextlib
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from runstream.schemas.errors import BrokerUnavailable
+from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,3 +108,25 @@ async def close(client: Client | None, *, timeout_s: float = 10.0) -> None:
     except (TimeoutError, KafkaError, OSError) as e:
         log.warning("closing %s took too long or failed (%r); abandoned",
                     type(client).__name__, e)
+
+
+async def follow(consumer: AIOKafkaConsumer, on_record: Callable[[Any], None], *,
+                 what: str, max_records: int = 500) -> None:
+    """Hand every record the consumer reads to ``on_record``, until cancelled.
+
+    Read errors (a broker restarting) are retried every half second and logged
+    once per ten seconds, so a follower survives anything but cancellation.
+    """
+    warn = Throttled(log)
+    while True:
+        try:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=max_records)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            warn.warning(what, "reading %s failed (%r); retrying", what, e)
+            await asyncio.sleep(0.5)
+            continue
+        for records in batches.values():
+            for record in records:
+                on_record(record)

@@ -25,8 +25,8 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import RecordMetadata
 from runstream.schemas.models import ReplyTo
+from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
-from runstream.streams._logs import Throttled
 
 log = logging.getLogger(__name__)
 

@@ -19,17 +19,17 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from runstream.schemas.errors import BrokerUnavailable
-from runstream.services.execution import start_executor
-from runstream.services.languages import Registry
-from runstream.services.sandbox.base import Sandbox
+from runstream.services.execution.executor import start_executor
+from runstream.services.execution.languages import Registry
+from runstream.services.execution.sandbox.base import Sandbox
 from runstream.services.settings import Settings
-from runstream.services.topics import ensure_topics, language_topic
 from runstream.streams import kafka
 from runstream.streams.agent import Agent
 from runstream.streams.assignor import BusyStickyAssignor
 from runstream.streams.handling import Handler
 from runstream.streams.publish import Publisher
 from runstream.streams.results import ResultStore
+from runstream.streams.topics import ensure_topics, language_topic
 
 log = logging.getLogger(__name__)
 

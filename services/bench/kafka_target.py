@@ -15,11 +15,11 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from runstream.services.bench.recording import topic_for
-from runstream.services.bench.targets import TargetError, now_iso
+from runstream.services.bench.target import TargetError, now_iso
 from runstream.services.settings import Settings
-from runstream.services.topics import TopicSpec, ensure_topics
 from runstream.streams import kafka
 from runstream.streams.correlator import Correlator
+from runstream.streams.topics import TopicSpec, ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from runstream.schemas.codec import request_from_doc
-from runstream.services.execution import start_executor
+from runstream.services.execution.executor import start_executor
 from runstream.services.settings import Settings
 
 # Hello-world per language: every program prints exactly "hello, world\n".

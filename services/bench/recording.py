@@ -23,11 +23,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from runstream.schemas.errors import BrokerUnavailable, ConfigurationError
+from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.bench.sample import Sample
+from runstream.services.errors import ConfigurationError
 from runstream.services.settings import Settings
-from runstream.services.topics import TopicSpec, ensure_topics
 from runstream.streams import kafka
+from runstream.streams.topics import TopicSpec, ensure_topics
 
 log = logging.getLogger(__name__)
 # Topics of benchmark runs: <prefix><run-id> (record), <prefix><run-id>.replies (kafka target).

@@ -20,7 +20,7 @@ from typing import Any
 from runstream.services.bench.recording import Recorder
 from runstream.services.bench.sample import Sample, apply_result, check_expectation
 from runstream.services.bench.schedule import LoadModel, measured
-from runstream.services.bench.targets import Target, TargetError
+from runstream.services.bench.target import Target, TargetError
 from runstream.services.bench.workload import Planned, Workload, payload_hash
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from runstream.schemas.errors import SandboxError
 from runstream.services.bench.latency import HELLO
-from runstream.services.languages import Language, Registry, render
-from runstream.services.sandbox.bwrap import BwrapSandbox
-from runstream.services.sandbox.docker import DockerSandbox, docker_available
+from runstream.services.errors import SandboxError
+from runstream.services.execution.languages import Language, Registry, render
+from runstream.services.execution.sandbox.bwrap import BwrapSandbox
+from runstream.services.execution.sandbox.docker import DockerSandbox, docker_available
 from runstream.services.settings import Settings
 
 

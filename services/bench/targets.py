@@ -11,41 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
+from runstream.services.bench.kafka_target import KafkaTarget
 from runstream.services.bench.latency import HttpClient
+from runstream.services.bench.target import Target, TargetError, now_iso
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
 TARGETS = ("http", "kafka", "direct")
-
-
-class TargetError(Exception):
-    """A request that got no result; ``kind`` is what the report counts."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
-
-
-class Target(Protocol):
-    """A system under test."""
-
-    name: str
-
-    async def start(self) -> None: ...
-
-    async def execute(self, payload: dict[str, Any]) -> dict[str, Any]: ...
-
-    async def stop(self) -> None: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class HttpTarget:
@@ -116,7 +91,7 @@ class DirectTarget:
 
     async def start(self) -> None:
         # Imported here: the other targets must not need the sandbox's dependencies.
-        from runstream.services.execution import start_executor
+        from runstream.services.execution.executor import start_executor
 
         self._executor = await start_executor(self.settings)
         self._sandbox = self._executor.sandbox
@@ -151,7 +126,5 @@ def create_target(kind: str, settings: Settings, *, url: str | None = None,
     if kind == "direct":
         return DirectTarget(settings, slots)
     if kind == "kafka":
-        from runstream.services.bench.kafka_target import KafkaTarget
-
         return KafkaTarget(settings, run_id)
     raise ValueError(f"unknown target {kind!r}; one of {', '.join(TARGETS)}")

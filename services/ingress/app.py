@@ -17,10 +17,10 @@ from runstream.schemas.codec import parse_json_object, request_from_doc
 from runstream.schemas.errors import NotFound, NotReady
 from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import ExecutionRequest, SourceFile
+from runstream.services.execution.languages import Registry
 from runstream.services.ingress.bodies import BodyBudget
 from runstream.services.ingress.gateway import Gateway
 from runstream.services.ingress.problems import HANDLERS, JSON, Draining, json_response
-from runstream.services.languages import Registry
 from runstream.services.settings import Settings
 from starlette.applications import Starlette
 from starlette.requests import Request

@@ -35,7 +35,6 @@ from runstream.services.ingress.admission import Backlog, execution_seconds
 from runstream.services.ingress.group import GroupWatch
 from runstream.services.settings import Settings
 from runstream.streams import kafka
-from runstream.streams._logs import Throttled
 from runstream.streams.correlator import Correlator
 from runstream.streams.results import ResultStore
 
@@ -100,7 +99,6 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._release: asyncio.Future[None] | None = None
         self._idle: asyncio.Event | None = None
-        self._warn = Throttled(log)
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self, timeout_s: float = 30.0) -> None:
@@ -126,8 +124,9 @@ class Gateway:
         self.watch.on_poll_start.append(self.backlog.poll_started)
         self.watch.on_poll.append(lambda w: self.backlog.on_poll(w.lag, w.slots))
         self.watch.start()
-        self._tasks = [asyncio.create_task(self._follow_announcements(),
-                                           name="announcements")]
+        self._tasks = [asyncio.create_task(
+            kafka.follow(self._announcements, lambda r: self._announce(r.key, r.value),
+                         what=s.workers_topic), name="announcements")]
         await self.watch.first_poll(s.request_timeout_s * 2)
         log.info("ingress connected to %s; owns %s[%d]", s.bootstrap_servers,
                  s.replies_topic, s.ingress_reply_partition)
@@ -297,22 +296,6 @@ class Gateway:
                 if isinstance(version, str):
                     versions.setdefault(name, set()).add(version)
         return {name: sorted(v) for name, v in versions.items()}
-
-    async def _follow_announcements(self) -> None:
-        assert self._announcements is not None
-        while True:
-            try:
-                batches = await self._announcements.getmany(timeout_ms=1000, max_records=500)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # keep following through broker restarts
-                self._warn.warning("announcements", "reading %s failed (%r); retrying",
-                                   self.settings.workers_topic, e)
-                await asyncio.sleep(0.5)
-                continue
-            for records in batches.values():
-                for record in records:
-                    self._announce(record.key, record.value)
 
     # -- readiness -------------------------------------------------------------
     def reply_assigned(self) -> bool:

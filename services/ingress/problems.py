@@ -1,8 +1,9 @@
 """HTTP error answers: every error is ``application/problem+json`` (RFC 9457).
 
-The ingress's own refusals (overload, draining) live here; the rest of the
-error tree is in ``schemas/errors.py``. A refusal that a client should retry
-carries ``retry_after`` and is answered with a ``Retry-After`` header.
+The ingress's own refusals (overload, draining) live here; the other wire
+errors are in ``schemas/errors.py``, internal ones in ``services/errors.py``.
+A refusal that a client should retry carries ``retry_after`` and is answered
+with a ``Retry-After`` header.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from typing import Any
 
 import orjson
-from runstream.schemas.errors import RunstreamError
+from runstream.schemas.errors import RunstreamError, WireError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,7 +24,7 @@ JSON = "application/json"
 PROBLEM = "application/problem+json"
 
 
-class Overloaded(RunstreamError):
+class Overloaded(WireError):
     """More work is queued (or more bodies are being read) than this ingress admits."""
 
     http_status = 429
@@ -35,7 +36,7 @@ class Overloaded(RunstreamError):
         super().__init__(message, retry_after=self.retry_after, **extra)
 
 
-class Draining(RunstreamError):
+class Draining(WireError):
     """This ingress is stopping; another instance (or this one, restarted) will serve."""
 
     http_status = 503
@@ -60,6 +61,11 @@ def problem(status: int, kind: str, title: str, detail: str,
 
 async def runstream_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RunstreamError)
+    if not isinstance(exc, WireError):  # internal: logged, not explained to the client
+        log.error("%s %s failed: %s: %s", request.method, request.url.path,
+                  type(exc).__name__, exc.message)
+        return problem(500, "internal-error", "Internal error",
+                       "the service failed to handle this request; it is logged")
     extra = {k: v for k, v in exc.extra.items() if v is not None}
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None

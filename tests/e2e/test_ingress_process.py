@@ -29,8 +29,8 @@ import pytest
 from aiokafka import ConsumerRebalanceListener
 from runstream.schemas.codec import decode_request
 from runstream.services.settings import Settings
-from runstream.services.topics import ensure_topics
 from runstream.streams import kafka
+from runstream.streams.topics import ensure_topics
 
 from tests.system import _spawn, base_env, free_port, stop
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from runstream.services.languages import Registry
+from runstream.services.execution.languages import Registry
 
 from tests.programs import ECHO
 

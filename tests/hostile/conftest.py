@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from runstream.schemas.models import Limits, PhaseResult
-from runstream.services.languages import Language, Registry, render
-from runstream.services.sandbox.base import Sandbox
-from runstream.services.sandbox.bwrap import BwrapSandbox
-from runstream.services.sandbox.docker import DockerSandbox, docker_available
+from runstream.services.execution.languages import Language, Registry, render
+from runstream.services.execution.sandbox.base import Sandbox
+from runstream.services.execution.sandbox.bwrap import BwrapSandbox
+from runstream.services.execution.sandbox.docker import DockerSandbox, docker_available
 from runstream.services.settings import Settings
 
 from tests.system import System, launch_system

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pyseccomp
 import pytest
-from runstream.services.sandbox import _mount, _seccomp, versions
-from runstream.services.sandbox.bwrap import BwrapSandbox
+from runstream.services.execution.sandbox import _mount, _seccomp, versions
+from runstream.services.execution.sandbox.bwrap import BwrapSandbox
 
 from ._programs import (
     BUSY_LOOP_PY,
@@ -469,9 +469,9 @@ async def test_c_memory_bomb(sandbox: BwrapSandbox) -> None:
 WORKER = """
 import asyncio, dataclasses, sys
 from runstream.services.settings import Settings
-from runstream.services.languages import Registry
-from runstream.services.sandbox import _mount
-from runstream.services.sandbox.bwrap import BwrapSandbox
+from runstream.services.execution.languages import Registry
+from runstream.services.execution.sandbox import _mount
+from runstream.services.execution.sandbox.bwrap import BwrapSandbox
 async def main():
     s = Settings.from_env({}, sandbox_cgroup_name=sys.argv[1], sandbox_run_dir=sys.argv[2])
     sb = BwrapSandbox(s); await sb.start()

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from runstream.services.languages import render
-from runstream.services.sandbox.docker import DockerSandbox, DockerWorkspace
+from runstream.services.execution.languages import render
+from runstream.services.execution.sandbox.docker import DockerSandbox, DockerWorkspace
 
 from ._programs import (
     BUSY_LOOP_PY,
@@ -356,8 +356,8 @@ async def test_a_cancelled_execution_leaves_nothing(docker_sandbox: DockerSandbo
 WORKER = """
 import asyncio, dataclasses, sys
 from runstream.services.settings import Settings
-from runstream.services.languages import Registry
-from runstream.services.sandbox.docker import DockerSandbox
+from runstream.services.execution.languages import Registry
+from runstream.services.execution.sandbox.docker import DockerSandbox
 async def main():
     s = Settings.from_env({}, sandbox_docker_pool=0)
     sb = DockerSandbox(s); await sb.start()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from runstream.services.sandbox.bwrap import BwrapSandbox
+from runstream.services.execution.sandbox.bwrap import BwrapSandbox
 
 from tests.programs import ECHO
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from runstream.services.sandbox.cgroup import CgroupTree
-from runstream.services.sandbox.docker import WORKER_LABEL
+from runstream.services.execution.sandbox.cgroup import CgroupTree
+from runstream.services.execution.sandbox.docker import WORKER_LABEL
 from runstream.services.settings import Settings
 
 from tests.system import System

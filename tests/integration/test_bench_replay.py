@@ -10,9 +10,9 @@ import uuid
 
 import orjson
 import pytest
-from runstream.schemas.errors import ConfigurationError
 from runstream.services.bench.recording import read_recording
 from runstream.services.bench.workload import payload_hash
+from runstream.services.errors import ConfigurationError
 
 from tests.integration.conftest import Bench
 

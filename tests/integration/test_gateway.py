@@ -17,8 +17,8 @@ from runstream.schemas.codec import decode_request, request_from_doc
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.ingress.gateway import Gateway
 from runstream.services.settings import Settings
-from runstream.services.topics import ensure_topics
 from runstream.streams import kafka
+from runstream.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -12,9 +12,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.settings import Settings
-from runstream.services.topics import ensure_topics
 from runstream.streams import kafka
 from runstream.streams.results import ResultStore
+from runstream.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

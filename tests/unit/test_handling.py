@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import pytest
 from runstream.schemas.models import Limits, PhaseResult, ReplyTo
-from runstream.services.execution import Executor
-from runstream.services.languages import Language, Registry
+from runstream.services.execution.executor import Executor
+from runstream.services.execution.languages import Language, Registry
 from runstream.services.settings import Settings
 from runstream.streams.handling import Delivery, Handler
 from runstream.streams.publish import PermanentPublishError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from runstream.schemas.models import Limits
-from runstream.services.languages import Registry, render
+from runstream.services.execution.languages import Registry, render
 
 EXPECTED = {"python", "javascript", "typescript", "java", "c", "cpp", "go", "rust", "ruby",
             "perl", "php", "bash"}

@@ -6,7 +6,7 @@ import pytest
 from runstream.schemas.errors import LimitExceeded
 from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import Limits, PhaseResult, RequestedLimits, Status, TestResult
-from runstream.services.verdict import judge_run, outputs_match, overall
+from runstream.services.execution.verdict import judge_run, outputs_match, overall
 
 DEFAULTS = Limits(5000, 5000, 256, 64, 1024, 16384)
 MAXIMA = Limits(30000, 30000, 1024, 256, 4096, 65536)

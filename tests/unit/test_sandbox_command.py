@@ -6,9 +6,9 @@ import shlex
 
 import pytest
 from runstream.schemas.models import Limits
-from runstream.services.languages import Language
-from runstream.services.sandbox import command, rlimits
-from runstream.services.sandbox.environment import PATH
+from runstream.services.execution.languages import Language
+from runstream.services.execution.sandbox import command, rlimits
+from runstream.services.execution.sandbox.environment import PATH
 
 LIMITS = Limits(wall_ms=5000, cpu_ms=2500, memory_mb=256, processes=64, output_kb=1024,
                 file_size_kb=16384)

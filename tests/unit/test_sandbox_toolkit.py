@@ -7,11 +7,17 @@ import time
 
 import pytest
 from runstream.schemas.models import Limits
-from runstream.services.languages import Language
-from runstream.services.sandbox import command, rlimits
-from runstream.services.sandbox._docker_exec import phase_argv
-from runstream.services.sandbox.environment import program_env
-from runstream.services.sandbox.supervision import CPU, WALL, CappedOutput, phase_result, watch
+from runstream.services.execution.languages import Language
+from runstream.services.execution.sandbox import command, rlimits
+from runstream.services.execution.sandbox._docker_exec import phase_argv
+from runstream.services.execution.sandbox.environment import program_env
+from runstream.services.execution.sandbox.supervision import (
+    CPU,
+    WALL,
+    CappedOutput,
+    phase_result,
+    watch,
+)
 
 LIMITS = Limits(wall_ms=5000, cpu_ms=2500, memory_mb=256, processes=64, output_kb=1024,
                 file_size_kb=16384)

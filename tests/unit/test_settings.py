@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from runstream.schemas.errors import ConfigurationError
+from runstream.services.errors import ConfigurationError
 from runstream.services.settings import Settings
 
 

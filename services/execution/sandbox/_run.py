@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
-from runstream.schemas.errors import SandboxError
 from runstream.schemas.models import Limits, PhaseResult
-from runstream.services.sandbox.cgroup import RunCgroup
-from runstream.services.sandbox.supervision import (
+from runstream.services.errors import SandboxError
+from runstream.services.execution.sandbox.cgroup import RunCgroup
+from runstream.services.execution.sandbox.supervision import (
     KILL_WAIT_S,
     CappedOutput,
     phase_result,

@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from runstream.schemas.models import Limits, PhaseResult
-from runstream.services.languages import Language
+from runstream.services.execution.languages import Language
 
 
 class Workspace(Protocol):

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from runstream.services.sandbox.cgroup import (
+from runstream.services.execution.sandbox.cgroup import (
     V1_CONTROLLERS,
     CgroupMounts,
     RunCgroup,

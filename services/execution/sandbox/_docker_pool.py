@@ -14,8 +14,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from runstream.schemas.errors import SandboxError
-from runstream.services.languages import Language
+from runstream.services.errors import SandboxError
+from runstream.services.execution.languages import Language
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from runstream.schemas.errors import ConfigurationError, UnknownLanguage
+from runstream.schemas.errors import UnknownLanguage
 from runstream.schemas.models import Limits
+from runstream.services.errors import ConfigurationError
 
 _VERSION_RE = re.compile(r"\d+(?:\.\d+)+(?:[-+~][0-9A-Za-z.]+)?")
 

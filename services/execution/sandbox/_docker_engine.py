@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
-from runstream.schemas.errors import SandboxError
+from runstream.services.errors import SandboxError
 from runstream.services.settings import Settings
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from runstream.schemas.errors import BrokerUnavailable
-from runstream.services.languages import Registry
+from runstream.services.execution.languages import Registry
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 

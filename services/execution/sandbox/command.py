@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runstream.schemas.models import Limits
-from runstream.services.languages import Language
-from runstream.services.sandbox.environment import program_env
-from runstream.services.sandbox.rlimits import ulimit_script
+from runstream.services.execution.languages import Language
+from runstream.services.execution.sandbox.environment import program_env
+from runstream.services.execution.sandbox.rlimits import ulimit_script
 
 BWRAP = "/usr/bin/bwrap"
 SETPRIV = "/usr/bin/setpriv"

@@ -28,17 +28,17 @@ from typing import Any
 
 import docker
 import docker.errors
-from runstream.schemas.errors import SandboxError
 from runstream.schemas.models import Limits, PhaseResult
-from runstream.services.languages import Language
-from runstream.services.sandbox import versions
-from runstream.services.sandbox._docker_container import ExecutionContainer
-from runstream.services.sandbox._docker_engine import DockerEngine
-from runstream.services.sandbox._docker_exec import PHASE_OVERHEAD, files_tar
-from runstream.services.sandbox._docker_pool import WarmPool
-from runstream.services.sandbox.environment import program_env
-from runstream.services.sandbox.scope import alive, new_scope
-from runstream.services.sandbox.supervision import KILL_WAIT_S
+from runstream.services.errors import SandboxError
+from runstream.services.execution.languages import Language
+from runstream.services.execution.sandbox import versions
+from runstream.services.execution.sandbox._docker_container import ExecutionContainer
+from runstream.services.execution.sandbox._docker_engine import DockerEngine
+from runstream.services.execution.sandbox._docker_exec import PHASE_OVERHEAD, files_tar
+from runstream.services.execution.sandbox._docker_pool import WarmPool
+from runstream.services.execution.sandbox.environment import program_env
+from runstream.services.execution.sandbox.scope import alive, new_scope
+from runstream.services.execution.sandbox.supervision import KILL_WAIT_S
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)

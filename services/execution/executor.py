@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from runstream.schemas.errors import InvalidRequest, SandboxError
+from runstream.schemas.errors import InvalidRequest
 from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import (
     ExecutionRequest,
@@ -20,11 +20,12 @@ from runstream.schemas.models import (
     Status,
     TestResult,
 )
-from runstream.services.languages import Language, Registry, render
-from runstream.services.sandbox.base import Sandbox
-from runstream.services.sandbox.factory import create_sandbox
+from runstream.services.errors import SandboxError
+from runstream.services.execution.languages import Language, Registry, render
+from runstream.services.execution.sandbox.base import Sandbox
+from runstream.services.execution.sandbox.factory import create_sandbox
+from runstream.services.execution.verdict import compile_failed, judge_run, overall
 from runstream.services.settings import Settings
-from runstream.services.verdict import compile_failed, judge_run, overall
 
 log = logging.getLogger(__name__)
 

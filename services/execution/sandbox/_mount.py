@@ -18,7 +18,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from runstream.schemas.errors import InvalidRequest, SandboxError
+from runstream.schemas.errors import InvalidRequest
+from runstream.services.errors import SandboxError
 
 log = logging.getLogger(__name__)
 

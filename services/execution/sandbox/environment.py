@@ -8,7 +8,7 @@ worker announces is the one a program meets.
 
 from __future__ import annotations
 
-from runstream.services.languages import Language
+from runstream.services.execution.languages import Language
 
 PATH = "/usr/bin:/bin"
 HOME = "/tmp"

@@ -16,20 +16,20 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from runstream.schemas.errors import SandboxError
 from runstream.schemas.models import Limits, PhaseResult
-from runstream.services.languages import Language
-from runstream.services.sandbox import _docker_host as host
-from runstream.services.sandbox._docker_engine import DockerEngine
-from runstream.services.sandbox._docker_exec import (
+from runstream.services.errors import SandboxError
+from runstream.services.execution.languages import Language
+from runstream.services.execution.sandbox import _docker_host as host
+from runstream.services.execution.sandbox._docker_engine import DockerEngine
+from runstream.services.execution.sandbox._docker_exec import (
     PHASE_OVERHEAD,
     ExecStream,
     phase_argv,
     raw_socket,
 )
-from runstream.services.sandbox.cgroup import RunCgroup
-from runstream.services.sandbox.environment import program_env
-from runstream.services.sandbox.supervision import (
+from runstream.services.execution.sandbox.cgroup import RunCgroup
+from runstream.services.execution.sandbox.environment import program_env
+from runstream.services.execution.sandbox.supervision import (
     API_POLL_S,
     CPU_POLL_S,
     KILL_WAIT_S,

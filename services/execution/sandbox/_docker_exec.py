@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from runstream.schemas.models import Limits
-from runstream.services.sandbox.rlimits import ulimit_script
-from runstream.services.sandbox.supervision import CappedOutput
+from runstream.services.execution.sandbox.rlimits import ulimit_script
+from runstream.services.execution.sandbox.supervision import CappedOutput
 
 BOX = "/box"
 SHELL = "/bin/sh"

@@ -17,14 +17,14 @@ import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
-from runstream.schemas.errors import SandboxError
 from runstream.schemas.models import Limits, PhaseResult
-from runstream.services.languages import Language
-from runstream.services.sandbox import _mount, _seccomp, command, versions
-from runstream.services.sandbox._run import Launch, supervise
-from runstream.services.sandbox.cgroup import CgroupTree, RunCgroup
-from runstream.services.sandbox.scope import alive, new_scope
-from runstream.services.sandbox.supervision import KILL_WAIT_S
+from runstream.services.errors import SandboxError
+from runstream.services.execution.languages import Language
+from runstream.services.execution.sandbox import _mount, _seccomp, command, versions
+from runstream.services.execution.sandbox._run import Launch, supervise
+from runstream.services.execution.sandbox.cgroup import CgroupTree, RunCgroup
+from runstream.services.execution.sandbox.scope import alive, new_scope
+from runstream.services.execution.sandbox.supervision import KILL_WAIT_S
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)

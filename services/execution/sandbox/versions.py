@@ -14,8 +14,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from runstream.services.languages import Language, parse_version
-from runstream.services.sandbox.environment import program_env
+from runstream.services.execution.languages import Language, parse_version
+from runstream.services.execution.sandbox.environment import program_env
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runstream.schemas.errors import SandboxError
+from runstream.services.errors import SandboxError
 
 log = logging.getLogger(__name__)
 

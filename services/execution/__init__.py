@@ -1,0 +1,1 @@
+"""The execution core: languages, verdicts, the executor and the sandbox backends."""
