@@ -281,6 +281,8 @@ class LocalBroker:
 
 async def broker_answers(bootstrap: str, *, timeout_s: float) -> bool:
     """True when a metadata request to ``bootstrap`` succeeds within ``timeout_s``."""
+    # The one Kafka client not from streams/kafka.py: it probes the local broker this
+    # module starts, plaintext by construction, whatever security the settings name.
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)

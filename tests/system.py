@@ -11,6 +11,7 @@ what the fault and chaos suites inject.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,11 +68,12 @@ class System:
         """The processes of this system that are still running."""
         return [p for p in self.procs if p.poll() is None]
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        """Start (or restart) the worker called ``name``."""
+    def start_worker(self, name: str,
+                     extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start (or restart) the worker called ``name`` (``extra_env`` for this one only)."""
         proc = _spawn(self.env | {"RUNSTREAM_WORKER_ID": name,
-                                  "RUNSTREAM_WORKER_CONCURRENCY": str(self.slots)},
-                      ["worker"], self.logs / f"{name}.log")
+                                  "RUNSTREAM_WORKER_CONCURRENCY": str(self.slots)}
+                      | (extra_env or {}), ["worker"], self.logs / f"{name}.log")
         self.procs.append(proc)
         self.worker_procs[name] = proc
         return proc
@@ -230,9 +232,38 @@ def launch_system(kafka: str, logs: Path, *, ingresses: int = 2, workers: int = 
             system.start_worker(name)
         for partition in range(ingresses):
             system.start_ingress(partition)
-        system.wait_ready()
+        if workers:  # without workers the ingresses never report ready: the test starts some
+            system.wait_ready()
         yield system
     finally:
         # Ingresses first, then workers: the order deploy.sh local stops them in.
         for proc in reversed(system.procs):
             stop(proc)
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc): a worker's running sandboxes."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+async def busy_worker(system: System, slots: int, timeout_s: float,
+                      among: Iterable[str] | None = None) -> str:
+    """A worker with at least ``slots`` sandboxes running: another process's state, polled."""
+    names = list(among or system.workers)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for name in names:
+            proc = system.worker_procs[name]
+            if proc.poll() is None and len(children(proc.pid)) >= slots:
+                return name
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no worker had {slots} runs going within {timeout_s}s")

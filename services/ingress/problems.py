@@ -14,11 +14,13 @@ from typing import Any
 
 import orjson
 from runstream.schemas.errors import RunstreamError, WireError
+from runstream.services.logs import Throttled
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 log = logging.getLogger(__name__)
+_warn = Throttled(log)
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
@@ -69,9 +71,9 @@ async def runstream_error(request: Request, exc: Exception) -> Response:
     extra = {k: v for k, v in exc.extra.items() if v is not None}
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    if exc.http_status >= 500:
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.http_status,
-                    exc.message)
+    if exc.http_status >= 500:  # a balancer polling /readyz must not flood the log
+        _warn.warning(f"{request.url.path}:{exc.http_status}", "%s %s -> %d: %s",
+                      request.method, request.url.path, exc.http_status, exc.message)
     return problem(exc.http_status, exc.problem_type, exc.title, exc.message, headers, **extra)
 
 

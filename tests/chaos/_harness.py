@@ -36,7 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
-from tests.system import System
+from tests.system import System, children
 
 # -- partitions ------------------------------------------------------------------
 
@@ -60,34 +60,6 @@ def ids_on_partition(prefix: str, partition: int, partitions: int, count: int) -
 
 
 # -- processes ---------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc): a worker's running sandboxes."""
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
-
-
-async def busy_worker(system: System, slots: int, timeout_s: float,
-                      among: Iterable[str] | None = None) -> str:
-    """A worker with at least ``slots`` sandboxes running: another process's state, polled."""
-    names = list(among or system.workers)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for name in names:
-            proc = system.worker_procs[name]
-            if proc.poll() is None and len(children(proc.pid)) >= slots:
-                return name
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no worker had {slots} runs going within {timeout_s}s")
 
 
 async def poll_until(check: Callable[[], bool], timeout_s: float, step_s: float = 0.1) -> bool:

@@ -24,7 +24,6 @@ from tests.chaos._harness import (
     HttpClients,
     KafkaDirect,
     Ledger,
-    busy_worker,
     descendants,
     load_until,
     poll_until,
@@ -35,7 +34,7 @@ from tests.chaos._harness import (
     worker_log_mark,
     worker_log_since,
 )
-from tests.system import System
+from tests.system import System, busy_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 

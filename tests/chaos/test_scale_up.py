@@ -25,7 +25,6 @@ from tests.chaos._harness import (
     HttpClients,
     KafkaDirect,
     Ledger,
-    children,
     ids_on_partition,
     load_until,
     longest_gap,
@@ -34,7 +33,7 @@ from tests.chaos._harness import (
     settle,
     worker_log_since,
 )
-from tests.system import System
+from tests.system import System, children
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 

@@ -18,13 +18,12 @@ from tests.chaos._harness import (
     HttpClients,
     KafkaDirect,
     Ledger,
-    busy_worker,
     ids_on_partition,
     settle,
     sleeper,
     steady_load,
 )
-from tests.system import System
+from tests.system import System, busy_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 

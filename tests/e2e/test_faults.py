@@ -10,14 +10,13 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from runstream.services.broker import LocalBroker
 
 from tests.conftest import new_broker
-from tests.system import System, launch_system
+from tests.system import System, busy_worker, children, launch_system
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 
@@ -41,37 +40,12 @@ def faulty(own_broker: LocalBroker, tmp_path_factory: pytest.TempPathFactory) ->
         yield running
 
 
-def _children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc)."""
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
-
-
-async def _busy_worker(system: System, timeout_s: float) -> str:
-    """The worker that has a sandbox running: another process's state, polled (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for name, proc in system.worker_procs.items():
-            if proc.poll() is None and _children(proc.pid):
-                return name
-        await asyncio.sleep(0.05)
-    raise AssertionError("no worker started the run")
-
-
 async def test_worker_killed_mid_run_the_request_is_still_answered_once(
         faulty: System) -> None:
     async with httpx.AsyncClient(base_url=faulty.url, timeout=90) as c:
         answer = asyncio.create_task(c.post("/v1/executions", json={
             "language": "python", "source": SLOW, "limits": {"wall_ms": 10000}}))
-        victim = await _busy_worker(faulty, 20)
+        victim = await busy_worker(faulty, 1, 20)
         os.killpg(faulty.worker_procs[victim].pid, signal.SIGKILL)
         r = await answer
         doc = r.json()
@@ -79,7 +53,7 @@ async def test_worker_killed_mid_run_the_request_is_still_answered_once(
         assert doc["status"] == "ok" and doc["run"]["stdout"] == "survived\n"
         assert doc["worker"] != victim
         # The killed worker's sandbox died with it: no orphan keeps running.
-        assert not _children(faulty.worker_procs[victim].pid)
+        assert not children(faulty.worker_procs[victim].pid)
         faulty.start_worker(victim)
 
 
@@ -89,7 +63,7 @@ async def test_broker_restart_loses_nothing(faulty: System, own_broker: LocalBro
                                                      "source": "print(1)"})).status_code == 200
         in_flight = asyncio.create_task(c.post("/v1/executions", json={
             "language": "python", "source": SLOW, "limits": {"wall_ms": 10000}}))
-        await _busy_worker(faulty, 20)
+        await busy_worker(faulty, 1, 20)
         await asyncio.to_thread(own_broker.stop)
         # While the broker is down a new request is refused fast, never left hanging.
         t0 = time.monotonic()
