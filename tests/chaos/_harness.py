@@ -498,25 +498,9 @@ def sleeper(seconds: float, marker: str) -> tuple[dict[str, Any], str]:
 async def steady_load(http: HttpClients, kafka: KafkaDirect | None, *, rate: float,
                       duration_s: float, run_s: float, prefix: str,
                       kafka_every: int = 4) -> list[asyncio.Task[Any]]:
-    """Start ``rate`` requests per second for ``duration_s``: every ``kafka_every``-th
-    straight onto Kafka, the rest over HTTP (alternating ingresses). Returns their tasks
-    once the last one is started."""
-    tasks: list[asyncio.Task[Any]] = []
-    t0 = time.monotonic()
-    count = int(rate * duration_s)
-    for n in range(count):
-        delay = t0 + n / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)  # the load's own schedule, not a synchronisation
-        exec_id = f"{prefix}-{n}-{uuid.uuid4().hex[:6]}"
-        body, out = sleeper(run_s, exec_id)
-        coro: Awaitable[Any]
-        if kafka is not None and kafka_every and n % kafka_every == kafka_every - 1:
-            coro = kafka.send(exec_id, body, expect_stdout=out)
-        else:
-            coro = http.run(exec_id, body, expect_stdout=out, first=n)
-        tasks.append(asyncio.ensure_future(coro))
-    return tasks
+    """:func:`load_until` for ``duration_s``, every request running ``run_s`` seconds."""
+    return await load_until(http, kafka, asyncio.Event(), rate=rate, max_s=duration_s,
+                            runs=(run_s,), prefix=prefix, kafka_every=kafka_every)
 
 
 async def settle(ledger: Ledger, tasks: list[asyncio.Task[Any]], timeout_s: float) -> None:
@@ -702,8 +686,9 @@ def longest_gap(ledger: Ledger, start: float, end: float) -> float:
 async def load_until(http: HttpClients, kafka: KafkaDirect | None, stop: asyncio.Event, *,
                      rate: float, max_s: float, runs: tuple[float, ...], prefix: str,
                      kafka_every: int = 4) -> list[asyncio.Task[Any]]:
-    """:func:`steady_load` until ``stop`` is set (at most ``max_s``): request ``n`` runs
-    ``runs[n % len(runs)]`` seconds. Returns the requests' tasks."""
+    """Start ``rate`` requests per second until ``stop`` is set (at most ``max_s``): every
+    ``kafka_every``-th straight onto Kafka, the rest over HTTP (alternating ingresses);
+    request ``n`` runs ``runs[n % len(runs)]`` seconds. Returns the requests' tasks."""
     tasks: list[asyncio.Task[Any]] = []
     t0 = time.monotonic()
     for n in range(int(rate * max_s)):
