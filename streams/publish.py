@@ -55,8 +55,11 @@ class Publisher:
     async def check_reply_to(self, reply_to: ReplyTo) -> str | None:
         """Why ``reply_to`` cannot be written to, or None if it can."""
         count = self._partitions.get(reply_to.topic)
-        if count is None or (reply_to.partition is not None and reply_to.partition >= count):
-            await self._refresh_metadata()
+        stale = time.monotonic() - self._checked > _METADATA_TTL_S
+        if stale or count is None or (reply_to.partition is not None
+                                      and reply_to.partition >= count):
+            if not await self._refresh_metadata():
+                return None  # unknown, not wrong: publishing retries or classifies it
             count = self._partitions.get(reply_to.topic)
         if count is None:
             return f"reply_to.topic: the topic {reply_to.topic!r} does not exist"
@@ -65,19 +68,21 @@ class Publisher:
                     f"{reply_to.topic!r} has partitions 0..{count - 1}")
         return None
 
-    async def _refresh_metadata(self) -> None:
+    async def _refresh_metadata(self) -> bool:
+        """Read every topic's partition count; False if the broker did not answer."""
         async with self._refresh_lock:
             if time.monotonic() - self._checked < 1.0:
-                return  # another caller refreshed it just now
+                return True  # another caller refreshed it just now
             try:
                 cluster = await asyncio.wait_for(self.producer.client.fetch_all_metadata(),
                                                  self.settings.request_timeout_s * 2)
             except (KafkaError, TimeoutError, OSError) as e:
                 self._warn.warning("metadata", "topic metadata could not be read: %r", e)
-                return
+                return False
             self._partitions = {t: len(cluster.partitions_for_topic(t) or ())
                                 for t in cluster.topics()}
             self._checked = time.monotonic()
+            return True
 
     async def send(self, topic: str, key: bytes | None, value: bytes, *,
                    partition: int | None = None,
@@ -103,6 +108,10 @@ class Publisher:
             except PERMANENT as e:
                 raise PermanentPublishError(f"{topic}: {type(e).__name__}: {e}") from e
             except (KafkaError, TimeoutError, OSError) as e:
+                # A topic deleted since it was checked looks like a broker that is slow
+                # to answer (aiokafka waits for its metadata): ask, or it is retried forever.
+                if await self._refresh_metadata() and topic not in self._partitions:
+                    raise PermanentPublishError(f"{topic}: the topic does not exist") from e
                 self._warn.warning(f"publish:{topic}",
                                    "writing a %s to %s failed (attempt %d), retrying: %r",
                                    what, topic, attempt, e)
