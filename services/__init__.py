@@ -1,1 +1,1 @@
-"""What runs: ingress, sandboxes, languages, broker launcher, benchmarks."""
+"""What runs (ingress, worker, broker launcher, CLI, bench), the execution core, settings."""

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("topics", help="create runstream's topics if missing").set_defaults(
         func=cmd_topics)
     sub.add_parser("ingress", help="run the HTTP ingress").set_defaults(func=cmd_ingress)
-    sub.add_parser("worker", help="run an execution worker (Faust)").set_defaults(
+    sub.add_parser("worker", help="run an execution worker").set_defaults(
         func=cmd_worker)
     sub.add_parser("reap", help="remove what dead workers' sandboxes left behind").set_defaults(
         func=cmd_reap)

@@ -1,1 +1,1 @@
-"""The Faust worker application: topics and the execution agent."""
+"""The Kafka topology: client factory, topics, the worker app, the result store, the correlator."""
