@@ -135,6 +135,12 @@ class Settings:
     ingress_drain_s: float = _setting(
         10.0, "On SIGTERM, how long waiting requests may still get their result before "
         "they are answered 202.", low=0)
+    ingress_lang_wall_ms: int = _setting(
+        2000, "Wall-time limit of a run posted to POST /lang/{language} (braindrill's API, "
+        "which cannot carry limits): braindrill's 2 s timeout.", low=1)
+    ingress_lang_memory_mb: int = _setting(
+        50, "Memory limit of a run posted to POST /lang/{language}: braindrill's container "
+        "cap (see the README's HTTP API section).", low=1)
 
     # -- Sandbox -------------------------------------------------------------
     sandbox_backend: str = _setting("bwrap", "Sandbox backend.", choices=("bwrap", "docker"))
@@ -218,6 +224,10 @@ class Settings:
             if getattr(self, "default_" + name) > getattr(self, "max_" + name):
                 raise ConfigurationError(
                     f"{PREFIX}DEFAULT_{name.upper()} is above {PREFIX}MAX_{name.upper()}")
+        for name in ("wall_ms", "memory_mb"):  # else every /lang request would be refused
+            if getattr(self, "ingress_lang_" + name) > getattr(self, "max_" + name):
+                raise ConfigurationError(
+                    f"{PREFIX}INGRESS_LANG_{name.upper()} is above {PREFIX}MAX_{name.upper()}")
         if self.max_output_kb * 1024 * 2 > self.message_max_bytes:
             raise ConfigurationError(
                 f"{PREFIX}MAX_OUTPUT_KB: stdout and stderr at their cap must fit in one message "

@@ -1,6 +1,7 @@
 """``runstream bench``: run, replay, report, compare (and the older ``latency``).
 
     runstream bench run braindrill --target http --duration 30
+    runstream bench run braindrill --target lang --duration 70   # as braindrill's simulator
     runstream bench run hello --target http --baseline direct --rate 2 --duration 20
     runstream bench run cpu --model closed --clients 4 --requests 200 --target direct
     runstream bench replay RUN-ID [--target kafka]
@@ -129,8 +130,22 @@ def summary(report: dict[str, Any], folder: Path | None = None) -> None:
         t.add_row("replay: payloads match", str(rp["payloads_match"]))
         t.add_row("replay: output mismatches", f"{rp['output_mismatches']} of {rp['compared']}")
     console.print(t)
+    if report.get("per_minute"):
+        console.print(per_minute_table(report["per_minute"]))
     if folder is not None:
         console.print(f"reports: {folder / 'report.json'}  {folder / 'report.html'}")
+
+
+def per_minute_table(rows: list[dict[str, Any]]) -> Table:
+    """The per-minute figures braindrill's load simulator printed, one row per minute."""
+    t = Table(title="per minute, as braindrill's simulator printed (ms)")
+    for col in ("minute", "requests", "mean", "p50", "p90", "p99", "errors"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        minute = str(r["minute"]) + ("" if r["seconds"] >= 60 else f" ({r['seconds']:g} s)")
+        t.add_row(minute, str(r["requests"]), str(r["mean_ms"]), str(r["p50_ms"]),
+                  str(r["p90_ms"]), str(r["p99_ms"]), str(r["errors"]))
+    return t
 
 
 def do_compare(settings: Settings, args: argparse.Namespace) -> int:

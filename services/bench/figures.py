@@ -25,6 +25,13 @@ max}`` from an HDR histogram (see histogram.py). Fields:
 * ``halves``: ``first`` and ``second`` half of the measured window, each with
   ``throughput_rps`` and ``latency_ms`` (the run-to-run spread estimate of compare).
 * ``sequence_sha256``: digest of the ordered payload hashes (see workload.py).
+* ``per_minute``: what braindrill's load simulator printed every minute, one row per
+  minute of the run (warm-up included, as the simulator has none): ``minute`` (1..),
+  ``seconds`` (60, or fewer for the last, partial minute), ``requests`` (answered in
+  that minute), ``mean_ms`` (integer, as the simulator's), ``p50_ms``, ``p90_ms``,
+  ``p99_ms`` (the simulator's nearest rank: sorted[ceil(n*p/100)-1]), ``errors``.
+  Latency is from the intended send time (equal to the simulator's send time
+  unless the client lagged, see ``lag_ms``).
 * ``baseline``, ``overhead_ratio``: present when a baseline target ran the same
   sequence in the same invocation (figures of the same shape; ratios
   target/baseline of throughput and latency p50/p99).
@@ -34,6 +41,7 @@ max}`` from an HDR histogram (see histogram.py). Fields:
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -121,6 +129,36 @@ def timeline(samples: list[Sample]) -> list[dict[str, Any]]:
     return rows
 
 
+def simulator_percentile(data: list[float], p: float) -> int:
+    """braindrill's simulator's percentile: sorted[ceil(n * p / 100) - 1], 0 if empty."""
+    if not data:
+        return 0
+    ordered = sorted(data)
+    return round(ordered[max(0, math.ceil(len(ordered) * p / 100.0) - 1)])
+
+
+def per_minute(samples: list[Sample]) -> list[dict[str, Any]]:
+    """Per minute of the run: what braindrill's simulator printed (see the docstring)."""
+    minutes: dict[int, list[Sample]] = defaultdict(list)
+    for s in samples:
+        at = s.done_s if s.done_s is not None else s.sent_s
+        minutes[int(at // 60)].append(s)
+    end = max((s.done_s or s.sent_s for s in samples), default=0.0)
+    rows = []
+    for minute in range(0, (max(minutes) + 1) if minutes else 0):
+        group = minutes.get(minute, [])
+        # Whole milliseconds per answer, as the simulator measured them.
+        ms = [float(round(s.latency_ms)) for s in group
+              if s.completed and s.latency_ms is not None]
+        rows.append({"minute": minute + 1, "seconds": round(min(60.0, end - minute * 60), 1),
+                     "requests": len(ms), "mean_ms": int(sum(ms) // len(ms)) if ms else 0,
+                     "p50_ms": simulator_percentile(ms, 50),
+                     "p90_ms": simulator_percentile(ms, 90),
+                     "p99_ms": simulator_percentile(ms, 99),
+                     "errors": len(group) - len(ms)})
+    return rows
+
+
 def halves(done: list[Sample], warmup_s: float) -> dict[str, Any]:
     """Throughput and latency of the first and second half of the measured window."""
     if not done:
@@ -151,6 +189,7 @@ def build_report(samples: list[Sample], *, manifest: dict[str, Any],
         "replay_of": manifest.get("replay_of"),
         **summarise(samples, warmup_s),
     }
+    doc["per_minute"] = per_minute(samples)
     if baseline is not None:
         base = summarise(baseline, warmup_s)
         doc["baseline"] = {"target": manifest.get("baseline"), **base}

@@ -58,6 +58,12 @@ class HttpClient:
         A kept-alive connection that the server closed while idle is reopened
         and the request sent once more (safe: execution ids are idempotency keys).
         """
+        status, _, payload = await self.exchange(path, body, timeout_s)
+        return status, payload
+
+    async def exchange(self, path: str, body: bytes,
+                       timeout_s: float = 30) -> tuple[int, dict[str, str], bytes]:
+        """POST ``body`` as JSON; (status, headers with lower-case names, response body)."""
         async with asyncio.timeout(timeout_s):
             reused = self._writer is not None
             try:
@@ -68,7 +74,7 @@ class HttpClient:
                     raise
                 return await self._exchange(path, body)
 
-    async def _exchange(self, path: str, body: bytes) -> tuple[int, bytes]:
+    async def _exchange(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
@@ -76,13 +82,12 @@ class HttpClient:
         self._writer.write(head.encode() + body)
         status_line = await self._reader.readline()
         status = int(status_line.split()[1])  # IndexError/ValueError: closed or garbled
-        length = 0
+        headers: dict[str, str] = {}
         while (line := await self._reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        payload = await self._reader.readexactly(length)
-        return status, payload
+            headers[name.strip().lower()] = value.strip()
+        payload = await self._reader.readexactly(int(headers.get("content-length", 0)))
+        return status, headers, payload
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None

@@ -1,6 +1,8 @@
 """Where a benchmark sends its requests: ``http`` (an ingress), ``kafka`` (straight onto
-runstream.requests, see kafka_target.py) or ``direct`` (the worker's executor and
-sandbox in this process: no Kafka, no HTTP; the baseline; needs root).
+runstream.requests, see kafka_target.py), ``lang`` (an ingress's braindrill API,
+as braindrill's load simulator sends, see lang_target.py) or ``direct`` (the
+worker's executor and sandbox in this process: no Kafka, no HTTP; the baseline;
+needs root).
 
 Each target turns a request document into a result document or raises
 :class:`TargetError` with a short kind (``http 503``, ``timeout``, ...) that the
@@ -12,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from runstream.services.bench.kafka_target import KafkaTarget
+from runstream.services.bench.lang_target import code_of, result_of
 from runstream.services.bench.latency import HttpClient
 from runstream.services.bench.target import Target, TargetError, now_iso
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
-TARGETS = ("http", "kafka", "direct")
+TARGETS = ("http", "kafka", "direct", "lang")
 
 
 class HttpTarget:
@@ -47,12 +51,12 @@ class HttpTarget:
         except TimeoutError as e:
             raise TargetError("no free connection") from e
 
-    async def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def post(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """POST ``body`` (labelled JSON) on a pooled connection: status, headers, body."""
         client = await self._client()
         healthy = False
         try:
-            status, body = await client.post("/v1/executions", orjson.dumps(payload),
-                                             timeout_s=self.timeout_s)
+            answer = await client.exchange(path, body, timeout_s=self.timeout_s)
             healthy = True
         except TimeoutError as e:
             raise TargetError("timeout") from e
@@ -64,6 +68,10 @@ class HttpTarget:
             else:
                 self._open -= 1
                 await client.close()
+        return answer
+
+    async def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        status, _, body = await self.post("/v1/executions", orjson.dumps(payload))
         if status != 200:
             raise TargetError(f"http {status}")
         doc: dict[str, Any] = orjson.loads(body)
@@ -75,6 +83,25 @@ class HttpTarget:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "url": self.url, "max_connections": self.max_connections}
+
+
+class LangTarget(HttpTarget):
+    """braindrill's API on an ingress: raw code labelled JSON, verdict from the header."""
+
+    name = "lang"
+
+    async def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
+        code = code_of(payload).encode()
+        language = quote(str(payload.get("language", "")), safe="")
+        status, headers, body = await self.post(f"/lang/{language}", code)
+        if "x-runstream-status" not in headers:
+            # No verdict: refused before running (unsupported language, 429, 503, ...).
+            raise TargetError(f"http {status}")
+        return result_of(payload, headers, body)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "path": "/lang/{language}",
+                "content_type": "application/json"}
 
 
 class DirectTarget:
@@ -127,4 +154,6 @@ def create_target(kind: str, settings: Settings, *, url: str | None = None,
         return DirectTarget(settings, slots)
     if kind == "kafka":
         return KafkaTarget(settings, run_id)
+    if kind == "lang":
+        return LangTarget(url or f"http://{settings.ingress_host}:{settings.ingress_port}")
     raise ValueError(f"unknown target {kind!r}; one of {', '.join(TARGETS)}")

@@ -14,17 +14,18 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from runstream.schemas.codec import parse_json_object, request_from_doc
-from runstream.schemas.errors import NotFound, NotReady
+from runstream.schemas.errors import NotFound, NotReady, UnknownLanguage
 from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import ExecutionRequest, SourceFile
 from runstream.services.execution.languages import Registry
+from runstream.services.ingress import braindrill
 from runstream.services.ingress.bodies import BodyBudget
 from runstream.services.ingress.gateway import Gateway
 from runstream.services.ingress.problems import HANDLERS, JSON, Draining, json_response
 from runstream.services.settings import Settings
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 log = logging.getLogger(__name__)
@@ -117,11 +118,22 @@ class Ingress:
                        "or older than the results' retention)")
 
     async def run_raw(self, request: Request) -> Response:
-        """braindrill's API: the body is the code; the answer is the program's output."""
-        lang = self.registry.resolve(request.path_params["language"])
+        """braindrill's API: the body is the code; the answer is what braindrill answered.
+
+        The body is the code whatever its content type (braindrill's load simulator
+        labels it application/json). The verdict and the id are in headers.
+        """
+        try:
+            lang = self.registry.resolve(request.path_params["language"])
+        except UnknownLanguage:
+            # braindrill's sentence, not problem+json: its clients show the body as is.
+            return _braindrill_response(braindrill.unsupported())
+        # braindrill's limits: its API has no way to ask for others.
+        limits = {"wall_ms": self.settings.ingress_lang_wall_ms,
+                  "memory_mb": self.settings.ingress_lang_memory_mb}
 
         def build(body: bytes) -> tuple[ExecutionRequest, bool]:
-            req = request_from_doc({"language": lang.name, "source": ""})
+            req = request_from_doc({"language": lang.name, "source": "", "limits": limits})
             return replace(req, files=(SourceFile(name=None, content=body),)), False
 
         exec_id, result = await self._execute(request, build, self.settings.ingress_wait_s)
@@ -131,10 +143,8 @@ class Ingress:
             raise NotReady(f"no result within {self.settings.ingress_wait_s}s; "
                            f"GET /v1/executions/{exec_id} later")
         doc = orjson.loads(result)
-        phase = doc.get("run") or doc.get("compile") or {}
-        text = phase.get("stdout") or phase.get("stderr") or doc.get("message") or ""
-        return PlainTextResponse(text, headers={"X-Runstream-Status": doc["status"],
-                                                "X-Runstream-Id": exec_id})
+        return _braindrill_response(braindrill.answer(doc), {
+            "X-Runstream-Status": str(doc.get("status")), "X-Runstream-Id": exec_id})
 
     async def languages(self, request: Request) -> Response:
         served = self.gateway.language_versions()
@@ -170,6 +180,12 @@ class Ingress:
         self.gateway.release()
         # Released handlers answer 202 at once; let them write before the server closes.
         await self.gateway.idle(1.0)
+
+
+def _braindrill_response(answer: braindrill.Answer,
+                         headers: dict[str, str] | None = None) -> Response:
+    return Response(answer.body, status_code=answer.status, headers=headers,
+                    media_type="text/plain; charset=utf-8")
 
 
 def _pending(exec_id: str) -> Response:

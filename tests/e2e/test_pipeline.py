@@ -170,7 +170,8 @@ async def test_bad_requests_get_problem_details(client: httpx.AsyncClient, body:
 
 
 async def test_unknown_language_names_the_supported_ones(client: httpx.AsyncClient) -> None:
-    r = await client.post("/lang/cobol", content="x")
+    # /lang/cobol answers braindrill's plain "unsupported language" (test_braindrill.py).
+    r = await client.post("/v1/executions", json={"language": "cobol", "source": "x"})
     assert r.status_code == 400
     assert "python" in r.json()["detail"] and "java" in r.json()["supported"]
 
