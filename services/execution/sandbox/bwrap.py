@@ -29,6 +29,8 @@ from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Tries at creating the shared parents, which a stopping worker may remove meanwhile.
+_PREPARE_ATTEMPTS = 3
 # bwrap's own two processes (the outer monitor and the pid-1 reaper) count
 # against pids.max besides the program's.
 BWRAP_PROCESSES = 2
@@ -89,8 +91,25 @@ class BwrapSandbox:
             raise SandboxError(f"cannot build the seccomp filter: {e}") from e
         self._root_links, self._root_dirs = _root_layout()
         self._base = base = CgroupTree.detect(self.settings.sandbox_cgroup_name)
-        base.setup()
         self._tree = base.child(self.scope)
+        for attempt in range(_PREPARE_ATTEMPTS):
+            try:
+                self._prepare(base)
+                break
+            except SandboxError as e:
+                # The host's last other worker, stopping, may remove the shared parents
+                # between our mkdir and our use of them: make them again.
+                if attempt + 1 == _PREPARE_ATTEMPTS or not isinstance(
+                        e.__cause__, FileNotFoundError):
+                    raise
+        await self._reap(base)
+        log.info("bwrap sandbox ready (cgroup v%d, run dir %s)", self._tree.version,
+                 self.run_dir)
+
+    def _prepare(self, base: CgroupTree) -> None:
+        """The shared parents and this worker's own cgroup and run folder."""
+        assert self._tree is not None
+        base.setup()
         self._tree.setup()
         try:
             for folder in (self.base_dir, self.run_dir):
@@ -100,20 +119,20 @@ class BwrapSandbox:
                 os.chmod(folder, 0o711)
         except OSError as e:
             raise SandboxError(f"cannot prepare {self.run_dir}: {e}") from e
-        await self._reap(base)
-        log.info("bwrap sandbox ready (cgroup v%d, run dir %s)", self._tree.version,
-                 self.run_dir)
 
     async def _reap(self, base: CgroupTree) -> None:
         """Kill and remove what dead workers left on this host: run cgroups, workspaces."""
         stale = [name for name in base.children() if name != self.scope
                  and not alive(name)]
         runs = 0
+        # Workers starting together reap the same dead scopes: what another one removed
+        # first is simply gone (FileNotFoundError), not a failure.
         for name in stale:
             tree = base.child(name)
-            for cg in tree.leftovers():
-                await cg.remove()
-                runs += 1
+            with contextlib.suppress(FileNotFoundError):
+                for cg in tree.leftovers():
+                    await cg.remove()
+                    runs += 1
             tree.remove()
         stale_dirs = [d for d in self.base_dir.iterdir()
                       if d.name != self.scope and not alive(d.name)]
@@ -122,9 +141,10 @@ class BwrapSandbox:
             with contextlib.suppress(OSError):
                 _mount.remove_workspace(point)
         for folder in stale_dirs:
-            for entry in folder.iterdir():
-                with contextlib.suppress(OSError):  # non-empty: not ours to walk
-                    os.rmdir(entry)
+            with contextlib.suppress(FileNotFoundError):
+                for entry in folder.iterdir():
+                    with contextlib.suppress(OSError):  # non-empty: not ours to walk
+                        os.rmdir(entry)
             with contextlib.suppress(OSError):
                 os.rmdir(folder)
         if runs or mounts:
