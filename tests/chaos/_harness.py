@@ -24,7 +24,7 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -707,3 +707,25 @@ async def load_until(http: HttpClients, kafka: KafkaDirect | None, stop: asyncio
             coro = http.run(exec_id, body, expect_stdout=out, first=n)
         tasks.append(asyncio.ensure_future(coro))
     return tasks
+
+
+@contextlib.asynccontextmanager
+async def clients(system: System, book: Ledger, *, wait_s: float, deadline_s: float,
+                  retry_429: bool = False) -> AsyncIterator[tuple[HttpClients, KafkaDirect]]:
+    """A row's HTTP clients and Kafka producer/reply reader, closed whatever happens."""
+    http = HttpClients(system, book, wait_s=wait_s, deadline_s=deadline_s,
+                       retry_429=retry_429)
+    kafka = KafkaDirect(system, book, deadline_s=deadline_s)
+    await kafka.start()
+    try:
+        yield http, kafka
+    finally:
+        await kafka.stop()
+        await http.close()
+
+
+async def conclude(book: Ledger, http: HttpClients) -> None:
+    """End the fault window, ask every ingress again for every id, check the promise."""
+    book.fault_ends()
+    await http.verify()
+    book.assert_promise()

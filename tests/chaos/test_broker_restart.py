@@ -8,7 +8,13 @@ from collections.abc import Callable
 import pytest
 from runstream.services.broker import LocalBroker
 
-from tests.chaos._harness import HttpClients, KafkaDirect, Ledger, settle, steady_load
+from tests.chaos._harness import (
+    Ledger,
+    clients,
+    conclude,
+    settle,
+    steady_load,
+)
 from tests.system import System, restart_broker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
@@ -17,11 +23,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 async def test_broker_restart_under_load(chaos_system: System, chaos_broker: LocalBroker,
                                          ledger: Callable[[str], Ledger]) -> None:
     book = ledger("broker restart under load")
-    http = HttpClients(chaos_system, book, wait_s=20, deadline_s=90,
-                       retry_429=True)
-    kafka = KafkaDirect(chaos_system, book, deadline_s=90)
-    await kafka.start()
-    try:
+    async with clients(chaos_system, book, wait_s=20, deadline_s=90,
+                       retry_429=True) as (http, kafka):
         load = asyncio.ensure_future(steady_load(http, kafka, rate=3, duration_s=15,
                                                  run_s=0.5, prefix="broker"))
         await asyncio.sleep(3)  # the load runs a while before the fault: a parameter
@@ -30,9 +33,4 @@ async def test_broker_restart_under_load(chaos_system: System, chaos_broker: Loc
         book.note(f"broker stop {stopped_s:.1f}s, start {started_s:.1f}s")
         tasks = await asyncio.wait_for(load, 60)
         await settle(book, tasks, 90)
-        book.fault_ends()
-        await http.verify()
-        book.assert_promise()
-    finally:
-        await kafka.stop()
-        await http.close()
+        await conclude(book, http)

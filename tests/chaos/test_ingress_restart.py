@@ -11,7 +11,13 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.chaos._harness import HttpClients, KafkaDirect, Ledger, settle, steady_load
+from tests.chaos._harness import (
+    Ledger,
+    clients,
+    conclude,
+    settle,
+    steady_load,
+)
 from tests.system import System
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
@@ -20,10 +26,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 async def test_ingress_restart_under_load(chaos_system: System,
                                           ledger: Callable[[str], Ledger]) -> None:
     book = ledger("ingress restart under load")
-    http = HttpClients(chaos_system, book, wait_s=20, deadline_s=60, retry_429=True)
-    kafka = KafkaDirect(chaos_system, book, deadline_s=60)
-    await kafka.start()
-    try:
+    async with clients(chaos_system, book, wait_s=20, deadline_s=60,
+                       retry_429=True) as (http, kafka):
         load = asyncio.ensure_future(steady_load(http, kafka, rate=3, duration_s=14,
                                                  run_s=1.0, prefix="ingress"))
         await asyncio.sleep(4)  # requests are in flight on both ingresses by then
@@ -32,9 +36,4 @@ async def test_ingress_restart_under_load(chaos_system: System,
         book.note(f"ingress 0 away {away_s:.1f}s")
         tasks = await asyncio.wait_for(load, 60)
         await settle(book, tasks, 60)
-        book.fault_ends()
-        await http.verify()
-        book.assert_promise()
-    finally:
-        await kafka.stop()
-        await http.close()
+        await conclude(book, http)

@@ -20,6 +20,8 @@ from tests.chaos._harness import (
     HttpClients,
     KafkaDirect,
     Ledger,
+    clients,
+    conclude,
     ids_on_partition,
     poll_until,
     read_results,
@@ -52,10 +54,7 @@ async def test_poison_messages_do_not_stall_their_partition(
     settings = Settings.from_env(chaos_system.env)
     ids = ids_on_partition("poison", PARTITION, settings.requests_partitions, 8)
     poison, ordinary = ids[:4], ids[4:]
-    http = HttpClients(chaos_system, book, wait_s=QUICK_S, deadline_s=QUICK_S)
-    kafka = KafkaDirect(chaos_system, book, deadline_s=30)
-    await kafka.start()
-    try:
+    async with clients(chaos_system, book, wait_s=QUICK_S, deadline_s=QUICK_S) as (http, kafka):
         missing = {"topic": f"chaos-missing-{uuid.uuid4().hex[:8]}", "partition": 0}
         book.fault_begins()
         for exec_id in poison:
@@ -78,9 +77,4 @@ async def test_poison_messages_do_not_stall_their_partition(
             book.note(f"{name} stopped in {took:.1f}s")
         await asyncio.to_thread(chaos_system.wait_ready)
         await _ordinary_on_partition(http, kafka, ordinary[2:])
-        book.fault_ends()
-        await http.verify()
-        book.assert_promise()
-    finally:
-        await kafka.stop()
-        await http.close()
+        await conclude(book, http)

@@ -16,8 +16,9 @@ from runstream.services.settings import Settings
 
 from tests.chaos._harness import (
     HttpClients,
-    KafkaDirect,
     Ledger,
+    clients,
+    conclude,
     ids_on_partition,
     settle,
     sleeper,
@@ -70,10 +71,8 @@ async def test_slow_then_fast_on_one_partition_then_the_worker_is_killed(
 async def test_worker_killed_under_load_with_two_slots_busy(
         chaos_system: System, ledger: Callable[[str], Ledger]) -> None:
     book = ledger("worker SIGKILL under load, 2 slots busy")
-    http = HttpClients(chaos_system, book, wait_s=20, deadline_s=60, retry_429=True)
-    kafka = KafkaDirect(chaos_system, book, deadline_s=60)
-    await kafka.start()
-    try:
+    async with clients(chaos_system, book, wait_s=20, deadline_s=60, retry_429=True) as (
+            http, kafka):
         load = asyncio.ensure_future(steady_load(http, kafka, rate=3, duration_s=12,
                                                  run_s=0.8, prefix="kill"))
         victim = await busy_worker(chaos_system, 2, 20)
@@ -84,9 +83,4 @@ async def test_worker_killed_under_load_with_two_slots_busy(
         await asyncio.to_thread(chaos_system.start_worker, victim)
         tasks = await asyncio.wait_for(load, 30)
         await settle(book, tasks, 60)
-        book.fault_ends()
-        await http.verify()
-        book.assert_promise()
-    finally:
-        await kafka.stop()
-        await http.close()
+        await conclude(book, http)
