@@ -166,8 +166,11 @@ class BwrapSandbox:
                 _mount.remove_workspace(point)
         with contextlib.suppress(OSError):
             os.rmdir(self.run_dir)
-        # The shared parents go with the last worker of the host that uses them.
+        # The shared parents go with the last worker of the host that uses them, and
+        # with them what workers killed since the last start-up left behind.
         if self._base is not None:
+            with contextlib.suppress(OSError):
+                await self._reap(self._base)
             self._base.remove_if_unused()
         with contextlib.suppress(OSError):
             os.rmdir(self.base_dir)
