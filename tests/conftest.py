@@ -6,6 +6,7 @@ folder, and is stopped (SIGTERM, then SIGKILL) when the session ends.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,15 +26,22 @@ def new_broker(data: Path) -> LocalBroker:
     return LocalBroker(settings, data_dir=data)
 
 
+@contextlib.contextmanager
+def running_broker(data: Path) -> Iterator[LocalBroker]:
+    """A started :func:`new_broker`, stopped (bounded) when the block ends."""
+    broker = new_broker(data)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address of a real single-node Kafka broker for this session."""
-    broker = new_broker(tmp_path_factory.mktemp("kafka"))
-    broker.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("kafka")) as broker:
         yield f"{broker.host}:{broker.port}"
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

@@ -17,19 +17,15 @@ import pytest
 from runstream.services.broker import LocalBroker
 
 from tests.chaos._harness import ROWS, Ledger, Row
-from tests.conftest import new_broker
+from tests.conftest import running_broker
 from tests.system import System, launch_system
 
 
 @pytest.fixture(scope="package")
 def chaos_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A broker of the chaos suite alone; rows may stop and restart it."""
-    broker = new_broker(tmp_path_factory.mktemp("chaos-kafka"))
-    broker.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("chaos-kafka")) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

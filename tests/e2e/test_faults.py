@@ -15,7 +15,7 @@ import httpx
 import pytest
 from runstream.services.broker import LocalBroker
 
-from tests.conftest import new_broker
+from tests.conftest import running_broker
 from tests.system import System, busy_worker, children, launch_system
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
@@ -25,12 +25,8 @@ SLOW = "import time\ntime.sleep(3)\nprint('survived')"
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    broker = new_broker(tmp_path_factory.mktemp("faults-kafka"))
-    broker.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("faults-kafka")) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="module")

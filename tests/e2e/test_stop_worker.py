@@ -16,7 +16,7 @@ import httpx
 import pytest
 from runstream.services.broker import LocalBroker
 
-from tests.conftest import new_broker
+from tests.conftest import running_broker
 from tests.system import System, busy_worker, children, launch_system
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
@@ -95,12 +95,8 @@ async def _poll(check: Callable[[], bool], timeout_s: float) -> bool:
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    broker = new_broker(tmp_path / "kafka")
-    broker.start()
-    try:
+    with running_broker(tmp_path / "kafka") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 async def test_a_broker_that_is_gone_cannot_hold_the_stop(own_broker: LocalBroker,
