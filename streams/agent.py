@@ -61,10 +61,14 @@ class Agent:
     def listener(self) -> ConsumerRebalanceListener:
         return _Listener(self)
 
-    def placement_state(self) -> tuple[set[int], set[int]]:
-        """Partitions of the requests topic owned, and those with work in progress."""
-        owned = {tp.partition for tp in self.owned}
-        busy = {tp.partition for tp in self.owned if self.ledger.pending(tp)}
+    def placement_state(self) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
+        """Per topic, the partitions owned and those with work in progress."""
+        owned: dict[str, set[int]] = {}
+        busy: dict[str, set[int]] = {}
+        for tp in self.owned:
+            owned.setdefault(tp.topic, set()).add(tp.partition)
+            if self.ledger.pending(tp):
+                busy.setdefault(tp.topic, set()).add(tp.partition)
         return owned, busy
 
     # -- the loop --------------------------------------------------------------

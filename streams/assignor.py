@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import orjson
 from aiokafka.cluster import ClusterMetadata
@@ -21,8 +22,8 @@ from runstream.streams.placement import Member, place
 
 log = logging.getLogger(__name__)
 
-#: (owned, busy) partitions of the requests topic, asked for at each join.
-StateFn = Callable[[], tuple[set[int], set[int]]]
+#: Per topic, (owned, busy) partitions, asked for at each join.
+StateFn = Callable[[], tuple[Mapping[str, set[int]], Mapping[str, set[int]]]]
 
 
 class BusyStickyAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
@@ -36,7 +37,8 @@ class BusyStickyAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
 
     def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
         owned, busy = self._state()
-        data = orjson.dumps({"owned": sorted(owned), "busy": sorted(busy)})
+        data = orjson.dumps({"owned": {t: sorted(p) for t, p in owned.items()},
+                             "busy": {t: sorted(p) for t, p in busy.items()}})
         return ConsumerProtocolMemberMetadata(self.version, sorted(topics), data)
 
     def assign(self, cluster: ClusterMetadata,
@@ -46,7 +48,7 @@ class BusyStickyAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
         out: dict[str, list[tuple[str, list[int]]]] = {member: [] for member in members}
         for topic in topics:
             partitions = cluster.partitions_for_topic(topic) or set()
-            subscribed = {name: _decode(meta) for name, meta in members.items()
+            subscribed = {name: _decode(meta, topic) for name, meta in members.items()
                           if topic in meta.subscription}
             for member, parts in place(partitions, subscribed).items():
                 if parts:
@@ -58,11 +60,20 @@ class BusyStickyAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
         pass
 
 
-def _decode(meta: ConsumerProtocolMemberMetadata) -> Member:
+def _decode(meta: ConsumerProtocolMemberMetadata, topic: str) -> Member:
+    """What the member owns and runs of ``topic``."""
     try:
         doc = orjson.loads(meta.user_data or b"{}")
-        return Member(owned=frozenset(int(p) for p in doc.get("owned", ())),
-                      busy=frozenset(int(p) for p in doc.get("busy", ())))
+        return Member(owned=_partitions(doc.get("owned"), topic),
+                      busy=_partitions(doc.get("busy"), topic))
     except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
         log.warning("a member's assignment metadata is unreadable; treated as new")
         return Member()
+
+
+def _partitions(value: Any, topic: str) -> frozenset[int]:
+    if isinstance(value, dict):
+        return frozenset(int(p) for p in value.get(topic, ()))
+    # A worker of an earlier release (one flat list for every topic), during a rolling
+    # upgrade: its claims are then only approximate, and place() resolves any conflict.
+    return frozenset(int(p) for p in value or ())

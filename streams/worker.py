@@ -68,7 +68,7 @@ class WorkerProcess:
         await self.store.start()
         handler = Handler(s, executor, Publisher(s, self.producer), self.store, catalogue)
         assignor = BusyStickyAssignor(lambda: self.agent.placement_state()
-                                      if self.agent else (set(), set()))
+                                      if self.agent else ({}, {}))
         self.consumer = kafka.consumer(
             s, client_id=f"runstream-worker-{s.worker_id}", group_id=s.worker_group,
             auto_offset_reset="earliest", fetch_max_wait_ms=s.worker_fetch_max_wait_ms,

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -120,7 +121,7 @@ class System:
         else:
             stop(proc, grace_s)
         self.start_ingress(partition, int(url.rpartition(":")[2]))
-        wait_ready(url, 1, self.live(), self.logs, timeout_s=ready_s)
+        wait_ready(url, 1, self.live(), self.logs, timeout_s=ready_s, settled=False)
         return time.monotonic() - t0
 
     def wait_ready(self, workers: int | None = None, timeout_s: float = 120) -> None:
@@ -175,8 +176,13 @@ def restart_broker(broker: LocalBroker, *, down_s: float = 0.0) -> tuple[float, 
 
 
 def wait_ready(url: str, workers: int, procs: list[subprocess.Popen[bytes]], logs: Path,
-               timeout_s: float = 120) -> None:
-    """Until /readyz says ready with ``workers`` group members, or fail with the logs."""
+               timeout_s: float = 120, settled: bool = True) -> None:
+    """Until /readyz says ready with ``workers`` group members, or fail with the logs.
+
+    ``settled``: also until the group's rebalance is over and every member holds
+    partitions (see :func:`_settled`); an ingress restarted under faults only needs
+    to be ready.
+    """
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
@@ -186,12 +192,26 @@ def wait_ready(url: str, workers: int, procs: list[subprocess.Popen[bytes]], log
         try:
             r = httpx.get(f"{url}/readyz", timeout=2)
             last = r.text
-            if r.status_code == 200 and r.json()["workers"] >= workers:
+            if r.status_code == 200 and (_settled(r.json(), workers) if settled
+                                         else r.json()["workers"] >= workers):
                 return
         except httpx.HTTPError as e:
             last = repr(e)
         time.sleep(0.25)
     pytest.fail(f"{url} not ready in {timeout_s}s: {last}\n" + _tails(logs))
+
+
+def _settled(ready: dict[str, Any], workers: int) -> bool:
+    """``workers`` members, the group's rebalance over and each member holding partitions.
+
+    Counting members is not enough: a member that has just joined is listed while
+    the earlier ones still hold every partition until the rebalance ends.
+    """
+    group = ready.get("group") or {}
+    parts = group.get("partitions") or {}
+    return ready["workers"] >= workers and (workers == 0 or (
+        group.get("state") == "Stable" and len(parts) >= workers
+        and all(parts.values())))
 
 
 def _tails(logs: Path) -> str:

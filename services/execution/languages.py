@@ -41,6 +41,11 @@ class Language:
     # Extra processes/threads the runtime itself needs (JVM, Go's runtime, V8).
     processes_floor: int = 1
     version: str | None = None
+    #: Judge0's ids for this language; the first is the one Judge0's /languages lists.
+    judge0: tuple[int, ...] = ()
+    #: Piston's name for it ("" if Piston has none) and the other names Piston accepts.
+    piston: str = ""
+    piston_aliases: tuple[str, ...] = ()
 
     @property
     def compiled(self) -> bool:
@@ -83,6 +88,9 @@ def _language(name: str, spec: Mapping[str, Any]) -> Language:
             binds=tuple(spec.get("binds", ())),
             env=dict(spec.get("env", {})),
             processes_floor=int(spec.get("processes_floor", 1)),
+            judge0=tuple(int(i) for i in spec.get("judge0", ())),
+            piston=str(spec.get("piston", "")),
+            piston_aliases=tuple(str(a) for a in spec.get("piston_aliases", ())),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigurationError(f"languages file: language {name!r} is malformed: {e}") from e

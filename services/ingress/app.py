@@ -166,7 +166,8 @@ class Ingress:
         workers = self.gateway.worker_count()
         if workers < 1:
             raise NotReady(f"no worker is in the consumer group {self.settings.worker_group!r}")
-        return json_response({"status": "ready", "workers": workers})
+        return json_response({"status": "ready", "workers": workers,
+                              "group": self.gateway.group_status()})
 
     async def drain(self) -> None:
         """Take no new work; let waiters finish within the drain bound; release the rest."""

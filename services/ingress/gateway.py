@@ -32,7 +32,7 @@ from runstream.schemas.codec import encode_request
 from runstream.schemas.errors import BrokerUnavailable, NotReady
 from runstream.schemas.models import ExecutionRequest, ReplyTo
 from runstream.services.ingress.admission import Backlog, execution_seconds
-from runstream.services.ingress.group import GroupWatch
+from runstream.services.ingress.group import WORKER_CLIENT_PREFIX, GroupWatch
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.correlator import Correlator
@@ -310,3 +310,12 @@ class Gateway:
             raise NotReady(f"the worker group {self.settings.worker_group!r} could not be "
                            f"described: {why}")
         return len(w.members)
+
+    def group_status(self) -> dict[str, Any]:
+        """The worker group as last polled: its state and each worker's partitions."""
+        w = self.watch
+        if w is None:
+            return {"state": "", "partitions": {}}
+        return {"state": w.state,
+                "partitions": {cid.removeprefix(WORKER_CLIENT_PREFIX): parts
+                               for cid, parts in sorted(w.assigned.items())}}

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 from runstream.services.settings import Settings
 
@@ -41,6 +42,17 @@ def live_worker_ids(client_ids: list[str], announced: set[str]) -> set[str]:
     return live
 
 
+def assigned_partitions(assignment: bytes, topic: str) -> list[int]:
+    """The partitions of ``topic`` in a member's assignment (as DescribeGroups gives it)."""
+    if not assignment:
+        return []  # a rebalance is in progress: nothing assigned yet
+    try:
+        decoded = ConsumerProtocolMemberAssignment.decode(assignment)
+    except Exception:  # another client's protocol: its assignment is not ours to read
+        return []
+    return sorted(p for t, parts in decoded.assignment if t == topic for p in parts)
+
+
 class GroupWatch:
     """The last known members, lag and slots of the worker group."""
 
@@ -53,6 +65,10 @@ class GroupWatch:
         self.consumer = consumer
         self.announcements = announcements  # worker id -> its announcement (kept by the gateway)
         self.members: list[str] = []  # client ids of the group's members
+        #: The group's state as the coordinator reports it ("Stable" once a rebalance is over).
+        self.state = ""
+        #: Per member client id, the partitions of the requests topic it was assigned.
+        self.assigned: dict[str, list[int]] = {}
         self.lag = 0
         self.polled_at = 0.0  # monotonic time of the last successful poll (0: never)
         self.error: str | None = None
@@ -137,9 +153,14 @@ class GroupWatch:
             described = await self.admin.describe_consumer_groups([s.worker_group])
             groups = [g for r in described for g in r.to_object()["groups"]]
             self.members = [m["client_id"] for g in groups for m in g["members"]]
+            self.state = next((g["state"] for g in groups), "")
+            self.assigned = {m["client_id"]: assigned_partitions(m["member_assignment"],
+                                                                 s.requests_topic)
+                             for g in groups for m in g["members"]}
             committed = await self.admin.list_consumer_group_offsets(s.worker_group)
         except GroupCoordinatorNotAvailableError:
             self.members, committed = [], {}  # no worker has ever joined
+            self.state, self.assigned = "", {}
         # Every partition the group committed (the shared topic and any per-language
         # topic requests are forwarded to) and every partition of the requests topic.
         tps = set(committed) | {TopicPartition(s.requests_topic, p)

@@ -68,3 +68,13 @@ def test_toolchain_is_installed_here(lang) -> None:  # type: ignore[no-untyped-d
     if not Path(tool).exists() and shutil.which("dpkg") is None:
         pytest.skip("not a Debian host")
     assert Path(tool).exists(), f"apt-get install {' '.join(lang.apt)}"
+
+
+def test_judge0_ids_and_piston_names_name_one_language_each() -> None:
+    from runstream.services.execution.languages import Registry
+
+    langs = list(Registry.load())
+    ids = [i for lang in langs for i in lang.judge0]
+    assert len(ids) == len(set(ids)) and all(lang.judge0 for lang in langs)
+    names = [n for lang in langs for n in (lang.piston, *lang.piston_aliases)]
+    assert len(names) == len(set(names)) and all(lang.piston for lang in langs)
