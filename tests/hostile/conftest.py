@@ -107,7 +107,9 @@ def docker_containers(scope: str | None = None) -> list[str]:
     client = docker.DockerClient(base_url=Settings.from_env({}).sandbox_docker_url, timeout=10)
     try:
         label = "dev.runstream.worker" + (f"={scope}" if scope else "")
-        return [c.id for c in client.containers.list(all=True, filters={"label": label})]
+        # One listing call: containers.list() also inspects each container it lists, and
+        # one removed in between (another test's run ending) would fail it with a 404.
+        return [c["Id"] for c in client.api.containers(all=True, filters={"label": label})]
     finally:
         client.close()
 
@@ -148,8 +150,14 @@ def run_pids(settings: Settings) -> list[int]:
     return found
 
 
-def pids_with(token: str) -> list[int]:
-    """Host pids whose command line holds ``token`` (a test's marker argument)."""
+def pids_with(token: str, program: str | None = None) -> list[int]:
+    """Host pids whose command line holds ``token`` (a test's marker argument).
+
+    ``program``: only those whose argv[0] is that program (e.g. "python3"). The
+    wrappers that start a program (bwrap, the docker phase's sh, timeout) carry the
+    token too, and so does a shell's fork before it execs a pipeline's command:
+    counting them would take a wrapper for the program.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -158,7 +166,8 @@ def pids_with(token: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if token.encode() in cmdline:
+        argv0 = cmdline.split(b"\0", 1)[0].rsplit(b"/", 1)[-1]
+        if token.encode() in cmdline and (program is None or argv0 == program.encode()):
             found.append(int(entry.name))
     return found
 

@@ -393,8 +393,8 @@ async def test_a_cancelled_execution_leaves_nothing(sandbox: BwrapSandbox) -> No
                          language=lang)
 
     task = asyncio.create_task(execution())
-    await poll_until(lambda: len(pids_with(token)) >= 2, 20)
-    assert len(pids_with(token)) >= 2, "the program and its daemon never started"
+    await poll_until(lambda: len(pids_with(token, "python3")) >= 2, 20)
+    assert len(pids_with(token, "python3")) >= 2, "the program and its daemon never started"
     cancelled_at = time.monotonic()
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=10)

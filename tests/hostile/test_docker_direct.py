@@ -339,9 +339,9 @@ async def test_a_cancelled_execution_leaves_nothing(docker_sandbox: DockerSandbo
     task = asyncio.create_task(execution())
     deadline = time.monotonic() + 20
     # Processes in another pid namespace have no event here to await: poll, bounded.
-    while len(pids_with(token)) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
+    while len(pids_with(token, "python3")) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
-    assert len(pids_with(token)) >= 2, "the program and its daemon never started"
+    assert len(pids_with(token, "python3")) >= 2, "the program and its daemon never started"
     cancelled_at = time.monotonic()
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=10)

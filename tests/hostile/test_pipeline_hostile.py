@@ -224,8 +224,10 @@ def _docker_run_pids(system: System) -> list[int]:
 
     client = docker.DockerClient(timeout=10)
     try:
-        ids = [c.id for c in client.containers.list(filters={"label": WORKER_LABEL})
-               if any(c.labels.get(WORKER_LABEL, "").startswith(f"w{p.pid}-")
+        # One listing call (containers.list() inspects each one, and fails with a 404 on
+        # a container removed in between).
+        ids = [c["Id"] for c in client.api.containers(filters={"label": WORKER_LABEL})
+               if any((c.get("Labels") or {}).get(WORKER_LABEL, "").startswith(f"w{p.pid}-")
                       for p in system.worker_procs.values())]
     finally:
         client.close()
