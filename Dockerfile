@@ -1,22 +1,34 @@
-# The runstream image: ingress and worker (bwrap backend) in one, for docker compose.
-# Built from the official Debian-based Python image on hosts that can pull images;
-# the language runtimes come from Debian's packages, as services/languages.toml lists.
-FROM python:3.11-slim-bookworm
+# The runstream image of the compose cluster: ingress, worker and `runstream topics` in one.
+#
+# Built by services/cluster/build.sh (./deploy.sh runs it), which assembles the build
+# context: this file, the project's wheels (`pip wheel` of this checkout and its
+# dependencies, made on the host) and apt-packages.txt (the sandbox's tools and every
+# language's Debian packages, as services/languages.toml names them).
+#
+# BASE is a Debian bookworm root file system. Where no image registry is reachable
+# (here, air-gapped sites) it is runstream-cluster/base:bookworm, imported by build.sh from
+# debootstrap (.ci/build-images.sh --base); hosts that can pull official images set
+# RUNSTREAM_CLUSTER_BASE=debian:bookworm-slim and get the same image.
+ARG BASE=runstream-cluster/base:bookworm
+FROM ${BASE}
 
-RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      bubblewrap util-linux dash procps ca-certificates libseccomp2 \
-      python3 nodejs node-typescript openjdk-17-jdk-headless gcc g++ libc6-dev golang-go rustc \
-      ruby perl php-cli bash coreutils \
- && rm -rf /var/lib/apt/lists/*
+COPY apt-packages.txt /tmp/apt-packages.txt
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      $(cat /tmp/apt-packages.txt) >/dev/null \
+ && rm -rf /var/lib/apt/lists/* /tmp/apt-packages.txt
 
-WORKDIR /opt/runstream
-COPY pyproject.toml README.md ./
-COPY schemas schemas
-COPY streams streams
-COPY services services
-RUN pip install --no-cache-dir .
+COPY wheels /tmp/wheels
+RUN python3 -m venv /opt/runstream \
+ && /opt/runstream/bin/pip install -q --no-index --find-links /tmp/wheels runstream \
+ && rm -rf /tmp/wheels /root/.cache
 
-ENV RUNSTREAM_INGRESS_HOST=0.0.0.0
+COPY worker-entry.sh /usr/local/bin/runstream-worker
+RUN chmod 0755 /usr/local/bin/runstream-worker
+
+ENV PATH=/opt/runstream/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 \
+    RUNSTREAM_INGRESS_HOST=0.0.0.0 \
+    RUNSTREAM_INDEX_DIR=/var/lib/runstream/index
 ENTRYPOINT ["runstream"]
 CMD ["ingress"]

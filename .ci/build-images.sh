@@ -3,6 +3,7 @@
 #
 #   .ci/build-images.sh [LANGUAGE...]     default: python javascript c
 #   .ci/build-images.sh all               every language of services/languages.toml
+#   .ci/build-images.sh --base            only the cached base root file system; prints its path
 #
 # For hosts that cannot pull from an image registry. A minbase Debian bookworm
 # root file system is made once with debootstrap (cached as a tarball); each
@@ -136,6 +137,14 @@ inputs_hash() {  # what an image depends on: recipe, suite, packages
     printf 'recipe=%s suite=%s image=%s apt=%s\n' "$RECIPE" "$SUITE" "$1" "$2" \
         | sha256sum | cut -c1-16
 }
+
+# `--base`: only make sure the cached Debian root file system exists and print its
+# path (services/cluster/build.sh imports it as the cluster's base image).
+if [ "${langs[0]}" = --base ]; then
+    [ -f "$BASE" ] || make_base >&2
+    echo "$BASE"
+    exit 0
+fi
 
 built=0 skipped=0 t_all=$SECONDS
 for lang in "${langs[@]}"; do

@@ -21,6 +21,7 @@ import orjson
 
 from .errors import InvalidRequest, MalformedPayload
 from .models import (
+    Callback,
     ExecutionRequest,
     ExecutionResult,
     PhaseResult,
@@ -29,6 +30,7 @@ from .models import (
     SourceFile,
     TestCase,
 )
+from .webhooks import callback_from_doc, callback_to_doc
 
 REQUEST_SCHEMA = "request.v1.json"
 RESULT_SCHEMA = "result.v1.json"
@@ -64,6 +66,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "type":
         got = type(error.instance).__name__
         return f"{where}: expected {error.validator_value}, got {got}"
+    if error.validator == "maxLength":  # the message would quote the whole long value
+        return f"{where}: longer than {error.validator_value} characters"
     return f"{where}: {error.message}"
 
 
@@ -170,8 +174,15 @@ def request_from_doc(doc: dict[str, Any], *, key: bytes | None = None) -> Execut
         deadline=_parse_time(doc["deadline"], "deadline") if "deadline" in doc else None,
         reply_to=ReplyTo(reply["topic"], reply.get("partition")) if reply else None,
         metadata=doc.get("metadata"),
+        callback=_callback(doc),
         enqueued_at=_parse_time(enqueued, "enqueued_at") if isinstance(enqueued, str) else None,
+        key_id=doc.get("key_id"),
     )
+
+
+def _callback(doc: dict[str, Any]) -> Callback | None:
+    value = doc.get("callback")
+    return None if value is None else callback_from_doc(value)
 
 
 def decode_request(raw: bytes, *, key: bytes | None = None) -> ExecutionRequest:
@@ -226,8 +237,12 @@ def encode_request(req: ExecutionRequest) -> bytes:
             doc["reply_to"]["partition"] = req.reply_to.partition
     if req.metadata is not None:
         doc["metadata"] = req.metadata
+    if req.callback is not None:
+        doc["callback"] = callback_to_doc(req.callback)
     if req.enqueued_at is not None:
         doc["enqueued_at"] = _time(req.enqueued_at)
+    if req.key_id is not None:
+        doc["key_id"] = req.key_id
     return orjson.dumps(doc)
 
 

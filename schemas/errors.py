@@ -11,6 +11,7 @@ an ``application/problem+json`` response. Errors internal to a process
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -96,3 +97,31 @@ class NotReady(WireError):
     http_status = 503
     problem_type = "not-ready"
     title = "Service not ready"
+
+
+class Unauthorized(WireError):
+    """No API key, a malformed one, or one this service does not know (auth required)."""
+
+    http_status = 401
+    problem_type = "unauthorized"
+    title = "API key required"
+
+
+class Forbidden(WireError):
+    """A known API key that may not do this: revoked, or a language it is not allowed."""
+
+    http_status = 403
+    problem_type = "forbidden"
+    title = "Not allowed for this API key"
+
+
+class QuotaExceeded(WireError):
+    """An API key's rate limit or concurrency quota is used up; retry after ``retry_after``."""
+
+    http_status = 429
+    problem_type = "quota-exceeded"
+    title = "Too many requests for this API key"
+
+    def __init__(self, message: str, *, retry_after: float, quota: str, **extra: Any) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(message, retry_after=self.retry_after, quota=quota, **extra)

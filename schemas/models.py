@@ -91,6 +91,19 @@ class ReplyTo:
 
 
 @dataclass(frozen=True, slots=True)
+class Callback:
+    """Where the finished result is sent (README "Webhooks"), with which method, in which format.
+
+    ``format`` "runstream" sends the result document as it is; "judge0" sends
+    Judge0's callback body.
+    """
+
+    url: str
+    method: str = "POST"
+    format: str = "runstream"
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionRequest:
     """A validated execution request (schema runstream.request.v1)."""
 
@@ -105,9 +118,14 @@ class ExecutionRequest:
     deadline: datetime | None = None
     reply_to: ReplyTo | None = None
     metadata: dict[str, Any] | None = None
+    #: Where to send the result when it is finished (a webhook), if anywhere.
+    callback: Callback | None = None
     # Set by the ingress when it produced the request; the worker's queue-wait
     # figure is measured from it. Not part of the public schema's required set.
     enqueued_at: datetime | None = None
+    # The API key the request was made with (its public id), stamped by the ingress
+    # over anything the client sent; None when auth is off. Webhooks sign with it.
+    key_id: str | None = None
 
 
 @dataclass(slots=True)

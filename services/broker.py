@@ -163,7 +163,8 @@ class LocalBroker:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return props
         cluster_id = _cluster_id()
-        cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props))
+        cmd = self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                          "-c", str(props))
         done = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
         if done.returncode != 0:
             out = (done.stdout + done.stderr).decode(errors="replace")[-2000:]
@@ -305,10 +306,17 @@ async def _port_open(host: str, port: int) -> bool:
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: a UUID as 22 characters of URL-safe base64."""
+    """A KRaft cluster id: a UUID as 22 characters of URL-safe base64.
+
+    Never one that starts with "-", as Kafka's own Uuid.randomUuid() ensures: the
+    storage tool's argument parser reads it as an option (1 start in 64 failed).
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _start_time(pid: int) -> str | None:

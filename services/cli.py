@@ -11,14 +11,14 @@ import threading
 from collections.abc import Sequence
 
 from runstream.schemas.errors import RunstreamError
+from runstream.services.logs import configure as configure_logging
 from runstream.services.settings import Settings
 
 log = logging.getLogger("runstream")
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
@@ -81,6 +81,101 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return run_worker(settings)
 
 
+def cmd_callbacks(settings: Settings, args: argparse.Namespace) -> int:
+    """Run a webhook deliverer without HTTP until SIGINT/SIGTERM (README "Webhooks")."""
+    from runstream.services.ingress.webhooks import run_deliverer
+
+    async def deliver() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_deliverer(settings, stop)
+
+    asyncio.run(deliver())
+    return 0
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """API keys (README "API keys and quotas"): create (the key is shown once), list, revoke."""
+    import orjson
+    from runstream.schemas.keys import record_to_doc
+    from runstream.services.execution.languages import Registry
+    from runstream.streams.keys import create_key, read_keys, revoke_key
+
+    def public(doc: dict[str, object]) -> dict[str, object]:  # never a secret, nor its hash
+        return {k: v for k, v in doc.items() if k not in ("hash", "webhook_secret", "schema")}
+
+    if args.keys_command == "create":
+        languages = None
+        if args.languages:
+            registry = Registry.load(settings.languages_file or None)
+            languages = tuple(sorted({registry.resolve(name.strip()).name
+                                      for name in args.languages.split(",") if name.strip()}))
+        record, key = asyncio.run(create_key(
+            settings, args.name, rate_per_s=args.rate, burst=args.burst,
+            max_concurrent=args.concurrency, languages=languages))
+        if args.json:
+            print(orjson.dumps(public(record_to_doc(record)) | {
+                "key": key, "webhook_secret": record.webhook_secret}).decode())
+            return 0
+        rate = f"{record.rate_per_s:g}/s, bursts of {record.burst}" if record.rate_per_s else (
+            "unlimited")
+        print(f"created API key {record.id} ({record.name})\n"
+              f"  key:            {key}\n"
+              f"  webhook secret: {record.webhook_secret}\n"
+              f"  rate: {rate}; concurrency: {record.max_concurrent or 'unlimited'}; "
+              f"languages: {', '.join(record.languages or ()) or 'all'}\n"
+              "Store the key and the webhook secret now: they are not shown again.")
+        return 0
+    if args.keys_command == "list":
+        records = asyncio.run(read_keys(settings))
+        if args.json:
+            print(orjson.dumps([public(record_to_doc(r)) for r in records]).decode())
+            return 0
+        rows = [("ID", "NAME", "CREATED", "REVOKED", "RATE/S", "BURST", "CONCURRENCY",
+                 "LANGUAGES")]
+        rows += [(r.id, r.name, f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+                  f"{r.revoked_at:%Y-%m-%d %H:%M:%S}" if r.revoked_at else "-",
+                  f"{r.rate_per_s:g}" if r.rate_per_s else "unlimited", str(r.burst),
+                  str(r.max_concurrent or "unlimited"), ",".join(r.languages or ()) or "all")
+                 for r in records]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        return 0
+    revoked = asyncio.run(revoke_key(settings, args.key_id))
+    if revoked is None or revoked.revoked_at is None:
+        print(f"runstream keys: no API key {args.key_id!r}", file=sys.stderr)
+        return 2
+    print(f"revoked API key {revoked.id} ({revoked.name}) at "
+          f"{revoked.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+    return 0
+
+
+def _keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser("keys", help="API keys: create, list, revoke (README \"API keys "
+                          "and quotas\")")
+    keys.set_defaults(func=cmd_keys)
+    actions = keys.add_subparsers(dest="keys_command", required=True)
+    create = actions.add_parser("create", help="create a key; prints it once")
+    create.add_argument("--name", required=True, help="a label for people (1-128 characters)")
+    create.add_argument("--rate", type=float, default=10.0,
+                        help="requests per second that create work, sustained (0: unlimited; "
+                        "default 10)")
+    create.add_argument("--burst", type=int, default=None,
+                        help="requests at once after a quiet period (default: 2 s of --rate)")
+    create.add_argument("--concurrency", type=int, default=4,
+                        help="executions in flight per ingress (0: unlimited; default 4)")
+    create.add_argument("--languages", default="",
+                        help="comma-separated languages the key may run (default: all)")
+    create.add_argument("--json", action="store_true", help="print JSON")
+    listing = actions.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    revoke = actions.add_parser("revoke", help="revoke a key (every ingress within ~1 s)")
+    revoke.add_argument("key_id", help="the key's id (rs_<id>_...)")
+
+
 def cmd_reap(settings: Settings, args: argparse.Namespace) -> int:
     """Remove what dead workers' sandboxes left (cgroups, workspaces, containers)."""
     from runstream.services.execution.sandbox.factory import create_sandbox
@@ -118,8 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ingress", help="run the HTTP ingress").set_defaults(func=cmd_ingress)
     sub.add_parser("worker", help="run an execution worker").set_defaults(
         func=cmd_worker)
+    sub.add_parser("callbacks", help="deliver webhooks only (the ingresses do it too, "
+                   "unless RUNSTREAM_CALLBACK_DELIVER=false)").set_defaults(func=cmd_callbacks)
     sub.add_parser("reap", help="remove what dead workers' sandboxes left behind").set_defaults(
         func=cmd_reap)
+    _keys_parser(sub)
     sub.add_parser("settings", help="print every setting as a Markdown table").set_defaults(
         func=cmd_settings)
     bench = sub.add_parser("bench", help="benchmarks: run, replay, report, compare, latency "

@@ -57,6 +57,12 @@ class Settings:
     message_max_bytes: int = _setting(
         8 * 1024 * 1024, "Largest Kafka message (requests and results); topic max.message.bytes.",
         low=1024 * 1024)
+    topics_replication_factor: int = _setting(
+        1, "Replication factor of every topic `runstream topics` creates (3 in the compose "
+        "cluster: one Kafka node may die).", low=1)
+    topics_min_insync_replicas: int = _setting(
+        1, "min.insync.replicas of every topic `runstream topics` creates: replicas an "
+        "acks=all write needs (2 in the compose cluster).", low=1)
     request_timeout_s: float = _setting(
         2.0, "Bound on one broker call (produce, metadata) before giving up with 503.", low=0.1)
     kafka_security_protocol: str = _setting(
@@ -69,6 +75,10 @@ class Settings:
     kafka_sasl_password: str = _setting("", "SASL password.")
     kafka_ssl_cafile: str = _setting(
         "", "CA bundle that signs the brokers' certificates (SSL/SASL_SSL); default: system CAs.")
+    kafka_ssl_certfile: str = _setting(
+        "", "Client certificate (PEM) for brokers that authenticate clients by TLS (mTLS).")
+    kafka_ssl_keyfile: str = _setting(
+        "", "Private key (PEM) of the client certificate; default: in the certificate file.")
 
     # -- Local broker (runstream broker) ---------------------------------------
     broker_kafka_version: str = _setting(
@@ -99,6 +109,11 @@ class Settings:
         20.0, "On SIGTERM a worker takes no new request and lets running ones finish this long; "
         "runs still going are then killed and left to another worker. A second signal exits "
         "at once.", low=0)
+    worker_redelivery_check_s: float = _setting(
+        120.0, "A request read again after its partition moved may have been answered by "
+        "its previous owner; the new owner runs it only once the results topic says it was "
+        "not. While the results cannot be read (a broker node down, a leader election) it "
+        "keeps asking, this long at most, then runs it.", low=0)
     worker_publish_attempt_s: float = _setting(
         10.0, "Bound on one attempt to store a result; transient failures are retried "
         "(outside the execution slots) until stored or the worker stops.", low=0.1)
@@ -109,8 +124,14 @@ class Settings:
     # -- Ingress -------------------------------------------------------------
     ingress_host: str = _setting("127.0.0.1", "Address the HTTP ingress binds.")
     ingress_port: int = _setting(8080, "Port the HTTP ingress binds.", low=0)
-    ingress_reply_partition: int = _setting(
-        0, "The replies partition this ingress owns; unique per ingress instance.", low=0)
+    ingress_reply_partition: int | None = _setting(
+        None, "Override: the replies partition this ingress reads (unique per instance). "
+        "Default: none; each ingress obtains replies partitions by itself, as a member of "
+        "the consumer group RUNSTREAM_INGRESS_GROUP, so identical ingresses can be scaled.",
+        low=0)
+    ingress_group: str = _setting(
+        "runstream-ingresses", "Consumer group of the ingress instances on the replies topic: "
+        "it shares the replies partitions among them (no per-instance setting).")
     ingress_wait_s: float = _setting(
         60.0, "How long POST /v1/executions waits for the result before answering 202.", low=0)
     ingress_max_body_bytes: int = _setting(
@@ -141,6 +162,87 @@ class Settings:
     ingress_lang_memory_mb: int = _setting(
         50, "Memory limit of a run posted to POST /lang/{language}: braindrill's container "
         "cap (see the README's HTTP API section).", low=1)
+
+    # -- API keys and quotas (README "API keys and quotas") --------------------
+    auth_required: bool = _setting(
+        False, "Whether every execution route needs an API key (`runstream keys create`) and "
+        "applies its rate limit and concurrency quota. Off in `./deploy.sh local`, on in the "
+        "compose cluster. Health, metrics, the OpenAPI document, /docs and static pages stay "
+        "open either way.")
+    keys_topic: str = _setting(
+        "runstream.keys", "Compacted topic of API key records (hashes, quotas, webhook "
+        "secrets), keyed by key id; every ingress follows it.")
+
+    # -- Webhooks (README "Webhooks") ------------------------------------------
+    callbacks_topic: str = _setting(
+        "runstream.callbacks", "Topic of webhook jobs, keyed by execution id: a worker writes "
+        "one when it stores the result of a request that has a `callback`.")
+    callbacks_partitions: int = _setting(
+        6, "Partitions of the callbacks topic (at creation).", low=1)
+    deliveries_topic: str = _setting(
+        "runstream.deliveries", "Compacted topic of every webhook's attempts, by execution id "
+        "(GET /v1/executions/{id}/deliveries on any ingress).")
+    callback_group: str = _setting("runstream-callbacks", "Consumer group of the webhook "
+                                   "deliverers.")
+    callback_deliver: bool = _setting(
+        True, "Whether this ingress also delivers webhooks (a member of the deliverers' "
+        "group). Every ingress shows deliveries either way.")
+    callback_secret: str = _setting(
+        "", "HMAC-SHA256 key that signs webhooks whose API key has no secret of its own; "
+        "empty: those are sent unsigned (no X-Runstream-Signature header).")
+    callback_allow_private: bool = _setting(
+        True, "Whether webhooks may go to loopback, private, link-local or other non-public "
+        "addresses (checked on the address the URL's host resolves to, when sending). Turn "
+        "it off on a public deployment: SSRF.")
+    callback_timeout_s: float = _setting(
+        10.0, "Bound on one webhook attempt (connect, send, answer).", low=0.1)
+    callback_max_attempts: int = _setting(
+        10, "Attempts per webhook before it is given up as failed.", low=1)
+    callback_max_age_s: float = _setting(
+        86400.0, "Age of a webhook (from its result) past which no further attempt is made.",
+        low=1)
+    callback_backoff_s: float = _setting(
+        2.0, "Delay before the second attempt; it doubles for each next one, with jitter, up "
+        "to the cap.", low=0.01)
+    callback_backoff_max_s: float = _setting(
+        600.0, "Longest delay between two attempts of a webhook.", low=0.01)
+    callback_concurrency: int = _setting(
+        32, "Webhook attempts one deliverer makes at once.", low=1)
+    callback_max_pending: int = _setting(
+        1000, "Webhooks one deliverer holds (sending or waiting to retry); beyond it, it "
+        "reads no more jobs until some finish.", low=1)
+
+    # -- Live events (README "Streaming events") --------------------------------
+    events_enabled: bool = _setting(
+        True, "Live execution events: workers write progress and output chunks to the events "
+        "topic, ingresses follow it for GET /v1/executions/{id}/events. Off: none are written "
+        "or read, and a stream carries only `finished`.")
+    events_topic: str = _setting(
+        "runstream.events", "Topic of execution events, keyed by execution id (short-lived).")
+    events_partitions: int = _setting(12, "Partitions of the events topic (at creation).", low=1)
+    events_retention_ms: int = _setting(
+        3600 * 1000, "How long events stay on the events topic.", low=60000)
+    events_chunk_ms: int = _setting(
+        50, "Longest a written byte waits before it is sent as an output chunk.", low=1)
+    events_chunk_bytes: int = _setting(
+        16384, "Largest output chunk (bytes); more pending output is sent at once in chunks "
+        "this size.", low=256)
+    events_max_chunks: int = _setting(
+        1000, "Most output chunks one execution streams (besides each stream's output cap); "
+        "the last says `truncated`.", low=2)
+    events_queue_kb: int = _setting(
+        4096, "Bytes of output events a process holds waiting for Kafka; beyond, chunks are "
+        "dropped (never the run or its result).", low=64)
+    ingress_events_buffer_mb: int = _setting(
+        32, "Recent events an ingress keeps (of executions not finished yet) for streams that "
+        "start late or resume.", low=1)
+    ingress_events_stream_s: float = _setting(
+        300.0, "Longest one event stream stays open; the client may reconnect with "
+        "Last-Event-ID.", low=1)
+    ingress_events_keepalive_s: float = _setting(
+        15.0, "Interval of keep-alive comments on an idle event stream.", low=0.1)
+    ingress_events_max_streams: int = _setting(
+        1000, "Event streams one ingress serves at once; more get 429.", low=1)
 
     # -- Sandbox -------------------------------------------------------------
     sandbox_backend: str = _setting("bwrap", "Sandbox backend.", choices=("bwrap", "docker"))
@@ -182,6 +284,16 @@ class Settings:
 
     # -- Logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = _setting(
+        "text", "Log lines as text, or as one JSON object per line with the execution id "
+        "on each line that concerns an execution.", choices=("text", "json"))
+
+    # -- Metrics (README "Metrics") -----------------------------------------------
+    worker_metrics_host: str = _setting(
+        "127.0.0.1", "Address a worker serves its Prometheus metrics on.")
+    worker_metrics_port: int = _setting(
+        0, "Port of a worker's Prometheus metrics (any path, e.g. /metrics); 0: not served. "
+        "Unique per worker on one host (./deploy.sh local gives 9101, 9102).", low=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -212,11 +324,19 @@ class Settings:
             if choices and value not in choices:
                 raise ConfigurationError(
                     f"{PREFIX}{f.name.upper()}={value!r}: must be one of {', '.join(choices)}")
-        if self.ingress_reply_partition >= self.replies_partitions:
+        if (self.ingress_reply_partition is not None
+                and self.ingress_reply_partition >= self.replies_partitions):
             raise ConfigurationError(
                 f"{PREFIX}INGRESS_REPLY_PARTITION={self.ingress_reply_partition}: the replies "
                 f"topic has {self.replies_partitions} partitions "
                 f"(0..{self.replies_partitions - 1})")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ConfigurationError(
+                f"{PREFIX}KAFKA_SSL_KEYFILE needs {PREFIX}KAFKA_SSL_CERTFILE (the certificate)")
+        if self.topics_min_insync_replicas > self.topics_replication_factor:
+            raise ConfigurationError(
+                f"{PREFIX}TOPICS_MIN_INSYNC_REPLICAS={self.topics_min_insync_replicas}: above "
+                f"the replication factor ({self.topics_replication_factor})")
         if self.worker_heartbeat_s * 3 > self.worker_session_timeout_s:
             raise ConfigurationError(
                 f"{PREFIX}WORKER_HEARTBEAT_S must be at most a third of the session timeout")
@@ -228,6 +348,17 @@ class Settings:
             if getattr(self, "ingress_lang_" + name) > getattr(self, "max_" + name):
                 raise ConfigurationError(
                     f"{PREFIX}INGRESS_LANG_{name.upper()} is above {PREFIX}MAX_{name.upper()}")
+        if self.callback_backoff_s > self.callback_backoff_max_s:
+            raise ConfigurationError(
+                f"{PREFIX}CALLBACK_BACKOFF_S is above {PREFIX}CALLBACK_BACKOFF_MAX_S")
+        if self.callback_max_age_s * 1000 > self.results_retention_ms:  # jobs would expire
+            raise ConfigurationError(
+                f"{PREFIX}CALLBACK_MAX_AGE_S is longer than {PREFIX}RESULTS_RETENTION_MS, the "
+                "retention of the webhook jobs still being retried")
+        if self.events_chunk_bytes * 6 + 4096 > self.message_max_bytes:  # \u00XX escapes
+            raise ConfigurationError(
+                f"{PREFIX}EVENTS_CHUNK_BYTES: a chunk must fit in one message "
+                f"({PREFIX}MESSAGE_MAX_BYTES={self.message_max_bytes})")
         if self.max_output_kb * 1024 * 2 > self.message_max_bytes:
             raise ConfigurationError(
                 f"{PREFIX}MAX_OUTPUT_KB: stdout and stderr at their cap must fit in one message "
@@ -254,13 +385,30 @@ class Settings:
         rows = ["| variable | default | meaning |", "|---|---|---|"]
         for f in fields(cls):
             default = f.default
-            shown = "(see meaning)" if default is None else f"`{default}`"
+            shown = "(see meaning)" if default is None else f"`{_shown(default)}`"
             rows.append(f"| `{PREFIX}{f.name.upper()}` | {shown} | {f.metadata['doc']} |")
         return "\n".join(rows)
 
 
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _convert(name: str, raw: str, kind: Any) -> Any:
     kind = str(kind)
+    if kind.endswith(" | None"):  # an optional setting: empty means unset
+        if not raw.strip():
+            return None
+        kind = kind.removesuffix(" | None")
+    if kind == "bool":
+        if raw.strip().lower() in _TRUE + _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise ConfigurationError(f"{name}={raw!r}: expected true or false "
+                                 f"({', '.join(_TRUE + _FALSE)})")
     try:
         if kind == "int":
             return int(raw)

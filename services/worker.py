@@ -14,8 +14,11 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
+from runstream.services import metrics
 from runstream.services.settings import Settings
+from runstream.streams import telemetry
 from runstream.streams.worker import CLOSE_BUDGET_S, WorkerProcess
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,20 @@ async def _main(settings: Settings) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    # Served from the start, so that a slow start-up can be watched too (README "Metrics").
+    stop_metrics = (metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
+                    if settings.worker_metrics_port else None)
+    sampler = asyncio.create_task(telemetry.sample(lambda: worker.agent), name="metrics")
+    try:
+        return await _serve(worker, settings, lambda: asked_at, bound)
+    finally:
+        sampler.cancel()
+        if stop_metrics is not None:
+            stop_metrics()
+
+
+async def _serve(worker: WorkerProcess, settings: Settings,
+                 asked: Callable[[], float | None], bound: float) -> int:
     running = asyncio.create_task(worker.run(), name="worker")
     stopped = asyncio.create_task(worker.stop_requested.wait())
     await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -56,6 +73,7 @@ async def _main(settings: Settings) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         await running
     stopped.cancel()
+    asked_at = asked()
     if asked_at is not None:
         log.info("worker %s stopped in %.1f s (bound %.0f s)", settings.worker_id,
                  time.monotonic() - asked_at, bound)

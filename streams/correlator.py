@@ -1,9 +1,16 @@
-"""Request/reply over Kafka: follow one reply partition, hand each waiter its result by id.
+"""Request/reply over Kafka: follow reply partitions, hand each waiter its result by id.
 
-Used by the HTTP ingress (its own partition of the replies topic) and by the
-benchmark's Kafka target (a reply topic of the run's own). A reply that arrives
-twice (a re-run after a worker crash) finds its future resolved already: the
-waiter gets exactly one answer.
+Used by the HTTP ingress (partitions of the replies topic) and by the benchmark's
+Kafka target (a reply topic of the run's own). A reply that arrives twice (a re-run
+after a worker crash) finds its future resolved already: the waiter gets exactly
+one answer.
+
+Which partitions: one named partition (``partition=N``), or, with ``group=NAME``,
+whatever the consumer group of all the instances gives this one: identical
+processes then share the topic's partitions with no per-instance setting. A
+rebalance may move a partition while a reply to it is still due; the ingress
+learns that result from the results topic as well (``runstream.results``), so
+nothing waits on a partition that moved.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 
@@ -26,28 +34,78 @@ Listener = Callable[[str, bytes], None]
 class Correlator:
     """Futures by execution id, resolved by the first record with that key on one partition."""
 
-    def __init__(self, settings: Settings, topic: str, partition: int, *, client_id: str,
-                 from_beginning: bool = False) -> None:
+    def __init__(self, settings: Settings, topic: str, partition: int | None, *,
+                 client_id: str, from_beginning: bool = False, group: str | None = None) -> None:
+        if (partition is None) == (group is None):
+            raise ValueError("a Correlator follows either one partition or a group's share")
         self.settings = settings
-        self.tp = TopicPartition(topic, partition)
+        self.topic = topic
+        self.tp = TopicPartition(topic, partition if partition is not None else -1)
+        self.group = group
         self.client_id = client_id
         self.from_beginning = from_beginning
+        self._owned: list[int] = [] if partition is None else [partition]
+        self._has_partition = asyncio.Event()
         self.waiting: dict[str, asyncio.Future[bytes]] = {}
         self._listeners: list[Listener] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, timeout_s: float = 30.0) -> None:
-        """Connect and follow the partition (from its end: only replies to come matter)."""
+        """Connect and follow the partition (from its end: only replies to come matter).
+
+        In group mode, return once the group gave this member a partition (bounded by
+        ``timeout_s``; :class:`TimeoutError` past it).
+        """
+        if self.group is not None:
+            await self._start_group(timeout_s)
+            return
         self._consumer = kafka.consumer(self.settings, client_id=self.client_id,
                                         fetch_max_wait_ms=100, auto_offset_reset="earliest")
         await kafka.start(self._consumer, self.settings, timeout_s=timeout_s)
         self._consumer.assign([self.tp])
         if not self.from_beginning:
             await asyncio.wait_for(self._consumer.seek_to_end(self.tp), timeout_s)
+        self._has_partition.set()
         self._task = asyncio.create_task(
             kafka.follow(self._consumer, self._on_record, what=f"{self.tp}"),
             name=f"replies-{self.tp}")
+
+    async def _start_group(self, timeout_s: float) -> None:
+        s = self.settings
+        # Never committed: a partition's new owner starts at its end ("latest"); a
+        # reply produced before that is also on the results topic.
+        self._consumer = kafka.consumer(
+            s, client_id=self.client_id, group_id=self.group, fetch_max_wait_ms=100,
+            auto_offset_reset="latest",
+            session_timeout_ms=int(s.worker_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.worker_heartbeat_s * 1000))
+        await kafka.start(self._consumer, s, timeout_s=timeout_s)
+        self._consumer.subscribe([self.topic], listener=_Shares(self))
+        self._task = asyncio.create_task(
+            kafka.follow(self._consumer, self._on_record, what=f"{self.topic} ({self.group})"),
+            name=f"replies-{self.topic}")
+        await asyncio.wait_for(self._has_partition.wait(), timeout_s)
+
+    @property
+    def partition(self) -> int | None:
+        """The partition to name in ``reply_to`` now: the lowest one this member reads."""
+        return self._owned[0] if self._owned else None
+
+    async def partition_within(self, timeout_s: float) -> int | None:
+        """:attr:`partition`, waiting up to ``timeout_s`` while a rebalance is under way."""
+        if not self._owned:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._has_partition.wait(), timeout_s)
+        return self.partition
+
+    def _owns(self, partitions: list[int]) -> None:
+        self._owned = sorted(partitions)
+        if self._owned:
+            self._has_partition.set()
+            log.info("reading %s partitions %s (group %s)", self.topic, self._owned, self.group)
+        else:
+            self._has_partition.clear()
 
     async def stop(self) -> None:
         """Stop following; waiters still waiting are cancelled."""
@@ -61,7 +119,8 @@ class Correlator:
         await kafka.close(self._consumer)
 
     def assigned(self) -> bool:
-        return self._consumer is not None and bool(self._consumer.assignment())
+        return (self._consumer is not None and bool(self._consumer.assignment())
+                and bool(self._owned))
 
     def expect(self, exec_id: str) -> asyncio.Future[bytes]:
         """The future of ``exec_id``'s result (one per id, shared by every waiter)."""
@@ -93,3 +152,16 @@ class Correlator:
         for fn in self._listeners:
             fn(exec_id, record.value)
         self.resolve(exec_id, record.value)
+
+
+class _Shares(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Keeps a group-mode Correlator's list of partitions up to date."""
+
+    def __init__(self, correlator: Correlator) -> None:
+        self.correlator = correlator
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.correlator._owns([])
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.correlator._owns([tp.partition for tp in assigned])

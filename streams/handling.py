@@ -21,10 +21,13 @@ from runstream.schemas.codec import decode_request, parse_json_object
 from runstream.schemas.errors import BrokerUnavailable, InvalidRequest, UnknownLanguage
 from runstream.schemas.fit import fit_result
 from runstream.schemas.models import ExecutionRequest, ExecutionResult, ReplyTo, Status
+from runstream.services import metrics
 from runstream.services.execution.executor import Executor, now
 from runstream.services.execution.languages import Registry
-from runstream.services.logs import Throttled
+from runstream.services.logs import Throttled, bind_execution
 from runstream.services.settings import Settings
+from runstream.streams.callbacks import publish_job
+from runstream.streams.events import EventPublisher
 from runstream.streams.publish import PermanentPublishError, Publisher
 from runstream.streams.topics import language_topic
 
@@ -43,7 +46,8 @@ class Answers(Protocol):
 
     def cached(self, exec_id: str) -> bytes | None: ...
 
-    async def get(self, exec_id: str, *, timeout_s: float) -> bytes | None: ...
+    async def get(self, exec_id: str, *, timeout_s: float,
+                  exact: bool = False) -> bytes | None: ...
 
     def note(self, exec_id: str, value: bytes, partition: int | None = None,
              offset: int | None = None) -> None: ...
@@ -68,8 +72,11 @@ class Handler:
     """Turns deliveries into stored answers; knows nothing of partitions or commits."""
 
     def __init__(self, settings: Settings, executor: Executor, publisher: Publisher,
-                 answers: Answers, catalogue: Registry) -> None:
+                 answers: Answers, catalogue: Registry,
+                 events: EventPublisher | None = None) -> None:
         self.settings = settings
+        #: Live events of the executions (README "Streaming events"); None: off.
+        self.events = events
         self.executor = executor
         #: Every language of the deployment, including those this worker does not run.
         self.catalogue = catalogue
@@ -89,6 +96,7 @@ class Handler:
         key = d.key if d.key is not None else _keyless_id(d)
         try:
             req = decode_request(d.value or b"", key=key)
+            bind_execution(req.id)  # this task's log lines carry it (JSON logs)
         except InvalidRequest as e:
             release()
             if key is None:
@@ -116,7 +124,7 @@ class Handler:
             if reason is not None:
                 release()
                 refusal = self.executor.refusal(req, Status.REJECTED, reason)
-                return await self._publish(refusal, None, d, t0)
+                return await self._publish(refusal, None, d, t0, request=req)
         if req.enqueued_at is None:  # another team's producer: the log's timestamp
             req = replace(req, enqueued_at=datetime.fromtimestamp(d.timestamp_ms / 1000, UTC))
         return await self._execute(req, d, release, t0)
@@ -151,16 +159,21 @@ class Handler:
                        t0: float) -> bool:
         done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.running[req.id] = done
+        progress = self.events.execution(req.id) if self.events is not None else None
         try:
             try:
-                result = await self.executor.execute(req)
+                result = await self.executor.execute(req, progress)
             except Exception as e:  # a bug of ours, never the program's doing
                 log.exception("id=%s failed inside the worker", req.id)
                 result = self.executor.refusal(req, Status.INTERNAL_ERROR,
                                                f"the worker failed while running it: {e!r}")
             release()
-            ok = await self._publish(result, req.reply_to, d, t0, done)
+            ok = await self._publish(result, req.reply_to, d, t0, done, request=req)
+            if progress is not None:  # only once the result is stored
+                progress.finished(str(result.status))
         finally:
+            if progress is not None:
+                progress.close()
             self.running.pop(req.id, None)
             if not done.done():
                 done.cancel()
@@ -171,17 +184,29 @@ class Handler:
         if stored is not None or not redelivery:
             return stored
         # A re-delivery after a rebalance may have been answered by the previous
-        # owner a moment ago: wait until the store has read up to now.
-        try:
-            return await self.answers.get(exec_id, timeout_s=_REDELIVERY_LOOKUP_S)
-        except BrokerUnavailable as e:
-            self._warn.warning("store", "id=%s: the store could not be read (%s); run it",
-                               exec_id, e.message)
-            return None
+        # owner a moment ago: wait until the store has read up to now. Not knowing
+        # is not "not answered": a broker node down (its leaders moving) is exactly
+        # when partitions move, and running then ran requests twice. Ask again.
+        give_up = time.monotonic() + self.settings.worker_redelivery_check_s
+        pause = 0.5
+        while True:
+            try:
+                return await self.answers.get(exec_id, timeout_s=_REDELIVERY_LOOKUP_S,
+                                              exact=True)
+            except BrokerUnavailable as e:
+                if time.monotonic() >= give_up:
+                    self._warn.warning("store", "id=%s: the results could not be read for "
+                                       "%.0fs (%s); running it", exec_id,
+                                       self.settings.worker_redelivery_check_s, e.message)
+                    return None
+                self._warn.warning("store-wait", "id=%s: cannot tell yet whether it was "
+                                   "answered (%s); asking again", exec_id, e.message)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
     async def _publish(self, result: ExecutionResult, reply_to: ReplyTo | None,
                        d: Delivery, t0: float, done: asyncio.Future[bytes] | None = None,
-                       ) -> bool:
+                       request: ExecutionRequest | None = None) -> bool:
         payload = fit_result(result, self.max_payload)
         key = result.id.encode()
         try:
@@ -192,9 +217,12 @@ class Handler:
         self.answers.note(result.id, payload, meta.partition, meta.offset)
         if reply_to is not None:
             await self._reply(result.id, reply_to, payload)
+        if request is not None and request.callback is not None:  # webhook: after the reply
+            await publish_job(self.publisher, self.settings, request, payload)
         if done is not None and not done.done():  # duplicates waiting for this run
             done.set_result(payload)
         _log_execution(result, time.perf_counter() - t0)
+        metrics.observe_result(result)  # README "Metrics"
         return True
 
     async def _reply(self, exec_id: str, reply_to: ReplyTo, payload: bytes) -> None:
@@ -216,8 +244,11 @@ class Handler:
 
         After a crash the new owner cannot know whether the old one's reply went
         out (it is sent after the result is stored), so it sends it: a ``reply_to``
-        consumer may see the same result twice, never none.
+        consumer may see the same result twice, never none. The same goes for the
+        webhook job (the deliverer skips an id it has delivered).
         """
+        if req.callback is not None:
+            await publish_job(self.publisher, self.settings, req, payload)
         if req.reply_to is None or self._replied.get(req.id) == req.reply_to:
             return
         if await self.publisher.check_reply_to(req.reply_to) is None:

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from runstream.schemas.errors import BrokerUnavailable
+from runstream.services.errors import ConfigurationError
 from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
 
@@ -35,13 +36,28 @@ def common(settings: Settings) -> dict[str, Any]:
         "security_protocol": settings.kafka_security_protocol,
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        conf["ssl_context"] = ssl.create_default_context(
-            cafile=settings.kafka_ssl_cafile or None)
+        conf["ssl_context"] = _ssl_context(settings)
     if settings.kafka_security_protocol.startswith("SASL_"):
         conf.update(sasl_mechanism=settings.kafka_sasl_mechanism,
                     sasl_plain_username=settings.kafka_sasl_username,
                     sasl_plain_password=settings.kafka_sasl_password)
     return conf
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    """TLS to the brokers: their CA (or the system's), and a client certificate if set."""
+    try:
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(settings.kafka_ssl_certfile,
+                                    settings.kafka_ssl_keyfile or None)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigurationError(
+            f"Kafka TLS files (RUNSTREAM_KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile!r}, "
+            f"RUNSTREAM_KAFKA_SSL_CERTFILE={settings.kafka_ssl_certfile!r}, "
+            f"RUNSTREAM_KAFKA_SSL_KEYFILE={settings.kafka_ssl_keyfile!r}) cannot be used: "
+            f"{e}") from e
+    return context
 
 
 def _timeout_ms(settings: Settings) -> int:

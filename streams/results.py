@@ -257,15 +257,20 @@ class ResultStore:
         """The result if it is in memory; no I/O."""
         return self.recent.get(exec_id)
 
-    async def get(self, exec_id: str, *, timeout_s: float) -> bytes | None:
+    async def get(self, exec_id: str, *, timeout_s: float, exact: bool = False) -> bytes | None:
         """The latest stored result of ``exec_id``, or None.
 
         Waits (up to ``timeout_s``) until the index has read the topic up to its
-        end as of this call; past that, answers from what it has read so far.
+        end as of this call; past that, answers from what it has read so far, or,
+        when ``exact``, raises BrokerUnavailable (None must then mean "not stored").
         Raises BrokerUnavailable if the record the index points to cannot be read.
         """
         deadline = time.monotonic() + timeout_s
         if not await self.caught_up(timeout_s):
+            if exact:
+                raise BrokerUnavailable(
+                    f"the results index of {self.name} has not read {self.settings.results_topic}"
+                    f" up to its end within {timeout_s:.1f}s")
             log.warning("results index of %s still catching up after %.1fs; answering %r "
                         "from what it has read", self.name, timeout_s, exec_id)
         value = self.recent.get(exec_id)

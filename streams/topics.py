@@ -59,6 +59,21 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                   {"max.message.bytes": size, "retention.ms": str(settings.results_retention_ms)}),
         # One record per worker id: what it serves (languages and versions).
         TopicSpec(settings.workers_topic, 1, {"cleanup.policy": "compact"}),
+        # Live execution events, keyed by id (so in order per id); read live, kept briefly.
+        TopicSpec(settings.events_topic, settings.events_partitions,
+                  {"max.message.bytes": size, "retention.ms": str(settings.events_retention_ms),
+                   "segment.ms": str(min(settings.events_retention_ms, 3600 * 1000))}),
+        # One record per API key (its latest state: a revocation replaces it), kept
+        # forever: compacted, never deleted by age. Small; one partition keeps it simple.
+        TopicSpec(settings.keys_topic, 1, {"cleanup.policy": "compact"}),
+        # Webhook jobs (the callback and the result), keyed by id; read by the deliverers.
+        TopicSpec(settings.callbacks_topic, settings.callbacks_partitions,
+                  {"max.message.bytes": size, "retention.ms": str(settings.results_retention_ms)}),
+        # Every webhook's attempts, the latest document per id (GET .../deliveries).
+        TopicSpec(settings.deliveries_topic, settings.callbacks_partitions,
+                  {"cleanup.policy": "compact,delete",
+                   "retention.ms": str(settings.results_retention_ms),
+                   "segment.ms": str(3600 * 1000)}),
     ]
 
 
@@ -73,14 +88,17 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
         created: list[str] = []
         for spec in (s for s in specs if s.name not in existing):
             resp = await asyncio.wait_for(
-                admin.create_topics([NewTopic(spec.name, spec.partitions, 1,
-                                              topic_configs=spec.config)]),
+                admin.create_topics([NewTopic(
+                    spec.name, spec.partitions, settings.topics_replication_factor,
+                    topic_configs={"min.insync.replicas":
+                                   str(settings.topics_min_insync_replicas)} | spec.config)]),
                 timeout_s)
             for topic, code, *rest in resp.topic_errors:
                 err = for_code(code)
                 if code == 0:
                     created.append(topic)
-                    log.info("created topic %s (%d partitions)", topic, spec.partitions)
+                    log.info("created topic %s (%d partitions, replication factor %d)", topic,
+                             spec.partitions, settings.topics_replication_factor)
                 # Another process winning the race to create it is fine.
                 elif err is not TopicAlreadyExistsError:
                     raise err(f"creating topic {topic}: {rest[0] if rest else ''}")

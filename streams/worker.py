@@ -26,6 +26,7 @@ from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.agent import Agent
 from runstream.streams.assignor import BusyStickyAssignor
+from runstream.streams.events import EventPublisher
 from runstream.streams.handling import Handler
 from runstream.streams.publish import Publisher
 from runstream.streams.results import ResultStore
@@ -47,6 +48,8 @@ class WorkerProcess:
         self.consumer: AIOKafkaConsumer | None = None
         self.agent: Agent | None = None
         self.sandbox: Sandbox | None = None
+        self.events = (EventPublisher(settings, client_id=f"runstream-worker-{settings.worker_id}"
+                                      "-events") if settings.events_enabled else None)
         self.stop_requested = asyncio.Event()
 
     async def run(self) -> None:
@@ -66,7 +69,10 @@ class WorkerProcess:
         self.producer = kafka.producer(s, client_id=f"runstream-worker-{s.worker_id}")
         await kafka.start(self.producer, s)
         await self.store.start()
-        handler = Handler(s, executor, Publisher(s, self.producer), self.store, catalogue)
+        if self.events is not None:
+            await self.events.start()
+        handler = Handler(s, executor, Publisher(s, self.producer), self.store, catalogue,
+                          events=self.events)
         assignor = BusyStickyAssignor(lambda: self.agent.placement_state()
                                       if self.agent else ({}, {}))
         self.consumer = kafka.consumer(
@@ -107,6 +113,8 @@ class WorkerProcess:
         await kafka.close(self.consumer, timeout_s=3.0)  # leaves the group
         await self.store.stop()
         await kafka.close(self.producer, timeout_s=3.0)
+        if self.events is not None:
+            await self.events.stop(timeout_s=1.0)
         if self.sandbox is not None:
             await asyncio.wait_for(self.sandbox.stop(), 5.0)
 

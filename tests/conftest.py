@@ -55,10 +55,12 @@ def fresh_settings(kafka: str) -> Settings:
         replies_topic=f"t{tag}.replies",
         results_topic=f"t{tag}.results",
         workers_topic=f"t{tag}.workers",
+        keys_topic=f"t{tag}.keys",
         requests_partitions=4,
         replies_partitions=2,
         results_partitions=2,
         worker_group=f"t{tag}-workers",
+        ingress_group=f"t{tag}-ingresses",
     )
 
 

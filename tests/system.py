@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,22 +30,30 @@ import httpx
 import pytest
 from runstream.services.broker import LocalBroker
 
+# Below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
+# default): a port the kernel hands out for bind(0) is also the next client
+# connection's source port, and with hundreds of Kafka connections one of them took
+# a broker's port between the check and the broker's own bind ("Address already in
+# use"). Here only another picker can collide, and a random choice makes it rare.
+_PORTS = range(20000, 32000)
+
 
 def free_port(pair: bool = False) -> int:
     """A free TCP port on loopback (and the next one too, when ``pair``)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not pair:
+    for _ in range(200):
+        port = random.choice(_PORTS)
+        if all(_bindable(p) for p in ((port, port + 1) if pair else (port,))):
             return port
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port pair on loopback")
+    raise RuntimeError("no free port (pair) on loopback in 20000-32000")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
@@ -230,6 +239,11 @@ def base_env(kafka: str, tag: str) -> dict[str, str]:
         "RUNSTREAM_RESULTS_TOPIC": f"e2e{tag}.results",
         "RUNSTREAM_WORKERS_TOPIC": f"e2e{tag}.workers",
         "RUNSTREAM_WORKER_GROUP": f"e2e{tag}-workers",
+        "RUNSTREAM_KEYS_TOPIC": f"e2e{tag}.keys",
+        "RUNSTREAM_EVENTS_TOPIC": f"e2e{tag}.events",
+        "RUNSTREAM_CALLBACKS_TOPIC": f"e2e{tag}.callbacks",
+        "RUNSTREAM_DELIVERIES_TOPIC": f"e2e{tag}.deliveries",
+        "RUNSTREAM_CALLBACK_GROUP": f"e2e{tag}-callbacks",
         "RUNSTREAM_INGRESS_WAIT_S": "60",
         "PYTHONUNBUFFERED": "1",
     })

@@ -22,7 +22,8 @@ from runstream.schemas.models import (
 )
 from runstream.services.errors import SandboxError
 from runstream.services.execution.languages import Language, Registry, render
-from runstream.services.execution.sandbox.base import Sandbox
+from runstream.services.execution.progress import COMPILE, RUN, Progress
+from runstream.services.execution.sandbox.base import Sandbox, Workspace
 from runstream.services.execution.sandbox.factory import create_sandbox
 from runstream.services.execution.verdict import compile_failed, judge_run, overall
 from runstream.services.settings import Settings
@@ -59,8 +60,12 @@ class Executor:
             finished=now(), metadata=req.metadata,
         )
 
-    async def execute(self, req: ExecutionRequest) -> ExecutionResult:
-        """Run one request; never raises for anything the program does."""
+    async def execute(self, req: ExecutionRequest,
+                      progress: Progress | None = None) -> ExecutionResult:
+        """Run one request; never raises for anything the program does.
+
+        ``progress``, if given, is told the steps and the output as they happen.
+        """
         started = now()
         if req.deadline is not None and started > req.deadline:
             return self.refusal(req, Status.EXPIRED,
@@ -76,8 +81,10 @@ class Executor:
             version=language.version, worker=self.settings.worker_id,
             enqueued=req.enqueued_at, started=started, metadata=req.metadata,
         )
+        if progress is not None:
+            progress.started(language, limits)
         try:
-            await self._run(req, language, limits, result)
+            await self._run(req, language, limits, result, progress)
         except InvalidRequest as e:  # e.g. files that do not fit the workspace
             result.status = Status.REJECTED
             result.message = e.message
@@ -89,31 +96,49 @@ class Executor:
         return result
 
     async def _run(self, req: ExecutionRequest, language: Language, limits: Limits,
-                   result: ExecutionResult) -> None:
+                   result: ExecutionResult, progress: Progress | None) -> None:
         files = named_files(req, language)
         entry = files[0][0]
         async with self.sandbox.workspace(req.id, files, language) as ws:
             if language.compile is not None:
                 compile_limits = self.settings.compile_limits(limits)
                 argv = render(language.compile, language, compile_limits, entry)
-                result.compile = await ws.run(argv, stdin=b"", limits=compile_limits,
-                                              language=language)
-                if compile_failed(result.compile):
+                result.compile = await _phase(ws, argv, b"", compile_limits, language,
+                                              progress, COMPILE, None)
+                failed = compile_failed(result.compile)
+                if progress is not None:
+                    progress.compiled(result.compile, failed=failed)
+                if failed:
                     result.status = Status.COMPILE_ERROR
                     return
             argv = render(language.run, language, limits, entry) + list(req.args)
             if not req.tests:
-                result.run = await ws.run(argv, stdin=req.stdin, limits=limits,
-                                          language=language)
+                result.run = await _phase(ws, argv, req.stdin, limits, language, progress,
+                                          RUN, None)
                 result.status = judge_run(result.run, None)
                 return
             for index, test in enumerate(req.tests):
-                phase: PhaseResult = await ws.run(argv, stdin=test.stdin, limits=limits,
-                                                  language=language)
+                phase: PhaseResult = await _phase(ws, argv, test.stdin, limits, language,
+                                                  progress, RUN, index)
                 status = judge_run(phase, test.expected_output)
                 result.tests.append(TestResult(index=index, status=status, run=phase,
                                                name=test.name))
             result.status = overall(result.tests)
+
+
+async def _phase(ws: Workspace, argv: list[str], stdin: bytes, limits: Limits,
+                 language: Language, progress: Progress | None, name: str,
+                 test: int | None) -> PhaseResult:
+    """One phase in ``ws``; its output goes to ``progress`` as it is written."""
+    if progress is None:
+        return await ws.run(argv, stdin=stdin, limits=limits, language=language)
+    result: PhaseResult | None = None
+    try:
+        result = await ws.run(argv, stdin=stdin, limits=limits, language=language,
+                              output=progress.output(name, test))
+        return result
+    finally:
+        progress.phase_ended(name, test, result)
 
 
 async def start_executor(settings: Settings, catalogue: Registry | None = None) -> Executor:

@@ -46,6 +46,8 @@ class Language:
     #: Piston's name for it ("" if Piston has none) and the other names Piston accepts.
     piston: str = ""
     piston_aliases: tuple[str, ...] = ()
+    #: A hello world that reads one line of stdin: the playground's starting program.
+    sample: str = ""
 
     @property
     def compiled(self) -> bool:
@@ -91,6 +93,7 @@ def _language(name: str, spec: Mapping[str, Any]) -> Language:
             judge0=tuple(int(i) for i in spec.get("judge0", ())),
             piston=str(spec.get("piston", "")),
             piston_aliases=tuple(str(a) for a in spec.get("piston_aliases", ())),
+            sample=str(spec.get("sample", "")),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigurationError(f"languages file: language {name!r} is malformed: {e}") from e
@@ -167,6 +170,7 @@ class Registry:
                 "version": lang.version,
                 "compiled": lang.compiled,
                 "entry": lang.entry,
+                "sample": lang.sample,
             }
             for lang in sorted(self._by_name.values(), key=lambda lang: lang.name)
         ]

@@ -6,8 +6,10 @@ This is the only layer that turns runstream errors into HTTP responses
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,14 +21,25 @@ from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import ExecutionRequest, SourceFile
 from runstream.services.execution.languages import Registry
 from runstream.services.ingress import braindrill
+from runstream.services.ingress.auth import ApiKeyAuth
 from runstream.services.ingress.bodies import BodyBudget
+from runstream.services.ingress.docs import docs_routes
+from runstream.services.ingress.events import EventStreams
 from runstream.services.ingress.gateway import Gateway
+from runstream.services.ingress.judge0.routes import judge0_routes
+from runstream.services.ingress.piston.routes import piston_routes
 from runstream.services.ingress.problems import HANDLERS, JSON, Draining, json_response
+from runstream.services.ingress.telemetry import HttpMetrics, metrics_endpoint
+from runstream.services.ingress.ui import ui_routes
+from runstream.services.ingress.webhooks import Webhooks
+from runstream.services.logs import bind_execution
 from runstream.services.settings import Settings
+from runstream.streams.keys import KeyStore
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +98,7 @@ class Ingress:
                 req, named = build(body)
                 req = self.validate(req)
                 exec_id = req.id
+                bind_execution(exec_id)  # JSON log lines of this request carry it
                 future = stack.enter_context(self.gateway.waiting(exec_id))
                 result = await self._known(exec_id, named)
                 if result is None:
@@ -104,6 +118,7 @@ class Ingress:
     async def get_execution(self, request: Request) -> Response:
         """The result by id; ``?wait=S`` long-polls up to S seconds for it to arrive."""
         exec_id = request.path_params["id"]
+        bind_execution(exec_id)
         wait_s = _wait_param(request, self.settings.ingress_wait_s) if (
             "wait" in request.query_params) else 0.0
         with self.gateway.waiting(exec_id) as future:
@@ -207,34 +222,83 @@ def _wait_param(request: Request, default: float) -> float:
         return default
 
 
+def _mount(path: str, routes: list[BaseRoute]) -> Mount:
+    """A mount whose paths may hold any character, a newline (``%0A``) too.
+
+    Starlette's ``{x:path}`` (and so every mount) is ``.*``, which stops at a
+    newline: such a path fell out of the Judge0 or Piston routes to the native
+    problem+json 404, which their clients do not read (found by the fuzzer).
+    """
+    mount = Mount(path, routes=routes)
+    for route in (mount, *routes):
+        if isinstance(route, Route | WebSocketRoute | Mount):
+            route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+    return mount
+
+
 def create_app(settings: Settings, registry: Registry | None = None,
-               gateway: Gateway | None = None) -> Starlette:
-    """The ingress ASGI app; Kafka connects in the lifespan, not at import."""
+               gateway: Gateway | None = None, *, keys: KeyStore | None = None) -> Starlette:
+    """The ingress ASGI app; Kafka connects in the lifespan, not at import.
+
+    With ``settings.auth_required`` every route but the open ones needs an API key
+    (``auth.py``); ``keys`` is the key store to use (default: one following the
+    keys topic). Without it, ``keys`` is ignored.
+    """
     registry = registry or Registry.load(settings.languages_file or None)
     gateway = gateway or Gateway(settings)
     ingress = Ingress(settings, registry, gateway)
+    if not settings.auth_required:  # README "API keys and quotas"
+        keys = None
+    elif keys is None:
+        keys = KeyStore(settings, name=gateway.name)
+    # README "Webhooks": signed with the caller's key's own secret when keys are on.
+    webhooks = Webhooks(settings, name=gateway.name,
+                        keys=keys.webhook_secret if keys is not None else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
         try:
+            if keys is not None:  # every key read before the first request is served
+                await keys.start()
+            await webhooks.start()
             yield
         finally:
-            await gateway.stop()
+            if keys is not None:
+                await keys.stop()
+            await asyncio.gather(webhooks.stop(), gateway.stop())
 
     routes = [
         Route("/v1/executions", ingress.create_execution, methods=["POST"]),
         Route("/v1/executions/{id}", ingress.get_execution, methods=["GET"]),
+        Route("/v1/executions/{id}/deliveries", webhooks.deliveries_of, methods=["GET"]),
+        # Live events as Server-Sent Events (README "Streaming events").
+        Route("/v1/executions/{id}/events", EventStreams(settings, gateway).stream,
+              methods=["GET"]),
         Route("/lang/{language}", ingress.run_raw, methods=["POST"]),
         Route("/v1/languages", ingress.languages, methods=["GET"]),
         Route("/healthz", ingress.healthz, methods=["GET"]),
         Route("/readyz", ingress.readyz, methods=["GET"]),
+        # README "OpenAPI and docs", "Metrics".
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        *docs_routes(),
+        # Judge0 CE 1.13.1's API (services/ingress/judge0, README "Judge0-compatible API").
+        _mount("/judge0", judge0_routes(ingress)),
+        # Piston v2's API (services/ingress/piston, README "Piston-compatible API").
+        _mount("/api/v2", piston_routes(ingress)),
+        # The playground, the dashboard and /v1/stats (README "Playground and dashboard").
+        *ui_routes(gateway),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers=dict(HANDLERS),
+        # Metrics first, so that they count what the API keys refuse (README "API keys
+        # and quotas": the key check runs in front of every route).
+        middleware=[Middleware(HttpMetrics), Middleware(ApiKeyAuth, keys=keys, settings=settings)],
     )
+    app.state.keys = keys  # None when auth is off
     app.state.gateway = gateway
     app.state.ingress = ingress
+    app.state.webhooks = webhooks
     return app

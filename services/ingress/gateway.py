@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -30,12 +31,17 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from runstream.schemas.codec import encode_request
 from runstream.schemas.errors import BrokerUnavailable, NotReady
+from runstream.schemas.events import queued as event_queued
 from runstream.schemas.models import ExecutionRequest, ReplyTo
 from runstream.services.ingress.admission import Backlog, execution_seconds
+from runstream.services.ingress.caller import admit
 from runstream.services.ingress.group import WORKER_CLIENT_PREFIX, GroupWatch
+from runstream.services.ingress.quotas import InFlight
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.correlator import Correlator
+from runstream.streams.eventfeed import EventFeed
+from runstream.streams.events import EventPublisher
 from runstream.streams.results import ResultStore
 
 log = logging.getLogger(__name__)
@@ -77,21 +83,31 @@ class Gateway:
 
     def __init__(self, settings: Settings, store: ResultStore | None = None) -> None:
         self.settings = settings
-        self.reply_to = ReplyTo(settings.replies_topic, settings.ingress_reply_partition)
-        self.name = f"ingress-{settings.ingress_reply_partition}"
+        # Replies partitions: the one named by the override setting, else what the
+        # ingresses' consumer group gives this instance (any number of identical ones).
+        fixed = settings.ingress_reply_partition
+        self.name = (f"ingress-{fixed}" if fixed is not None
+                     else f"ingress-{socket.gethostname()}-{settings.ingress_port}")
         self.store = store or ResultStore(settings, name=self.name)
         self.store.add_listener(self._on_result)
+        # Live events (README "Streaming events"): every event read, for any stream here;
+        # this ingress itself writes only "queued".
+        self.events = EventFeed(settings, name=self.name) if settings.events_enabled else None
+        self.event_writer = (EventPublisher(settings, client_id=f"runstream-{self.name}-events")
+                             if settings.events_enabled else None)
         self.waiters: dict[str, _Waiter] = {}
         self.produced = _Produced(ttl_s=settings.ingress_deadline_s + settings.ingress_wait_s + 60)
         self._producing: dict[str, asyncio.Task[None]] = {}
         self.workers: dict[str, dict[str, Any]] = {}  # worker id -> its announcement
         self.backlog = Backlog(settings.ingress_max_backlog_s)
+        self.inflight = InFlight()  # each API key's executions not finished yet (its quota)
         self._producer: AIOKafkaProducer | None = None
-        # No group: this instance owns its reply partition by configuration, and
-        # only replies to requests it produced from now on matter to it.
-        self.replies = Correlator(settings, settings.replies_topic,
-                                  settings.ingress_reply_partition,
-                                  client_id=f"runstream-{self.name}-replies")
+        # Only replies to requests it produced from now on matter to it. A reply on a
+        # partition that a rebalance moved to another ingress still reaches the caller
+        # waiting here: every ingress also follows the results topic (_on_result).
+        self.replies = Correlator(settings, settings.replies_topic, fixed,
+                                  client_id=f"runstream-{self.name}-replies",
+                                  group=settings.ingress_group if fixed is None else None)
         self.replies.add_listener(self._on_reply)
         self._announcements: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -117,6 +133,9 @@ class Gateway:
             await self._assign(timeout_s)
             await self.replies.start(timeout_s)
             await self.store.start(timeout_s)
+            for part in (self.events, self.event_writer):
+                if part is not None:
+                    await part.start(timeout_s)
         except BaseException:
             await self.stop()
             raise
@@ -128,8 +147,8 @@ class Gateway:
             kafka.follow(self._announcements, lambda r: self._announce(r.key, r.value),
                          what=s.workers_topic), name="announcements")]
         await self.watch.first_poll(s.request_timeout_s * 2)
-        log.info("ingress connected to %s; owns %s[%d]", s.bootstrap_servers,
-                 s.replies_topic, s.ingress_reply_partition)
+        log.info("ingress connected to %s; replies to %s[%s]", s.bootstrap_servers,
+                 s.replies_topic, self.replies.partition)
 
     async def _assign(self, timeout_s: float) -> None:
         s = self.settings
@@ -166,7 +185,9 @@ class Gateway:
         await asyncio.gather(
             *(kafka.close(c, timeout_s=5) for c in (self._announcements, self._producer,
                                                     self._admin)),
-            self.replies.stop(), self.store.stop(), return_exceptions=True)
+            self.replies.stop(), self.store.stop(),
+            *(part.stop() for part in (self.events, self.event_writer) if part is not None),
+            return_exceptions=True)
 
     # -- waiting ---------------------------------------------------------------
     @contextlib.contextmanager
@@ -204,6 +225,11 @@ class Gateway:
             return future.result()
         return None
 
+    @property
+    def stopping(self) -> asyncio.Future[None] | None:
+        """Resolved once :meth:`release` was called: long waits (event streams) end."""
+        return self._release
+
     def release(self) -> None:
         """Every wait, current and future, returns now (the ingress is stopping)."""
         if self._release is not None and not self._release.done():
@@ -225,16 +251,38 @@ class Gateway:
         """
         if req.id in self.produced:
             return  # an idempotent retry of an id in flight joins it
+        # The caller's API key (auth.py): its id stamped, its languages and concurrency
+        # quota enforced (403, 429), for every route that produces.
+        req = admit(req, self.inflight, self.settings, self.backlog.mean_exec_s)
         task = self._producing.get(req.id)
         if task is None:
             task = asyncio.create_task(self._produce(req))
             self._producing[req.id] = task
             task.add_done_callback(lambda _: self._producing.pop(req.id, None))
-        await asyncio.shield(task)
+        try:
+            await asyncio.shield(task)
+        except BrokerUnavailable:
+            self.inflight.release(req.id)  # not produced: it holds no slot
+            raise
+
+    @property
+    def reply_to(self) -> ReplyTo:
+        """Where workers send this ingress's replies now (a rebalance may change it)."""
+        return ReplyTo(self.settings.replies_topic, self.replies.partition or 0)
 
     async def _produce(self, req: ExecutionRequest) -> None:
-        req = replace(req, reply_to=self.reply_to, enqueued_at=datetime.now(UTC))
+        partition = await self.replies.partition_within(self.settings.request_timeout_s)
+        if partition is None:
+            raise BrokerUnavailable(
+                f"this ingress reads no partition of {self.settings.replies_topic} (its "
+                f"group {self.settings.ingress_group!r} is rebalancing, or has more members "
+                "than partitions); it is safe to retry with the same id")
+        req = replace(req, reply_to=ReplyTo(self.settings.replies_topic, partition),
+                      enqueued_at=datetime.now(UTC))
         assert self._producer is not None
+        if self.event_writer is not None:  # fire-and-forget, alongside the request
+            self.event_writer.emit(event_queued(req.id, req.enqueued_at or datetime.now(UTC),
+                                                req.language))
         try:
             await asyncio.wait_for(
                 self._producer.send_and_wait(self.settings.requests_topic, encode_request(req),
@@ -259,6 +307,7 @@ class Gateway:
 
     def _resolve(self, exec_id: str, value: bytes) -> None:
         self.produced.discard(exec_id)
+        self.inflight.release(exec_id)
         waiter = self.waiters.get(exec_id)
         if waiter is not None and not waiter.future.done():
             waiter.future.set_result(value)

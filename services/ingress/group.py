@@ -70,6 +70,8 @@ class GroupWatch:
         #: Per member client id, the partitions of the requests topic it was assigned.
         self.assigned: dict[str, list[int]] = {}
         self.lag = 0
+        #: The same lag per (topic, partition): the dashboard's backlog per partition.
+        self.partition_lag: dict[tuple[str, int], int] = {}
         self.polled_at = 0.0  # monotonic time of the last successful poll (0: never)
         self.error: str | None = None
         self.on_poll: list[Callable[[GroupWatch], None]] = []
@@ -169,10 +171,11 @@ class GroupWatch:
         missing = [tp for tp in tps if tp not in committed or committed[tp].offset < 0]
         # A partition the group never committed is queued from its first offset.
         firsts = await self.consumer.beginning_offsets(missing) if missing else {}
-        lag = 0
+        lags: dict[tuple[str, int], int] = {}
         for tp in tps:
             done = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else (
                 firsts.get(tp, 0))
-            lag += max(0, ends.get(tp, done) - done)
-        self.lag = lag
+            lags[(tp.topic, tp.partition)] = max(0, ends.get(tp, done) - done)
+        self.lag = sum(lags.values())
+        self.partition_lag = lags
 

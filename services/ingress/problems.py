@@ -79,7 +79,9 @@ async def runstream_error(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, "http-error", str(exc.detail), str(exc.detail))
+    # Starlette's headers are the HTTP answer's own (405's Allow, RFC 9110): keep them.
+    return problem(exc.status_code, "http-error", str(exc.detail), str(exc.detail),
+                   dict(exc.headers) if exc.headers else None)
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:

@@ -62,6 +62,8 @@ def serve(settings: Settings) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.ingress_host, port=settings.ingress_port,
                             log_level=settings.log_level.lower(), access_log=False,
+                            # uvicorn's lines go through runstream's handler (text or JSON).
+                            log_config=None,
                             lifespan="on", timeout_graceful_shutdown=GRACE_S)
     server = DrainingServer(config, app.state.ingress)
     server.run()

@@ -23,8 +23,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 
 DRAIN_S = 2.0
 CLOSE_BUDGET_S = 8.0  # streams/worker.py CLOSE_BUDGET_S
-LONG = {"language": "python", "source": "import time\ntime.sleep(6)\nprint('done')",
-        "limits": {"wall_ms": 15000}}
+# Long enough to outlast a second worker's join on a loaded machine (the group must
+# settle first), so that the run is still going when the first worker is stopped.
+LONG = {"language": "python", "source": "import time\ntime.sleep(12)\nprint('done')",
+        "limits": {"wall_ms": 25000}}
 
 
 @pytest.fixture
@@ -53,13 +55,14 @@ async def test_a_run_past_the_drain_bound_is_killed_and_run_by_another_worker_on
         await busy_worker(small, 1, 20, among=["w-first"])
         small.start_worker("w-second")
         small.wait_ready(workers=2)
+        assert children(first.pid), "the run ended before the stop: nothing to test"
         took = await _stop_time(first, signal.SIGTERM, DRAIN_S + CLOSE_BUDGET_S + 5)
-        print(f"\nworker stopped in {took:.1f}s with a 6 s run past its {DRAIN_S:.0f} s drain")
+        print(f"\nworker stopped in {took:.1f}s with a 12 s run past its {DRAIN_S:.0f} s drain")
         assert took < DRAIN_S + CLOSE_BUDGET_S
         assert first.returncode == 0
         assert not children(first.pid)  # the killed run died with its sandbox
         # Left uncommitted at the bound, the request is run again by the survivor.
-        done = await c.get(f"/v1/executions/{exec_id}", params={"wait": 30})
+        done = await c.get(f"/v1/executions/{exec_id}", params={"wait": 45})
         assert done.status_code == 200, done.text
         doc = done.json()
         assert doc["status"] == "ok" and doc["worker"] == "w-second"

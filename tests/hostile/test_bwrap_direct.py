@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyseccomp
 import pytest
+from runstream.services.execution.languages import render
 from runstream.services.execution.sandbox import _mount, _seccomp, versions
 from runstream.services.execution.sandbox.bwrap import BwrapSandbox
 
@@ -527,3 +528,22 @@ async def test_sigkilled_worker_leaves_nothing_behind(sandbox: BwrapSandbox) -> 
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+LIVE_OUTPUT_PY = ("import sys, time\nprint('a', flush=True)\ntime.sleep(0.3)\n"
+                  "print('b', flush=True)\nsys.stderr.write('x' * 100000)\n")
+
+
+async def test_output_is_told_as_it_is_written_up_to_the_cap(sandbox: BwrapSandbox) -> None:
+    """The live-output sink (events): each write as it comes, nothing past the cap."""
+    lang = REGISTRY.resolve("python")
+    lim = limits(sandbox.settings, output_kb=64)
+    told: list[tuple[str, bytes]] = []
+    async with sandbox.workspace("t", [(lang.entry, LIVE_OUTPUT_PY.encode())], lang) as ws:
+        r = await ws.run(render(lang.run, lang, lim), stdin=b"", limits=lim, language=lang,
+                         output=lambda stream, data: told.append((stream, data)))
+    # Two writes with a pause between reach the sink apart, in order.
+    assert [d for s, d in told if s == "stdout"] == [b"a\n", b"b\n"] and r.stdout == b"a\nb\n"
+    assert b"".join(d for s, d in told if s == "stderr") == r.stderr == b"x" * 65536
+    assert r.stderr_truncated and r.output_limit_hit
+    await assert_clean_and_healthy(sandbox)

@@ -403,3 +403,22 @@ async def test_sigkilled_worker_leaves_no_container(docker_sandbox: DockerSandbo
             worker.wait(timeout=10)
 
 
+LIVE_OUTPUT_PY = ("import sys, time\nprint('a', flush=True)\ntime.sleep(0.3)\n"
+                  "print('b', flush=True)\nsys.stderr.write('x' * 100000)\n")
+
+
+async def test_output_is_told_as_it_is_written_up_to_the_cap(
+        docker_sandbox: DockerSandbox) -> None:
+    """The live-output sink (events): each write as it comes, nothing past the cap."""
+    lang = REGISTRY.resolve("python")
+    lim = limits(docker_sandbox.settings, output_kb=64)
+    told: list[tuple[str, bytes]] = []
+    files = [(lang.entry, LIVE_OUTPUT_PY.encode())]
+    async with docker_sandbox.workspace("t", files, lang) as ws:
+        r = await ws.run(render(lang.run, lang, lim), stdin=b"", limits=lim, language=lang,
+                         output=lambda stream, data: told.append((stream, data)))
+    # Two writes with a pause between reach the sink apart, in order.
+    assert [d for s, d in told if s == "stdout"] == [b"a\n", b"b\n"] and r.stdout == b"a\nb\n"
+    assert b"".join(d for s, d in told if s == "stderr") == r.stderr == b"x" * 65536
+    assert r.stderr_truncated and r.output_limit_hit
+    await assert_clean_and_healthy(docker_sandbox)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import orjson
 import pytest
+from runstream.schemas.errors import BrokerUnavailable
 from runstream.schemas.models import Limits, PhaseResult, ReplyTo
 from runstream.services.execution.executor import Executor
 from runstream.services.execution.languages import Language, Registry
@@ -102,12 +104,17 @@ class FakePublisher:
 class FakeAnswers:
     def __init__(self) -> None:
         self.stored: dict[str, bytes] = {}
+        self.unreadable = 0  # lookups that fail before one succeeds
+        self.in_topic: dict[str, bytes] = {}  # stored by another worker: not in the cache
 
     def cached(self, exec_id: str) -> bytes | None:
         return self.stored.get(exec_id)
 
-    async def get(self, exec_id: str, *, timeout_s: float) -> bytes | None:
-        return self.stored.get(exec_id)
+    async def get(self, exec_id: str, *, timeout_s: float, exact: bool = False) -> bytes | None:
+        if self.unreadable:  # a broker node down: the results topic cannot be read yet
+            self.unreadable -= 1
+            raise BrokerUnavailable("the results topic's leader is moving")
+        return self.stored.get(exec_id) or self.in_topic.get(exec_id)
 
     def note(self, exec_id: str, value: bytes, partition: int | None = None,
              offset: int | None = None) -> None:
@@ -189,6 +196,30 @@ async def test_an_id_answered_before_is_not_run_again_and_its_result_is_resent()
         redelivery=True))
     assert ok and sandbox.runs == 0
     assert pub.sent == [("mine", b"id-1", b'{"id":"id-1","status":"ok"}', {})]
+
+
+async def test_a_redelivery_is_not_run_while_the_results_cannot_be_read() -> None:
+    # A broker node down: the results topic's leaders move, the new owner of a moved
+    # partition cannot read the results yet. It asks again instead of running the
+    # request a second time (the cluster's Kafka-node fault ran 2 requests twice).
+    handler, pub, sandbox, answers = _handler()
+    answers.in_topic["id-1"] = b'{"id":"id-1","status":"ok"}'
+    answers.unreadable = 2
+    ok, _ = await _handle(handler, _delivery(
+        {"language": "python", "source": "echo:again", "reply_to": {"topic": "mine"}},
+        redelivery=True))
+    assert ok and sandbox.runs == 0 and answers.unreadable == 0
+    assert pub.sent == [("mine", b"id-1", b'{"id":"id-1","status":"ok"}', {})]
+
+
+async def test_a_redelivery_runs_once_the_results_stayed_unreadable_too_long() -> None:
+    handler, _, sandbox, answers = _handler()
+    handler.settings = dataclasses.replace(SETTINGS, worker_redelivery_check_s=0.0)
+    answers.unreadable = 1
+    ok, _ = await _handle(handler, _delivery(
+        {"language": "python", "source": "echo:ran", "reply_to": {"topic": "mine"}},
+        redelivery=True))
+    assert ok and sandbox.runs == 1
 
 
 async def test_a_duplicate_while_the_first_runs_waits_for_it_and_is_not_run_twice() -> None:

@@ -27,6 +27,7 @@ from runstream.services.execution.sandbox._docker_exec import (
     phase_argv,
     raw_socket,
 )
+from runstream.services.execution.sandbox.base import PhaseOutput
 from runstream.services.execution.sandbox.cgroup import RunCgroup
 from runstream.services.execution.sandbox.environment import program_env
 from runstream.services.execution.sandbox.supervision import (
@@ -125,7 +126,7 @@ class ExecutionContainer:
         return (await self._stats())[0], 0
 
     async def run(self, argv: Sequence[str], stdin: bytes, limits: Limits,
-                  language: Language) -> PhaseResult:
+                  language: Language, output: PhaseOutput | None = None) -> PhaseResult:
         engine, api = self.engine, self.engine.api
         cpu0, oom0 = await self._prepare(limits, language)
         tar, self.tar = self.tar or b"", None
@@ -141,8 +142,13 @@ class ExecutionContainer:
         def on_overflow() -> None:  # called from the stream's reader thread
             loop.call_soon_threadsafe(overflow.set)
 
+        def on_data(name: str, data: bytes) -> None:  # from the reader thread, too
+            assert output is not None
+            loop.call_soon_threadsafe(output, name, data)
+
         stream = ExecStream(sock, limits.output_bytes, on_overflow,
-                            timeout_s=limits.wall_ms / 1000 + SOCKET_MARGIN_S)
+                            timeout_s=limits.wall_ms / 1000 + SOCKET_MARGIN_S,
+                            on_data=on_data if output is not None else None)
         reader = engine.in_thread(stream.read)
         writer = engine.in_thread(stream.feed, tar + stdin)
         exit_code: int | None = None

@@ -13,6 +13,7 @@ import socket
 import struct
 import tarfile
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from runstream.schemas.models import Limits
@@ -71,14 +72,17 @@ class ExecStream:
     """Feeds stdin to and demultiplexes the output of one exec, keeping ``cap`` bytes each.
 
     ``on_overflow`` is called (from a worker thread) when a stream first goes
-    past its cap; reading goes on, discarding, until the exec ends.
+    past its cap; reading goes on, discarding, until the exec ends. ``on_data``
+    (also from that thread) is told ("stdout" | "stderr", bytes) of what is kept.
     """
 
     def __init__(self, sock: socket.socket, cap: int, on_overflow: Callable[[], None],
-                 timeout_s: float) -> None:
+                 timeout_s: float, on_data: Callable[[str, bytes], None] | None = None) -> None:
         self.sock = sock
-        self.stdout = CappedOutput(cap, on_overflow)
-        self.stderr = CappedOutput(cap, on_overflow)
+        self.stdout, self.stderr = (
+            CappedOutput(cap, on_overflow, partial(on_data, name) if on_data else None)
+            for name in ("stdout", "stderr"))
+        self.closed = False
         sock.settimeout(timeout_s)
 
     def feed(self, data: bytes) -> None:
@@ -101,6 +105,14 @@ class ExecStream:
 
     def read(self) -> None:
         """Read frames until the exec ends (blocking; the socket timeout bounds each recv)."""
+        try:
+            self._read_frames()
+        except OSError:
+            if not self.closed:
+                raise
+            # close() from the loop (a cancelled or killed phase) ends the read: not an error.
+
+    def _read_frames(self) -> None:
         while True:
             header = self._recv_exact(_HEADER.size)
             if header is None:
@@ -116,6 +128,7 @@ class ExecStream:
 
     def close(self) -> None:
         """Close the socket; a ``read`` or ``feed`` blocked on it in a thread returns."""
+        self.closed = True
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):

@@ -18,10 +18,12 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import orjson
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.errors import SandboxError
+from runstream.services.execution.sandbox.base import PhaseOutput
 from runstream.services.execution.sandbox.cgroup import RunCgroup
 from runstream.services.execution.sandbox.supervision import (
     KILL_WAIT_S,
@@ -70,6 +72,7 @@ class Launch:
     cgroup: RunCgroup
     seccomp: bytes
     build_argv: Callable[[int, int], Sequence[str]]  # (seccomp fd, status fd) -> argv
+    output: PhaseOutput | None = None  # told the output as it is read
 
 
 @dataclass
@@ -123,8 +126,10 @@ async def _connect(run: _Running, launch: Launch, on_overflow: Callable[[], None
     loop = asyncio.get_running_loop()
     proc = run.proc
     assert proc.stdout and proc.stderr and proc.stdin
-    cap = launch.limits.output_bytes
-    run.stdout, run.stderr = CappedOutput(cap, on_overflow), CappedOutput(cap, on_overflow)
+    cap, out = launch.limits.output_bytes, launch.output
+    run.stdout, run.stderr = (
+        CappedOutput(cap, on_overflow, partial(out, name) if out is not None else None)
+        for name in ("stdout", "stderr"))
     for sink, pipe in ((run.stdout, proc.stdout), (run.stderr, proc.stderr),
                        (run.status, run.status_pipe)):
         transport, reader = await _read_pipe(pipe, sink)

@@ -14,12 +14,16 @@ failed (the result is then ``internal_error``, never blamed on the user).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.execution.languages import Language
+
+#: Told ("stdout" | "stderr", bytes) as a phase writes output, up to its cap, on the
+#: event loop's thread; it must not block (the executor's live-output sink).
+PhaseOutput = Callable[[str, bytes], None]
 
 
 class Workspace(Protocol):
@@ -32,8 +36,12 @@ class Workspace(Protocol):
         stdin: bytes,
         limits: Limits,
         language: Language,
+        output: PhaseOutput | None = None,
     ) -> PhaseResult:
-        """Run ``argv`` (already templated) in the workspace under ``limits``."""
+        """Run ``argv`` (already templated) in the workspace under ``limits``.
+
+        ``output``, if given, is told the output as the program writes it.
+        """
         ...
 
 

@@ -22,6 +22,7 @@ from runstream.services.errors import SandboxError
 from runstream.services.execution.languages import Language
 from runstream.services.execution.sandbox import _mount, _seccomp, command, versions
 from runstream.services.execution.sandbox._run import Launch, supervise
+from runstream.services.execution.sandbox.base import PhaseOutput
 from runstream.services.execution.sandbox.cgroup import CgroupTree, RunCgroup
 from runstream.services.execution.sandbox.scope import alive, new_scope
 from runstream.services.execution.sandbox.supervision import KILL_WAIT_S
@@ -45,9 +46,9 @@ class BwrapWorkspace:
         self.path = path
 
     async def run(self, argv: Sequence[str], *, stdin: bytes, limits: Limits,
-                  language: Language) -> PhaseResult:
+                  language: Language, output: PhaseOutput | None = None) -> PhaseResult:
         """Run ``argv`` in the workspace (bound at /box) under ``limits``."""
-        return await self._sandbox._run(self.path, argv, stdin, limits, language)
+        return await self._sandbox._run(self.path, argv, stdin, limits, language, output)
 
 
 class BwrapSandbox:
@@ -207,7 +208,7 @@ class BwrapSandbox:
     # -- one phase -------------------------------------------------------------
 
     async def _run(self, workspace: Path, argv: Sequence[str], stdin: bytes, limits: Limits,
-                   language: Language) -> PhaseResult:
+                   language: Language, output: PhaseOutput | None = None) -> PhaseResult:
         if self._tree is None:
             raise SandboxError("BwrapSandbox.start() was not called")
         s = self.settings
@@ -229,7 +230,8 @@ class BwrapSandbox:
         cancelled = False
         try:
             return await supervise(Launch(stdin=stdin, limits=limits, cgroup=cg,
-                                          seccomp=self._seccomp, build_argv=build))
+                                          seccomp=self._seccomp, build_argv=build,
+                                          output=output))
         except asyncio.CancelledError:
             cancelled = True
             raise

@@ -10,12 +10,15 @@ and builds the result with :func:`phase_result`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from runstream.schemas.models import PhaseResult
+
+log = logging.getLogger(__name__)
 
 # The kernel has no "CPU time exceeded" event for a cgroup: poll it. With the
 # cgroup's files a read costs microseconds; through the Docker stats API tens of
@@ -28,23 +31,45 @@ WALL = "wall"
 CPU = "cpu"
 
 
-class CappedOutput:
-    """The first ``cap`` bytes of one output stream; ``on_overflow`` runs once beyond."""
+#: Told each piece of output a phase keeps, as it arrives (live streaming). It must
+#: not block; the backend calls it on the event loop's thread.
+OutputSink = Callable[[bytes], None]
 
-    def __init__(self, cap: int, on_overflow: Callable[[], None] | None = None) -> None:
+
+class CappedOutput:
+    """The first ``cap`` bytes of one output stream; ``on_overflow`` runs once beyond.
+
+    ``on_data``, if given, is told every piece that is kept (nothing past the
+    cap); a sink that fails is logged and dropped, never the run.
+    """
+
+    def __init__(self, cap: int, on_overflow: Callable[[], None] | None = None,
+                 on_data: OutputSink | None = None) -> None:
         self.cap = cap
         self.buffer = bytearray()
         self.truncated = False
         self.on_overflow = on_overflow
+        self.on_data = on_data
 
     def keep(self, data: bytes) -> None:
         room = self.cap - len(self.buffer)
         if room > 0:
-            self.buffer += data[:room]
+            kept = data[:room]
+            self.buffer += kept
+            if self.on_data is not None and kept:
+                self._tell(kept)
         if len(data) > room and not self.truncated:
             self.truncated = True
             if self.on_overflow is not None:
                 self.on_overflow()
+
+    def _tell(self, kept: bytes) -> None:
+        assert self.on_data is not None
+        try:
+            self.on_data(kept)
+        except Exception:  # streaming is a courtesy; the run and its result come first
+            log.exception("an output sink failed; live output of this phase stops")
+            self.on_data = None
 
     def data(self) -> bytes:
         return bytes(self.buffer)

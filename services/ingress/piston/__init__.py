@@ -1,0 +1,8 @@
+"""Piston v2-compatible API under ``/api/v2`` (engineer-man/piston, api/src/api/v2.js).
+
+The pure modules (``runtimes``, ``request``, ``response``, ``errors``) map between
+Piston's wire format and runstream's requests and results; ``routes`` is the thin
+Starlette layer that reads bodies and waits for results through the ingress.
+The spec followed is ``compat/judge0-piston.md`` section C; the README's
+"Piston-compatible API" section lists where runstream differs.
+"""
