@@ -85,8 +85,10 @@ async def test_an_executions_events_reach_a_reader_in_order(
     assert len({s.event.attempt for s in got}) == 1
     assert [s.offset for s in got] == sorted(s.offset for s in got)
     assert got[-1].event.details["status"] == "runtime_error"
-    # Once finished, nothing is kept for it: a new stream is answered from the result.
-    assert feed.recent.finished("x1") and feed.recent.since("x1") == []
+    # Once finished, what was kept stays (until evicted): a stream that starts or
+    # resumes now gets the output before the result.
+    assert feed.recent.finished("x1")
+    assert [s.offset for s in feed.recent.since("x1")] == [s.offset for s in got[:-1]]
     feed.unsubscribe(sub)
     feed.unsubscribe(late)
 
