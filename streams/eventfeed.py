@@ -21,7 +21,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from runstream.schemas.errors import BrokerUnavailable
 from runstream.schemas.events import InvalidEvent, decode_event
 from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
@@ -114,16 +113,7 @@ class EventFeed:
         assert self._consumer is not None
         s = self.settings
         deadline = time.monotonic() + timeout_s
-        while not (parts := self._consumer.partitions_for_topic(s.events_topic)):
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"topic {s.events_topic} does not exist; "
-                                        "create it with `runstream topics`")
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(self._consumer._client.force_metadata_update(),
-                                       s.request_timeout_s)
-            await asyncio.sleep(0.2)
-        self._tps = [TopicPartition(s.events_topic, p) for p in sorted(parts)]
-        self._consumer.assign(self._tps)
+        self._tps = await kafka.assign_all(self._consumer, s.events_topic, s, deadline)
         since_ms = int((time.time() - self.lookback_s) * 1000)
         wait = max(1.0, deadline - time.monotonic())
         found = await asyncio.wait_for(

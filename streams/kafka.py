@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from runstream.schemas.errors import BrokerUnavailable
@@ -146,3 +146,50 @@ async def follow(consumer: AIOKafkaConsumer, on_record: Callable[[Any], None], *
         for records in batches.values():
             for record in records:
                 on_record(record)
+
+
+async def assign_all(consumer: AIOKafkaConsumer, topic: str, settings: Settings,
+                     deadline: float) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` to ``consumer`` (no group), in order.
+
+    Waits for the topic's metadata until ``deadline`` (monotonic); a topic that
+    does not exist by then is BrokerUnavailable naming the command that creates it.
+    """
+    while not (parts := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(f"topic {topic} does not exist; "
+                                    "create it with `runstream topics`")
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(consumer._client.force_metadata_update(),
+                                   settings.request_timeout_s)
+        await asyncio.sleep(0.2)
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    return tps
+
+
+class EndOffsets:
+    """End offsets fetched after a call began; concurrent callers share one fetch.
+
+    A flood of lookups (unknown key ids, re-delivered requests) thus costs one
+    request to the broker at a time, not one each.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._started = 0  # snapshots started
+        self._last: tuple[int, dict[int, int]] = (0, {})  # (its number, partition -> end)
+
+    async def fetch(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition],
+                    timeout_s: float) -> dict[int, int]:
+        needed = self._started + 1  # a snapshot that starts after now
+        async with asyncio.timeout(timeout_s), self._lock:
+            done, ends = self._last
+            if done >= needed:
+                return ends
+            self._started += 1
+            number = self._started
+            got = await consumer.end_offsets(tps)
+            ends = {tp.partition: off for tp, off in got.items()}
+            self._last = (number, ends)
+            return ends

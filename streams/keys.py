@@ -53,9 +53,7 @@ class KeyStore:
         self._tps: list[TopicPartition] = []
         self._positions: dict[int, int] = {}  # next offset to read, per partition
         self._progress = asyncio.Condition()
-        self._ends_lock = asyncio.Lock()
-        self._ends_gen = 0  # end-offset snapshots started
-        self._ends: tuple[int, dict[int, int]] = (0, {})
+        self._ends = kafka.EndOffsets()  # shared snapshots of the topic's end offsets
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self, timeout_s: float = 30.0) -> None:
@@ -85,16 +83,7 @@ class KeyStore:
     async def _assign(self, deadline: float) -> None:
         assert self._consumer is not None
         s = self.settings
-        while not (parts := self._consumer.partitions_for_topic(s.keys_topic)):
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"topic {s.keys_topic} does not exist; "
-                                        "create it with `runstream topics`")
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(self._consumer._client.force_metadata_update(),
-                                       s.request_timeout_s)
-            await asyncio.sleep(0.2)
-        self._tps = [TopicPartition(s.keys_topic, p) for p in sorted(parts)]
-        self._consumer.assign(self._tps)
+        self._tps = await kafka.assign_all(self._consumer, s.keys_topic, s, deadline)
         first = await asyncio.wait_for(self._consumer.beginning_offsets(self._tps),
                                        max(1.0, deadline - time.monotonic()))
         for tp in self._tps:
@@ -171,18 +160,8 @@ class KeyStore:
         A flood of unknown key ids therefore costs one request to the broker at a
         time, not one each.
         """
-        needed = self._ends_gen + 1  # a snapshot that starts after now
-        async with asyncio.timeout(timeout_s), self._ends_lock:
-            done, ends = self._ends
-            if done >= needed:
-                return ends
-            self._ends_gen += 1
-            gen = self._ends_gen
-            assert self._consumer is not None
-            got = await self._consumer.end_offsets(self._tps)
-            ends = {tp.partition: off for tp, off in got.items()}
-            self._ends = (gen, ends)
-            return ends
+        assert self._consumer is not None
+        return await self._ends.fetch(self._consumer, self._tps, timeout_s)
 
     # -- following -------------------------------------------------------------
     async def _follow(self) -> None:

@@ -184,9 +184,7 @@ class ResultStore:
         self._tps: list[TopicPartition] = []
         self._positions: dict[int, int] = {}  # next offset to read, per partition
         self._progress = asyncio.Condition()
-        self._ends_lock = asyncio.Lock()
-        self._ends_gen = 0  # how many end-offset snapshots were started / finished
-        self._ends: tuple[int, dict[int, int]] = (0, {})
+        self._ends = kafka.EndOffsets()  # shared snapshots of the topic's end offsets
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self, timeout_s: float = 30.0) -> None:
@@ -212,16 +210,7 @@ class ResultStore:
         assert self._follower is not None and self._index is not None
         s = self.settings
         deadline = time.monotonic() + timeout_s
-        while not (parts := self._follower.partitions_for_topic(s.results_topic)):
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"topic {s.results_topic} does not exist; "
-                                        "create it with `runstream topics`")
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(self._follower._client.force_metadata_update(),
-                                       s.request_timeout_s)
-            await asyncio.sleep(0.2)
-        self._tps = [TopicPartition(s.results_topic, p) for p in sorted(parts)]
-        self._follower.assign(self._tps)
+        self._tps = await kafka.assign_all(self._follower, s.results_topic, s, deadline)
         wait = max(1.0, deadline - time.monotonic())
         first = await asyncio.wait_for(self._follower.beginning_offsets(self._tps), wait)
         end = await asyncio.wait_for(self._follower.end_offsets(self._tps), wait)
@@ -337,19 +326,8 @@ class ResultStore:
 
     async def _end_offsets(self, timeout_s: float) -> dict[int, int]:
         """End offsets fetched after this call began; concurrent callers share one fetch."""
-        needed = self._ends_gen + 1  # a snapshot that starts after now
-        async with asyncio.timeout(timeout_s):
-            async with self._ends_lock:
-                done, ends = self._ends
-                if done >= needed:
-                    return ends
-                self._ends_gen += 1
-                gen = self._ends_gen
-                assert self._follower is not None
-                got = await self._follower.end_offsets(self._tps)
-                ends = {tp.partition: off for tp, off in got.items()}
-                self._ends = (gen, ends)
-                return ends
+        assert self._follower is not None
+        return await self._ends.fetch(self._follower, self._tps, timeout_s)
 
     # -- following -------------------------------------------------------------
     async def _follow(self) -> None:
