@@ -112,22 +112,35 @@ class Handler:
             payload = await asyncio.shield(self.running[req.id])
             await self._resend(req, payload)
             return True
-        stored = await self._stored(req.id, d.redelivery)
-        if stored is not None:
-            release()
-            self._warn.warning("dup", "id=%s was answered before; the stored result is "
-                               "sent again, not re-run", req.id)
-            await self._resend(req, stored)
-            return True
-        if req.reply_to is not None:
-            reason = await self.publisher.check_reply_to(req.reply_to)
-            if reason is not None:
+        # Claimed from here on, before any await: another delivery of this id (a
+        # client's retry produced twice, a re-delivery) waits for this one instead of
+        # running too, also while this one still asks the store whether it was answered.
+        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.running[req.id] = done
+        try:
+            stored = await self._stored(req.id, d.redelivery)
+            if stored is not None:
                 release()
-                refusal = self.executor.refusal(req, Status.REJECTED, reason)
-                return await self._publish(refusal, None, d, t0, request=req)
-        if req.enqueued_at is None:  # another team's producer: the log's timestamp
-            req = replace(req, enqueued_at=datetime.fromtimestamp(d.timestamp_ms / 1000, UTC))
-        return await self._execute(req, d, release, t0)
+                self._warn.warning("dup", "id=%s was answered before; the stored result is "
+                                   "sent again, not re-run", req.id)
+                await self._resend(req, stored)
+                done.set_result(stored)
+                return True
+            if req.reply_to is not None:
+                reason = await self.publisher.check_reply_to(req.reply_to)
+                if reason is not None:
+                    release()
+                    refusal = self.executor.refusal(req, Status.REJECTED, reason)
+                    return await self._publish(refusal, None, d, t0, done, request=req)
+            if req.enqueued_at is None:  # another team's producer: the log's timestamp
+                req = replace(req, enqueued_at=datetime.fromtimestamp(d.timestamp_ms / 1000,
+                                                                      UTC))
+            return await self._execute(req, d, release, t0, done)
+        finally:
+            if self.running.get(req.id) is done:
+                del self.running[req.id]
+            if not done.done():
+                done.cancel()
 
     def _elsewhere(self, d: Delivery, req: ExecutionRequest) -> str | None:
         """The language topic to forward to, when this worker does not run the language."""
@@ -156,9 +169,7 @@ class Handler:
         return True
 
     async def _execute(self, req: ExecutionRequest, d: Delivery, release: Callable[[], None],
-                       t0: float) -> bool:
-        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.running[req.id] = done
+                       t0: float, done: asyncio.Future[bytes]) -> bool:
         progress = self.events.execution(req.id) if self.events is not None else None
         try:
             try:
@@ -174,9 +185,6 @@ class Handler:
         finally:
             if progress is not None:
                 progress.close()
-            self.running.pop(req.id, None)
-            if not done.done():
-                done.cancel()
         return ok
 
     async def _stored(self, exec_id: str, redelivery: bool) -> bytes | None:

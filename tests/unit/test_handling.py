@@ -106,11 +106,14 @@ class FakeAnswers:
         self.stored: dict[str, bytes] = {}
         self.unreadable = 0  # lookups that fail before one succeeds
         self.in_topic: dict[str, bytes] = {}  # stored by another worker: not in the cache
+        self.gate: asyncio.Event | None = None  # lookups wait for it (the store catching up)
 
     def cached(self, exec_id: str) -> bytes | None:
         return self.stored.get(exec_id)
 
     async def get(self, exec_id: str, *, timeout_s: float, exact: bool = False) -> bytes | None:
+        if self.gate is not None:
+            await self.gate.wait()
         if self.unreadable:  # a broker node down: the results topic cannot be read yet
             self.unreadable -= 1
             raise BrokerUnavailable("the results topic's leader is moving")
@@ -210,6 +213,29 @@ async def test_a_redelivery_is_not_run_while_the_results_cannot_be_read() -> Non
         redelivery=True))
     assert ok and sandbox.runs == 0 and answers.unreadable == 0
     assert pub.sent == [("mine", b"id-1", b'{"id":"id-1","status":"ok"}', {})]
+
+
+async def test_two_deliveries_of_an_id_run_once_while_the_store_is_asked() -> None:
+    # A client's retry during a broker restart produced the id twice; after the
+    # restart both records come back as re-deliveries, and the first still asks the
+    # store (unreadable for a while) when the second arrives. The chaos suite's
+    # broker-restart row saw both run, 1 ms apart, on one worker.
+    handler, pub, sandbox, answers = _handler()
+    answers.gate = asyncio.Event()  # the store has not caught up yet
+    sandbox.gate = asyncio.Event()  # the run goes on until the test lets it end
+    doc = {"language": "python", "source": "wait:", "reply_to": {"topic": "mine"}}
+    first = asyncio.create_task(_handle(handler, _delivery(doc, offset=1, redelivery=True)))
+    second = asyncio.create_task(_handle(handler, _delivery(doc, offset=2, redelivery=True)))
+    await asyncio.sleep(0.05)  # both delivered: no event to await inside the handler
+    answers.gate.set()  # the store answers "not stored" to whoever asks
+    await asyncio.wait_for(sandbox.entered.wait(), 5)
+    await asyncio.sleep(0.05)  # the second's turn, while the first still runs
+    sandbox.gate.set()
+    (ok1, _), (ok2, _) = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert ok1 and ok2 and sandbox.runs == 1
+    # One answer on the reply topic: the second delivery joined the first's run, whose
+    # reply to that same reply_to had gone out already.
+    assert len([1 for topic, *_ in pub.sent if topic == "mine"]) == 1
 
 
 async def test_a_redelivery_runs_once_the_results_stayed_unreadable_too_long() -> None:
