@@ -87,6 +87,14 @@ LATENCY = Histogram(
 SLOTS = Gauge("runstream_worker_slots", "Execution slots of this worker.", registry=WORKER)
 SLOTS_BUSY = Gauge(
     "runstream_worker_slots_busy", "Execution slots of this worker in use now.", registry=WORKER)
+SAMPLED = Gauge(
+    "runstream_worker_sampled_timestamp_seconds", "When the worker's event loop last sampled "
+    "its metrics (every second while it is alive; the container's health check reads it).",
+    registry=WORKER)
+MEMBERSHIP_AGE = Gauge(
+    "runstream_worker_membership_age_seconds", "Seconds since the group coordinator last "
+    "confirmed this worker (a heartbeat or a join); past the session timeout less one "
+    "heartbeat it takes no new request (README \"Guarantees\").", registry=WORKER)
 CONSUMER_LAG = Gauge(
     "runstream_worker_consumer_lag",
     "Records of a partition this worker owns that it has not taken yet (high watermark minus "
@@ -183,6 +191,13 @@ def observe_result(result: ExecutionResult) -> None:
 def observe_slots(capacity: int, busy: int) -> None:
     SLOTS.set(capacity)
     SLOTS_BUSY.set(max(0, min(capacity, busy)))
+
+
+def observe_alive(membership_age_s: float | None) -> None:
+    """The event loop is sampling now; and how old the group membership's confirmation is."""
+    SAMPLED.set_to_current_time()
+    if membership_age_s is not None:
+        MEMBERSHIP_AGE.set(membership_age_s)
 
 
 _lag_series: set[tuple[str, str]] = set()

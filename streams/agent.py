@@ -14,6 +14,12 @@ owner died) is read again from its committed offset, and its new owner checks
 the result store before running what it reads (``Delivery.redelivery``). A
 failover therefore pauses a partition for the session timeout, not for the
 longest run.
+
+A worker that may have been dropped from the group (no heartbeat accepted for
+nearly the session timeout, :mod:`.membership`) takes no new record and holds
+its finished results until the coordinator confirms it again or it learns that
+its partitions moved; a result of a moved partition is dropped, because the
+partition's new owner runs that request.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +37,7 @@ from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
 from runstream.streams.handling import Delivery, Handler
 from runstream.streams.ledger import OffsetLedger
+from runstream.streams.membership import Membership
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,12 @@ class Agent:
         #: have been answered by the partition's previous owner.
         self.redelivery_end: dict[TopicPartition, int] = {}
         self.stopping = False
+        self.membership = Membership(settings.worker_session_timeout_s,
+                                     settings.worker_heartbeat_s)
+        #: When this worker stopped being sure of its membership (None: it is sure).
+        self._lapsed_at: float | None = None
+        #: The group member id of the last assignment ("" before the first).
+        self._member_id = ""
         self._slot_freed = asyncio.Event()
         self._warn = Throttled(log)
 
@@ -63,6 +77,10 @@ class Agent:
 
     def placement_state(self) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
         """Per topic, the partitions owned and those with work in progress."""
+        if self._member_id and self.membership.member_id() != self._member_id:
+            # Rejoining after the group dropped it: what it runs may be running on
+            # the partitions' new owners, which should keep them.
+            return {}, {}
         owned: dict[str, set[int]] = {}
         busy: dict[str, set[int]] = {}
         for tp in self.owned:
@@ -84,6 +102,9 @@ class Agent:
         commits = asyncio.create_task(self._commit_every(), name="commits")
         try:
             while not self.stopping:
+                if not self._current():
+                    await self._lapsed()
+                    continue
                 if self.free <= 0:
                     self.consumer.pause(*self.consumer.assignment())
                     self._slot_freed.clear()
@@ -100,6 +121,50 @@ class Agent:
             commits.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await commits
+
+    async def _lapsed(self) -> None:
+        """Take nothing while the membership is unsure; keep the poll clock going."""
+        self.consumer.pause(*self.consumer.assignment())
+        await self.membership.wait_change(_IDLE_WAIT_S)
+        # Records fetched before the pause: put back, so that the position does not
+        # move past them (another owner, or this one once confirmed, reads them).
+        for tp, records in (await self.consumer.getmany(timeout_ms=0)).items():
+            if records:
+                with contextlib.suppress(Exception):  # a partition revoked meanwhile
+                    self.consumer.seek(tp, records[0].offset)
+
+    def _current(self) -> bool:
+        """Whether the group surely still counts this worker; logs each change."""
+        if self.membership.current():
+            if self._lapsed_at is not None:
+                log.warning("group membership confirmed again after %.1f s: taking "
+                            "requests again", time.monotonic() - self._lapsed_at)
+                self._lapsed_at = None
+            return True
+        if self._lapsed_at is None:
+            self._lapsed_at = time.monotonic()
+            log.warning("no heartbeat accepted by the group coordinator for %.1f s: this "
+                        "worker may have been dropped from the group, so it takes no new "
+                        "request and holds its results until the coordinator answers",
+                        self.membership.age())
+        return False
+
+    async def confirm(self, d: Delivery) -> bool:
+        """Whether the answer to delivery ``d`` may be published by this worker.
+
+        True while the group surely still counts this worker and the record was not
+        given up (its partition moved, or the worker was dropped from the group and
+        joined again: another worker may have run it meanwhile). While unsure, wait
+        until the coordinator answers one way or the other; the slot is free by
+        then, and a stop cancels the wait (the record stays uncommitted).
+        """
+        tp = TopicPartition(d.topic, d.partition)
+        while True:
+            if not self.ledger.holds(tp, d.offset):
+                return False
+            if self._current():
+                return True
+            await self.membership.wait_change(_IDLE_WAIT_S)
 
     def _take_all(self, batches: dict[TopicPartition, list[Any]]) -> None:
         for tp, records in batches.items():
@@ -197,11 +262,26 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         agent = self.agent
         assigned = set(assigned)
-        lost = agent.owned - assigned
+        previous = agent.owned
+        member_id = agent.membership.member_id()
+        if agent._member_id and member_id != agent._member_id:
+            # Dropped from the group and joined again as a new member: what it owned
+            # may have been run by another worker in between, so nothing it is still
+            # running is its own to answer (confirm() says no) and every partition is
+            # read again as a new one.
+            log.warning("this worker was dropped from the group (member %s, now %s): "
+                        "the results of its %d runs in progress will not be published",
+                        agent._member_id, member_id, len(agent.tasks))
+            previous = set()
+            lost = agent.owned
+        else:
+            lost = agent.owned - assigned
+        agent._member_id = member_id
+        agent.membership.confirmed()  # a completed join counts as a heartbeat
         agent.ledger.forget(lost)
         for tp in lost:
             agent.redelivery_end.pop(tp, None)
-        new = assigned - agent.owned
+        new = assigned - previous
         agent.owned = assigned
         if new:
             await self._mark_redeliveries(new)

@@ -12,13 +12,18 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from runstream.schemas.codec import decode_request, parse_json_object
-from runstream.schemas.errors import BrokerUnavailable, InvalidRequest, UnknownLanguage
+from runstream.schemas.errors import (
+    BrokerUnavailable,
+    InvalidRequest,
+    RunstreamError,
+    UnknownLanguage,
+)
 from runstream.schemas.fit import fit_result
 from runstream.schemas.models import ExecutionRequest, ExecutionResult, ReplyTo, Status
 from runstream.services import metrics
@@ -51,6 +56,10 @@ class Answers(Protocol):
 
     def note(self, exec_id: str, value: bytes, partition: int | None = None,
              offset: int | None = None) -> None: ...
+
+
+class PartitionMoved(RunstreamError):
+    """A run's partition moved to another worker before its answer was published."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,9 @@ class Handler:
         #: Where this worker last sent each id's answer: a duplicate of the same
         #: request (a producer's retry) is not answered a second time.
         self._replied: OrderedDict[str, ReplyTo] = OrderedDict()
+        #: Asked before an answer is published: may this worker still answer the
+        #: delivery? (the agent's group membership, streams/agent.py); None: always.
+        self.owns: Callable[[Delivery], Awaitable[bool]] | None = None
         self._warn = Throttled(log)
 
     async def handle(self, d: Delivery, release: Callable[[], None]) -> bool:
@@ -107,9 +119,14 @@ class Handler:
         if forward_to is not None:
             release()
             return await self._forward(d, req.id.encode(), forward_to)
-        if req.id in self.running:  # a duplicate while the first delivery runs here
+        while req.id in self.running:  # a duplicate while the first delivery runs here
             release()
-            payload = await asyncio.shield(self.running[req.id])
+            try:
+                payload = await asyncio.shield(self.running[req.id])
+            except PartitionMoved:
+                # The first delivery's partition moved, this one is the worker's own:
+                # it runs here after all (over the slot count by one, a rare case).
+                continue
             await self._resend(req, payload)
             return True
         # Claimed from here on, before any await: another delivery of this id (a
@@ -180,7 +197,7 @@ class Handler:
                                                f"the worker failed while running it: {e!r}")
             release()
             ok = await self._publish(result, req.reply_to, d, t0, done, request=req)
-            if progress is not None:  # only once the result is stored
+            if ok and progress is not None:  # only once the result is stored
                 progress.finished(str(result.status))
         finally:
             if progress is not None:
@@ -215,6 +232,14 @@ class Handler:
     async def _publish(self, result: ExecutionResult, reply_to: ReplyTo | None,
                        d: Delivery, t0: float, done: asyncio.Future[bytes] | None = None,
                        request: ExecutionRequest | None = None) -> bool:
+        if self.owns is not None and not await self.owns(d):
+            self._warn.warning("moved", "id=%s: partition %s[%d] moved to another worker "
+                               "while it ran here; that worker answers it, this result is "
+                               "dropped", result.id, d.topic, d.partition)
+            if done is not None and not done.done():
+                done.set_exception(PartitionMoved(result.id))
+                done.exception()  # retrieved: nobody else may be waiting
+            return False
         payload = fit_result(result, self.max_payload)
         key = result.id.encode()
         try:

@@ -75,6 +75,11 @@ class OffsetLedger(Generic[TP]):
             if part is not None:
                 part.committed = offset
 
+    def holds(self, tp: TP, offset: int) -> bool:
+        """True while ``offset`` of ``tp`` is taken, not finished, and not forgotten."""
+        part = self._parts.get(tp)
+        return part is not None and offset in part.pending
+
     def pending(self, tp: TP) -> set[int]:
         """Offsets of ``tp`` taken and not finished."""
         part = self._parts.get(tp)

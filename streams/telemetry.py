@@ -30,6 +30,7 @@ async def sample(agent_of: Callable[[], Agent | None], every_s: float = SAMPLE_E
     """Sample the agent (once it exists) every ``every_s`` until cancelled."""
     while True:
         agent = agent_of()
+        metrics.observe_alive(agent.membership.age() if agent is not None else None)
         if agent is not None:
             metrics.observe_slots(agent.slots, agent.slots - agent.free)
         if agent is not None and not agent.stopping:  # a stopping consumer is closing

@@ -84,10 +84,12 @@ class WorkerProcess:
             rebalance_timeout_ms=int(max(s.worker_session_timeout_s, 10.0) * 1000),
             max_poll_interval_ms=300_000, partition_assignment_strategy=(assignor,))
         self.agent = agent = Agent(s, self.consumer, handler)
+        handler.owns = agent.confirm
         self.consumer.subscribe(
             [s.requests_topic, *(language_topic(s, lang.name) for lang in executor.registry)],
             listener=agent.listener())
         await kafka.start(self.consumer, s)
+        agent.membership.watch(self.consumer)
         await self._announce(executor.registry)
         log.info("worker %s serves %s with the %s sandbox, %d at a time", s.worker_id,
                  ", ".join(f"{lang.name} {lang.version}" for lang in executor.registry),

@@ -44,7 +44,9 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = True
             super().handle_exit(sig, frame)
             return
-        self._captured_signals.append(sig)  # uvicorn re-raises it once stopped
+        # Not added to uvicorn's captured signals, which it would raise again once
+        # stopped: a stop that drained and closed in order is a clean exit (0), not
+        # a death by SIGTERM (143, which compose and systemd report as a failure).
         # Signal handlers run between bytecodes of the loop's thread: schedule, do not await.
         self._drain = self._loop.create_task(self._drain_then_exit())
 

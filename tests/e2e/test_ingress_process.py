@@ -229,3 +229,4 @@ async def test_sigterm_drains_then_exits_within_the_bound(kafka: str, tmp_path: 
         took = time.monotonic() - t0
         print(f"\ningress stopped in {took:.1f}s (drain bound {drain_s}s), exit {code}")
         assert took < drain_s + 10
+        assert code == 0, "a graceful stop is a clean exit"

@@ -117,7 +117,12 @@ async def test_ingress_and_worker_show_every_metric(metered: Metered) -> None:
             "runstream_execution_sandbox_seconds": "histogram",
             "runstream_execution_latency_seconds": "histogram",
             "runstream_worker_slots": "gauge", "runstream_worker_slots_busy": "gauge",
-            "runstream_worker_consumer_lag": "gauge"}.items() <= worker_types.items()
+            "runstream_worker_consumer_lag": "gauge",
+            "runstream_worker_sampled_timestamp_seconds": "gauge",
+            "runstream_worker_membership_age_seconds": "gauge"}.items() <= worker_types.items()
+    # Alive and in its group: sampled within the last seconds, confirmed by a heartbeat.
+    assert time.time() - total(worker, "runstream_worker_sampled_timestamp_seconds") < 10
+    assert 0 <= total(worker, "runstream_worker_membership_age_seconds") < 5
     assert total(worker, "runstream_executions_total", language="python", status="ok") == 7
     assert total(worker, "runstream_executions_total", language="python",
                  status="runtime_error") == 1

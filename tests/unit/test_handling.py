@@ -347,3 +347,43 @@ async def test_a_duplicate_for_another_requester_gets_the_stored_answer_too() ->
     assert sandbox.runs == 1
     assert [t for t, *_ in pub.sent] == [RESULTS, "mine", "theirs"]
     assert pub.sent[1][2] == pub.sent[2][2]  # the same document, byte for byte
+
+
+async def test_a_result_whose_partition_moved_is_not_published_nor_committed() -> None:
+    # The agent says the delivery is no longer this worker's (the group dropped the
+    # worker while it ran; another worker runs the request): nothing is published.
+    handler, pub, sandbox, answers = _handler()
+
+    async def moved(d: Delivery) -> bool:
+        return False
+
+    handler.owns = moved
+    ok, released = await _handle(handler, _delivery(
+        {"language": "python", "source": "echo:hi", "reply_to": {"topic": "mine"}}))
+    assert not ok and released >= 1 and sandbox.runs == 1
+    assert pub.sent == [] and answers.stored == {}
+    assert "id-1" not in handler.running
+
+
+async def test_a_duplicate_waiting_on_a_run_whose_partition_moved_runs_it_itself() -> None:
+    # After a rejoin the same record is delivered again while the first run (of the
+    # old membership) still goes on; that run's result is dropped, so the new
+    # delivery must answer, not wait for nothing.
+    handler, pub, sandbox, _ = _handler()
+    sandbox.gate = asyncio.Event()
+    first_offsets = {1}
+
+    async def owns(d: Delivery) -> bool:
+        return d.offset not in first_offsets
+
+    handler.owns = owns
+    doc = {"language": "python", "source": "wait:", "reply_to": {"topic": "mine"}}
+    first = asyncio.create_task(_handle(handler, _delivery(doc, offset=1)))
+    await asyncio.wait_for(sandbox.entered.wait(), 5)
+    second = asyncio.create_task(_handle(handler, _delivery(doc, offset=2)))
+    await asyncio.sleep(0.05)  # the second is waiting on the first: nothing to await
+    assert sandbox.runs == 1
+    sandbox.gate.set()
+    (ok1, _), (ok2, _) = await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert not ok1 and ok2 and sandbox.runs == 2
+    assert len(pub.to(RESULTS)) == 1 and len(pub.to("mine")) == 1

@@ -25,6 +25,8 @@ WORKER_METRICS = {
     "runstream_worker_slots": ("gauge", set()),
     "runstream_worker_slots_busy": ("gauge", set()),
     "runstream_worker_consumer_lag": ("gauge", {"topic", "partition"}),
+    "runstream_worker_sampled_timestamp_seconds": ("gauge", set()),
+    "runstream_worker_membership_age_seconds": ("gauge", set()),
 }
 INGRESS_METRICS = {
     "runstream_http_requests": ("counter", {"route", "method", "status"}),
@@ -87,6 +89,7 @@ def test_languages_from_hostile_producers_cannot_grow_the_series() -> None:
 def test_worker_exposition_has_every_metric_with_its_type_and_labels() -> None:
     metrics.observe_result(_result("python"))
     metrics.observe_slots(4, 3)
+    metrics.observe_alive(1.5)
     metrics.observe_lag([("t.requests", 0, 5), ("t.requests", 1, 0)])
     got = families(metrics.exposition(metrics.WORKER).decode())
     for name, (kind, labels) in WORKER_METRICS.items():
@@ -154,3 +157,4 @@ def test_the_worker_server_serves_its_registry_and_refuses_a_taken_port() -> Non
             metrics.serve("127.0.0.1", port)
     finally:
         stop()
+
