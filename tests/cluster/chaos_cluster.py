@@ -77,6 +77,35 @@ asyncio.run(main())
 """
 
 
+REPLICATION_PROBE = """
+import asyncio
+from aiokafka.admin import AIOKafkaAdminClient
+from runstream.services.settings import Settings
+async def main():
+    s = Settings.from_env()  # the container's own settings
+    a = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap_servers)
+    await a.start()
+    try:
+        names = [t for t in await a.list_topics()]
+        topics = await asyncio.wait_for(a.describe_topics(names), 30)
+        print(sum(1 for t in topics for p in t['partitions']
+                  if len(p['isr']) < len(p['replicas'])))
+    finally:
+        await a.close()
+asyncio.run(main())
+"""
+
+
+def _under_replicated(cluster: Cluster) -> int:
+    """Partitions (of every topic) whose in-sync replicas are fewer than their replicas."""
+    done = cluster.compose("exec", "-T", "ingress", "python3", "-c", REPLICATION_PROBE,
+                           timeout_s=120, check=False)
+    try:
+        return int(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return -1  # not answered: a node is still starting
+
+
 def _coordinator(cluster: Cluster) -> int:
     """The Kafka node (1-3) that coordinates the worker group now."""
     done = cluster.compose("exec", "-T", "ingress", "python3", "-c", COORDINATOR_PROBE,
@@ -84,19 +113,28 @@ def _coordinator(cluster: Cluster) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
-async def _whole(cluster: Cluster, timeout_s: float = 180) -> None:
-    """Until the balancer answers ready with all three workers in the group."""
+async def _whole(cluster: Cluster, timeout_s: float = 300) -> None:
+    """Until the balancer answers ready with all three workers in the group, and every
+    partition has all its replicas in sync again: the next fault is one fault, not a
+    second node lost while the first one still catches up (with min.insync.replicas=2,
+    that would stop every write to the partitions the two nodes share)."""
     deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient(timeout=3) as client:
         while time.monotonic() < deadline:
             try:
                 r = await client.get(f"{cluster.url}/readyz")
                 if r.status_code == 200 and r.json().get("workers") == 3:
-                    return
+                    break
             except (httpx.HTTPError, ValueError):
                 pass
             await asyncio.sleep(1)
-    raise TimeoutError(f"the cluster was not whole again within {timeout_s}s")
+        else:
+            raise TimeoutError(f"the cluster was not whole again within {timeout_s}s")
+    while (lagging := await asyncio.to_thread(_under_replicated, cluster)) != 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{lagging} partitions still under-replicated after "
+                               f"{timeout_s}s")
+        await asyncio.sleep(2)
 
 
 async def _run(argv: list[str], env: dict[str, str], timeout_s: float = 300) -> None:
