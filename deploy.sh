@@ -21,7 +21,9 @@ Usage: ./deploy.sh [compose | down [--volumes] [--images] | cluster-chaos | clus
                     local | test | chaos | --help]
 
   local     Install what is missing (apt: bubblewrap, Java 17, Maven, Python venv and the
-            language runtimes in services/languages.toml; pip: the project), fetch Apache
+            language runtimes in services/languages.toml of the profile RUNSTREAM_LANGUAGES:
+            all (default, 41 languages), core (12) or names, e.g. python,c,haskell;
+            pip: the project), fetch Apache
             Kafka from Maven Central once, then start a single-node Kafka broker (KRaft),
             one ingress on http://127.0.0.1:8080 (the playground at /, the dashboard at
             /dashboard) and two workers. Ctrl-C stops everything,
@@ -80,27 +82,55 @@ as_root() {
 }
 
 apt_packages() {
-  # Base system, plus every language's packages as the registry names them.
+  # Base system, plus the packages of the profile's languages as the registry names them.
   echo python3 python3-venv openjdk-17-jdk-headless maven bubblewrap util-linux dash procps curl \
     libseccomp2
-  python3 - "$ROOT/services/languages.toml" <<'PY'
+  # RUNSTREAM_LANGUAGES: all (default), core, or names and aliases, comma-separated.
+  python3 - "$ROOT/services/languages.toml" "${RUNSTREAM_LANGUAGES:-all}" <<'PY'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     langs = tomllib.load(f)
-print(" ".join(sorted({p for spec in langs.values() for p in spec.get("apt", [])})))
+wanted = [w.strip().lower() for w in sys.argv[2].split(",") if w.strip()]
+if wanted == ["all"]:
+    chosen = list(langs)
+elif wanted == ["core"]:
+    chosen = [name for name, spec in langs.items() if spec.get("core")]
+else:
+    alias = {a: name for name, spec in langs.items() for a in (name, *spec.get("aliases", []))}
+    unknown = [w for w in wanted if w not in alias]
+    if unknown or not wanted:
+        sys.exit(f"RUNSTREAM_LANGUAGES={sys.argv[2]!r}: unknown {', '.join(unknown) or '(empty)'};"
+                 f" use all, core or some of {', '.join(sorted(langs))}")
+    chosen = sorted({alias[w] for w in wanted})
+print(" ".join(sorted({p for name in chosen for p in langs[name].get("apt", [])})))
 PY
 }
 
+core_languages() {  # the names of the `core` profile, space-separated
+  python3 - "$ROOT/services/languages.toml" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    print(" ".join(n for n, spec in tomllib.load(f).items() if spec.get("core")))
+PY
+}
+
+# The .debs go where .ci/build-images.sh keeps them, so the docker backend's images
+# reuse what the host downloaded (and the other way round).
+APT_ARCHIVES="${RUNSTREAM_IMAGE_CACHE:-/var/cache/runstream/images}/archives"
+
 install_system() {
   command -v python3 >/dev/null || { as_root apt-get update -qq; as_root apt-get install -y -qq python3; }
-  local missing=()
-  for pkg in $(apt_packages); do
+  local missing=() pkgs
+  pkgs=$(apt_packages) || exit 1  # an unknown language in RUNSTREAM_LANGUAGES
+  for pkg in $pkgs; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     log "apt: installing ${missing[*]}"
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root mkdir -p "$APT_ARCHIVES/partial"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+      -o Dir::Cache::Archives="$APT_ARCHIVES" "${missing[@]}" >/dev/null
   fi
 }
 
@@ -381,14 +411,31 @@ install_node_test_packages() {
 }
 
 run_tests() {
-  setup
-  install_node_test_packages
-  install_test_browser
+  # CI covers every language, whatever profile the shell asks for.
+  export RUNSTREAM_LANGUAGES=all
+  install_system
+  # The compose cluster's tests (tests/cluster) run python, javascript, java and c: its
+  # image carries the core twelve (as before there were more), not every toolchain.
+  RUNSTREAM_CLUSTER_LANGUAGES="${RUNSTREAM_CLUSTER_LANGUAGES:-$(core_languages)}"
+  export RUNSTREAM_CLUSTER_LANGUAGES
   # The docker sandbox backend is tested against a real engine with images built
   # here from Debian packages (no image registry needed); both steps are cached.
-  log "docker engine and runtime images"
+  # The images (mostly dpkg unpacking on one core) build in the background while the
+  # rest of the set-up and the static checks run; pytest waits for them.
+  log "docker engine; runtime images building in the background (.cache/build-images.log)"
   .ci/docker-engine.sh
-  .ci/build-images.sh python javascript c
+  command -v debootstrap >/dev/null || {  # now: the host's apt is busy later on
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq debootstrap >/dev/null
+  }
+  mkdir -p "$ROOT/.cache"
+  .ci/build-images.sh all >"$ROOT/.cache/build-images.log" 2>&1 &
+  local images=$!
+  install_python
+  build_web
+  "$VENV/bin/runstream" broker --fetch-only >/dev/null
+  install_node_test_packages
+  install_test_browser
   log "ruff"
   "$VENV/bin/ruff" check schemas streams services tests
   log "mypy"
@@ -397,6 +444,9 @@ run_tests() {
   .ci/imports "$VENV/bin/lint-imports"
   log "Docker Compose v2 (tests/cluster: the compose cluster's smoke test)"
   install_compose
+  log "waiting for the runtime images"
+  wait "$images" || { tail -30 "$ROOT/.cache/build-images.log" >&2; exit 1; }
+  tail -1 "$ROOT/.cache/build-images.log" >&2
   log "pytest"
   "$VENV/bin/pytest" -p no:cacheprovider -rs "$@"
 }

@@ -162,6 +162,12 @@ def request_from_doc(doc: dict[str, Any], *, key: bytes | None = None) -> Execut
         for t in doc.get("tests", ())
     )
     enqueued = doc.get("enqueued_at")
+    interactive = bool(doc.get("interactive", False))
+    if interactive and tests:
+        raise InvalidRequest("interactive: an interactive run has no tests", field="tests")
+    if interactive and doc.get("stdin"):
+        raise InvalidRequest("stdin: an interactive run reads its stdin live (the stdin "
+                             "topic), not from the request", field="stdin")
     return ExecutionRequest(
         id=exec_id,
         language=doc["language"].strip().lower(),
@@ -177,6 +183,7 @@ def request_from_doc(doc: dict[str, Any], *, key: bytes | None = None) -> Execut
         callback=_callback(doc),
         enqueued_at=_parse_time(enqueued, "enqueued_at") if isinstance(enqueued, str) else None,
         key_id=doc.get("key_id"),
+        interactive=interactive,
     )
 
 
@@ -243,6 +250,8 @@ def encode_request(req: ExecutionRequest) -> bytes:
         doc["enqueued_at"] = _time(req.enqueued_at)
     if req.key_id is not None:
         doc["key_id"] = req.key_id
+    if req.interactive:  # absent otherwise: what older workers and producers know
+        doc["interactive"] = True
     return orjson.dumps(doc)
 
 

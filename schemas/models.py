@@ -126,6 +126,9 @@ class ExecutionRequest:
     # The API key the request was made with (its public id), stamped by the ingress
     # over anything the client sent; None when auth is off. Webhooks sign with it.
     key_id: str | None = None
+    #: The run's stdin is live (the stdin topic, keyed by id), not ``stdin``: a
+    #: WebSocket session's program (README "Piston-compatible API").
+    interactive: bool = False
 
 
 @dataclass(slots=True)

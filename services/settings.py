@@ -244,6 +244,26 @@ class Settings:
     ingress_events_max_streams: int = _setting(
         1000, "Event streams one ingress serves at once; more get 429.", low=1)
 
+    # -- Interactive runs (README "Piston-compatible API", the WebSocket) ---------
+    stdin_topic: str = _setting(
+        "runstream.stdin", "Topic of the live stdin of interactive executions (data, end of "
+        "input, signals, hang-up), keyed by execution id; every worker follows it.")
+    stdin_partitions: int = _setting(12, "Partitions of the stdin topic (at creation).", low=1)
+    stdin_retention_ms: int = _setting(
+        3600 * 1000, "How long live stdin stays on the stdin topic.", low=60000)
+    interactive_stdin_kb: int = _setting(
+        1024, "Most stdin one interactive session may send (an ingress closes the session "
+        "past it, killing the program); also what a worker holds of one execution's stdin "
+        "not written to the program yet.", low=1)
+    worker_stdin_buffer_mb: int = _setting(
+        32, "Live stdin a worker holds in all, for the executions it runs and for those it "
+        "may be given (every worker keeps every interactive execution's recent stdin, so "
+        "that input sent before the run started is not lost); the least recently active "
+        "go first.", low=1)
+    ingress_max_sessions: int = _setting(
+        1000, "Interactive WebSocket sessions one ingress serves at once; more are refused "
+        "(Piston's error message, close 4002).", low=1)
+
     # -- Sandbox -------------------------------------------------------------
     sandbox_backend: str = _setting("bwrap", "Sandbox backend.", choices=("bwrap", "docker"))
     sandbox_uid: int = _setting(65534, "Unprivileged uid that submitted code runs as.", low=1)
@@ -263,6 +283,11 @@ class Settings:
     sandbox_docker_pool: int = _setting(
         1, "Started, idle containers the docker backend keeps ready per language in use.", low=0)
     languages_file: str = _setting("", "Language registry (TOML); default: the shipped one.")
+    languages: str = _setting(
+        "all", "Language profile: `all`, `core` (the twelve of the `core` set in the registry) "
+        "or names and aliases, comma-separated. `./deploy.sh local` installs its toolchains; "
+        "a worker serves those of them that are installed. An unknown name stops the worker "
+        "at start-up.")
 
     # Defaults and server maxima of per-request limits (run phase).
     default_wall_ms: int = _setting(5000, "Default wall-time limit of a run.", low=1)
@@ -324,6 +349,8 @@ class Settings:
             if choices and value not in choices:
                 raise ConfigurationError(
                     f"{PREFIX}{f.name.upper()}={value!r}: must be one of {', '.join(choices)}")
+        if not any(part.strip() for part in self.languages.split(",")):
+            raise ConfigurationError(f"{PREFIX}LANGUAGES is empty: use all, core or names")
         if (self.ingress_reply_partition is not None
                 and self.ingress_reply_partition >= self.replies_partitions):
             raise ConfigurationError(

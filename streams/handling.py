@@ -34,6 +34,7 @@ from runstream.services.settings import Settings
 from runstream.streams.callbacks import publish_job
 from runstream.streams.events import EventPublisher
 from runstream.streams.publish import PermanentPublishError, Publisher
+from runstream.streams.stdinfeed import StdinFeed
 from runstream.streams.topics import language_topic
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,13 @@ class Handler:
 
     def __init__(self, settings: Settings, executor: Executor, publisher: Publisher,
                  answers: Answers, catalogue: Registry,
-                 events: EventPublisher | None = None) -> None:
+                 events: EventPublisher | None = None,
+                 stdin: StdinFeed | None = None) -> None:
         self.settings = settings
         #: Live events of the executions (README "Streaming events"); None: off.
         self.events = events
+        #: Live stdin of interactive executions (the stdin topic); None: they get none.
+        self.stdin = stdin
         self.executor = executor
         #: Every language of the deployment, including those this worker does not run.
         self.catalogue = catalogue
@@ -152,6 +156,12 @@ class Handler:
             if req.enqueued_at is None:  # another team's producer: the log's timestamp
                 req = replace(req, enqueued_at=datetime.fromtimestamp(d.timestamp_ms / 1000,
                                                                       UTC))
+            if req.interactive and self.stdin is not None and self.stdin.hung_up(req.id):
+                release()  # its client is gone: nobody would type, nobody would read
+                refusal = self.executor.refusal(
+                    req, Status.REJECTED, "the interactive session was closed before the "
+                    "program started")
+                return await self._publish(refusal, req.reply_to, d, t0, done, request=req)
             return await self._execute(req, d, release, t0, done)
         finally:
             if self.running.get(req.id) is done:
@@ -188,9 +198,11 @@ class Handler:
     async def _execute(self, req: ExecutionRequest, d: Delivery, release: Callable[[], None],
                        t0: float, done: asyncio.Future[bytes]) -> bool:
         progress = self.events.execution(req.id) if self.events is not None else None
+        live = (self.stdin.open(req.id) if req.interactive and self.stdin is not None
+                else None)
         try:
             try:
-                result = await self.executor.execute(req, progress)
+                result = await self.executor.execute(req, progress, live)
             except Exception as e:  # a bug of ours, never the program's doing
                 log.exception("id=%s failed inside the worker", req.id)
                 result = self.executor.refusal(req, Status.INTERNAL_ERROR,
@@ -202,6 +214,8 @@ class Handler:
         finally:
             if progress is not None:
                 progress.close()
+            if live is not None and self.stdin is not None:
+                self.stdin.close(live)
         return ok
 
     async def _stored(self, exec_id: str, redelivery: bool) -> bytes | None:

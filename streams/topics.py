@@ -63,6 +63,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.events_topic, settings.events_partitions,
                   {"max.message.bytes": size, "retention.ms": str(settings.events_retention_ms),
                    "segment.ms": str(min(settings.events_retention_ms, 3600 * 1000))}),
+        # Live stdin of interactive executions, keyed by id (so in order per id); every
+        # worker follows it from (nearly) its end. Not compacted: every item counts.
+        TopicSpec(settings.stdin_topic, settings.stdin_partitions,
+                  {"max.message.bytes": size, "retention.ms": str(settings.stdin_retention_ms),
+                   "segment.ms": str(min(settings.stdin_retention_ms, 3600 * 1000))}),
         # One record per API key (its latest state: a revocation replaces it), kept
         # forever: compacted, never deleted by age. Small; one partition keeps it simple.
         TopicSpec(settings.keys_topic, 1, {"cleanup.policy": "compact"}),

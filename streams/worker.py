@@ -30,6 +30,7 @@ from runstream.streams.events import EventPublisher
 from runstream.streams.handling import Handler
 from runstream.streams.publish import Publisher
 from runstream.streams.results import ResultStore
+from runstream.streams.stdinfeed import StdinFeed
 from runstream.streams.topics import ensure_topics, language_topic
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class WorkerProcess:
         self.sandbox: Sandbox | None = None
         self.events = (EventPublisher(settings, client_id=f"runstream-worker-{settings.worker_id}"
                                       "-events") if settings.events_enabled else None)
+        #: Live stdin of interactive executions (README "Piston-compatible API").
+        self.stdin = StdinFeed(settings, name=f"worker-{settings.worker_id}")
         self.stop_requested = asyncio.Event()
 
     async def run(self) -> None:
@@ -71,8 +74,9 @@ class WorkerProcess:
         await self.store.start()
         if self.events is not None:
             await self.events.start()
+        await self.stdin.start()  # before any request is taken: its input is kept
         handler = Handler(s, executor, Publisher(s, self.producer), self.store, catalogue,
-                          events=self.events)
+                          events=self.events, stdin=self.stdin)
         assignor = BusyStickyAssignor(lambda: self.agent.placement_state()
                                       if self.agent else ({}, {}))
         self.consumer = kafka.consumer(
@@ -114,6 +118,7 @@ class WorkerProcess:
         await self._withdraw()
         await kafka.close(self.consumer, timeout_s=3.0)  # leaves the group
         await self.store.stop()
+        await self.stdin.stop()
         await kafka.close(self.producer, timeout_s=3.0)
         if self.events is not None:
             await self.events.stop(timeout_s=1.0)

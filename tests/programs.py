@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+from typing import Any
+
+# Every language's args, fail, broken and oom programs (tests/language_cases.toml).
+CASES: dict[str, dict[str, Any]] = tomllib.loads(
+    (Path(__file__).parent / "language_cases.toml").read_text(encoding="utf-8"))
+
 # Each prints "hello " and the first line of its stdin.
 ECHO = {
     "python": "import sys\nprint('hello', sys.stdin.read().strip())\n",
     "javascript": "const d=require('fs').readFileSync(0,'utf8');console.log('hello', d.trim());\n",
-    "typescript": "declare const require: any;\n"
-                  "const d: string = require('fs').readFileSync(0, 'utf8');\n"
-                  "console.log('hello', d.trim());\n",
+    # Node's globals through globalThis: compiles with or without Debian's @types/node.
+    "typescript": "const p = (globalThis as any).process;\n"
+                  "let d = '';\n"
+                  "p.stdin.on('data', (c: string) => { d += c; });\n"
+                  "p.stdin.on('end', () => console.log('hello', d.trim()));\n",
     "java": "import java.util.*;\npublic class Main { public static void main(String[] a) {"
             " Scanner s = new Scanner(System.in);"
             " System.out.println(\"hello \" + s.nextLine().trim()); } }\n",

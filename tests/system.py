@@ -241,6 +241,7 @@ def base_env(kafka: str, tag: str) -> dict[str, str]:
         "RUNSTREAM_WORKER_GROUP": f"e2e{tag}-workers",
         "RUNSTREAM_KEYS_TOPIC": f"e2e{tag}.keys",
         "RUNSTREAM_EVENTS_TOPIC": f"e2e{tag}.events",
+        "RUNSTREAM_STDIN_TOPIC": f"e2e{tag}.stdin",
         "RUNSTREAM_CALLBACKS_TOPIC": f"e2e{tag}.callbacks",
         "RUNSTREAM_DELIVERIES_TOPIC": f"e2e{tag}.deliveries",
         "RUNSTREAM_CALLBACK_GROUP": f"e2e{tag}-callbacks",

@@ -23,7 +23,7 @@ from runstream.schemas.models import (
 from runstream.services.errors import SandboxError
 from runstream.services.execution.languages import Language, Registry, render
 from runstream.services.execution.progress import COMPILE, RUN, Progress
-from runstream.services.execution.sandbox.base import Sandbox, Workspace
+from runstream.services.execution.sandbox.base import LiveInput, Sandbox, Workspace
 from runstream.services.execution.sandbox.factory import create_sandbox
 from runstream.services.execution.verdict import compile_failed, judge_run, overall
 from runstream.services.settings import Settings
@@ -60,11 +60,13 @@ class Executor:
             finished=now(), metadata=req.metadata,
         )
 
-    async def execute(self, req: ExecutionRequest,
-                      progress: Progress | None = None) -> ExecutionResult:
+    async def execute(self, req: ExecutionRequest, progress: Progress | None = None,
+                      live: LiveInput | None = None) -> ExecutionResult:
         """Run one request; never raises for anything the program does.
 
         ``progress``, if given, is told the steps and the output as they happen.
+        ``live`` is the stdin of an interactive request's run, read as it arrives
+        (without one, an interactive run gets an empty stdin).
         """
         started = now()
         if req.deadline is not None and started > req.deadline:
@@ -84,7 +86,7 @@ class Executor:
         if progress is not None:
             progress.started(language, limits)
         try:
-            await self._run(req, language, limits, result, progress)
+            await self._run(req, language, limits, result, progress, live)
         except InvalidRequest as e:  # e.g. files that do not fit the workspace
             result.status = Status.REJECTED
             result.message = e.message
@@ -96,7 +98,8 @@ class Executor:
         return result
 
     async def _run(self, req: ExecutionRequest, language: Language, limits: Limits,
-                   result: ExecutionResult, progress: Progress | None) -> None:
+                   result: ExecutionResult, progress: Progress | None,
+                   live: LiveInput | None = None) -> None:
         files = named_files(req, language)
         entry = files[0][0]
         async with self.sandbox.workspace(req.id, files, language) as ws:
@@ -113,20 +116,22 @@ class Executor:
                     return
             argv = render(language.run, language, limits, entry) + list(req.args)
             if not req.tests:
-                result.run = await _phase(ws, argv, req.stdin, limits, language, progress,
+                stdin: bytes | LiveInput = (live if req.interactive and live is not None
+                                            else req.stdin)
+                result.run = await _phase(ws, argv, stdin, limits, language, progress,
                                           RUN, None)
-                result.status = judge_run(result.run, None)
+                result.status = judge_run(result.run, None, language.heap_exhausted)
                 return
             for index, test in enumerate(req.tests):
                 phase: PhaseResult = await _phase(ws, argv, test.stdin, limits, language,
                                                   progress, RUN, index)
-                status = judge_run(phase, test.expected_output)
+                status = judge_run(phase, test.expected_output, language.heap_exhausted)
                 result.tests.append(TestResult(index=index, status=status, run=phase,
                                                name=test.name))
             result.status = overall(result.tests)
 
 
-async def _phase(ws: Workspace, argv: list[str], stdin: bytes, limits: Limits,
+async def _phase(ws: Workspace, argv: list[str], stdin: bytes | LiveInput, limits: Limits,
                  language: Language, progress: Progress | None, name: str,
                  test: int | None) -> PhaseResult:
     """One phase in ``ws``; its output goes to ``progress`` as it is written."""
@@ -144,10 +149,12 @@ async def _phase(ws: Workspace, argv: list[str], stdin: bytes, limits: Limits,
 async def start_executor(settings: Settings, catalogue: Registry | None = None) -> Executor:
     """The one start-up path: registry, sandbox (started), versions it runs, executor.
 
-    Languages whose runtime the sandbox does not have are dropped (and logged).
+    Only the languages of the profile (``RUNSTREAM_LANGUAGES``) are served, and of
+    those only the ones whose runtime the sandbox has (the others are logged).
     The caller stops ``executor.sandbox`` when done.
     """
     catalogue = catalogue or Registry.load(settings.languages_file or None)
+    catalogue = catalogue.profile(settings.languages)  # an unknown name stops here
     sandbox = create_sandbox(settings)
     await sandbox.start()
     try:

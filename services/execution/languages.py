@@ -48,6 +48,10 @@ class Language:
     piston_aliases: tuple[str, ...] = ()
     #: A hello world that reads one line of stdin: the playground's starting program.
     sample: str = ""
+    #: What the runtime prints when the heap its flags cap ({heap_mb}) runs out.
+    heap_exhausted: tuple[str, ...] = ()
+    #: Part of the ``core`` profile (see :meth:`Registry.profile`).
+    core: bool = False
 
     @property
     def compiled(self) -> bool:
@@ -94,6 +98,8 @@ def _language(name: str, spec: Mapping[str, Any]) -> Language:
             piston=str(spec.get("piston", "")),
             piston_aliases=tuple(str(a) for a in spec.get("piston_aliases", ())),
             sample=str(spec.get("sample", "")),
+            heap_exhausted=tuple(str(m) for m in spec.get("heap_exhausted", ())),
+            core=bool(spec.get("core", False)),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigurationError(f"languages file: language {name!r} is malformed: {e}") from e
@@ -125,6 +131,26 @@ class Registry:
         except tomllib.TOMLDecodeError as e:
             raise ConfigurationError(f"languages file is not valid TOML: {e}") from e
         return cls(_language(name, spec) for name, spec in data.items())
+
+    def profile(self, spec: str) -> Registry:
+        """The languages a profile names: ``all``, ``core``, or names and aliases, comma-separated.
+
+        An unknown name is a ConfigurationError that lists the known ones.
+        """
+        wanted = [part.strip().lower() for part in spec.split(",") if part.strip()]
+        if not wanted:
+            raise ConfigurationError("language profile is empty: use all, core or names")
+        if wanted == ["all"]:
+            return self
+        if wanted == ["core"]:
+            return Registry(lang for lang in self._by_name.values() if lang.core)
+        unknown = [name for name in wanted if name not in self._alias]
+        if unknown:
+            raise ConfigurationError(
+                f"language profile {spec!r}: unknown {', '.join(unknown)}; "
+                f"use all, core or some of {', '.join(self.names())}")
+        keep = {self._alias[name] for name in wanted}
+        return Registry(lang for name, lang in self._by_name.items() if name in keep)
 
     def names(self) -> list[str]:
         return sorted(self._by_name)

@@ -6,12 +6,30 @@ from collections.abc import Sequence
 
 from runstream.schemas.models import PhaseResult, Status, TestResult
 
+# Where a runtime's last words are looked for: the end of stdout and of stderr.
+_LAST_WORDS = 4096
 
-def limit_status(phase: PhaseResult) -> Status | None:
+
+def heap_ran_out(phase: PhaseResult, heap_exhausted: Sequence[str]) -> bool:
+    """Whether a failed phase ended with its runtime saying its capped heap ran out.
+
+    Managed runtimes (JVM, .NET, GHC, V8) get a heap cap below the memory limit
+    (``{heap_mb}``) so that they stop by themselves instead of thrashing at the
+    cgroup's limit; what they print then is the language's ``heap_exhausted``.
+    """
+    if not heap_exhausted:
+        return False
+    tail = (phase.stdout[-_LAST_WORDS:].decode("utf-8", "replace") + "\n"
+            + phase.stderr[-_LAST_WORDS:].decode("utf-8", "replace"))
+    return any(marker in tail for marker in heap_exhausted)
+
+
+def limit_status(phase: PhaseResult, heap_exhausted: Sequence[str] = ()) -> Status | None:
     """The verdict of a phase that broke a limit or failed, or None if it exited 0.
 
     The order matters: a program killed for its wall time also shows SIGKILL,
     and one that hit the output cap was killed by us, not by its own fault.
+    ``heap_exhausted``: the language's words for a capped heap that ran out.
     """
     if phase.time_limit is not None:
         return Status.TIME_LIMIT_EXCEEDED
@@ -20,6 +38,8 @@ def limit_status(phase: PhaseResult) -> Status | None:
     if phase.output_limit_hit:
         return Status.OUTPUT_LIMIT_EXCEEDED
     if phase.signal is not None or phase.exit_code != 0:
+        if heap_ran_out(phase, heap_exhausted):
+            return Status.MEMORY_LIMIT_EXCEEDED
         return Status.RUNTIME_ERROR
     return None
 
@@ -37,9 +57,10 @@ def outputs_match(actual: bytes, expected: str) -> bool:
     return normalise_output(actual.decode("utf-8", "replace")) == normalise_output(expected)
 
 
-def judge_run(phase: PhaseResult, expected_output: str | None) -> Status:
+def judge_run(phase: PhaseResult, expected_output: str | None,
+              heap_exhausted: Sequence[str] = ()) -> Status:
     """The verdict of one run; compared with ``expected_output`` when there is one."""
-    failed = limit_status(phase)
+    failed = limit_status(phase, heap_exhausted)
     if failed is not None:
         return failed
     if expected_output is not None and not outputs_match(phase.stdout, expected_output):

@@ -33,6 +33,7 @@ from runstream.schemas.codec import encode_request
 from runstream.schemas.errors import BrokerUnavailable, NotReady
 from runstream.schemas.events import queued as event_queued
 from runstream.schemas.models import ExecutionRequest, ReplyTo
+from runstream.schemas.stdin import StdinMessage, encode_stdin
 from runstream.services.ingress.admission import Backlog, execution_seconds
 from runstream.services.ingress.caller import admit
 from runstream.services.ingress.group import WORKER_CLIENT_PREFIX, GroupWatch
@@ -293,6 +294,21 @@ class Gateway:
                 f"Kafka did not accept the request within {self.settings.request_timeout_s}s "
                 f"({type(e).__name__}); it is safe to retry with the same id") from e
         self.produced.add(req.id)
+
+    async def send_stdin(self, items: list[StdinMessage]) -> None:
+        """Write live stdin items of an interactive execution, in order, to the stdin topic.
+
+        Raises BrokerUnavailable when Kafka does not take one within the bound.
+        """
+        assert self._producer is not None
+        topic, bound = self.settings.stdin_topic, self.settings.request_timeout_s
+        for item in items:
+            try:
+                await asyncio.wait_for(self._producer.send_and_wait(
+                    topic, encode_stdin(item), key=item.id.encode()), bound)
+            except (KafkaError, TimeoutError, OSError) as e:
+                raise BrokerUnavailable(f"Kafka did not take the input within {bound}s "
+                                        f"({type(e).__name__})") from e
 
     def cached(self, exec_id: str) -> bytes | None:
         return self.store.cached(exec_id)

@@ -358,14 +358,29 @@ PISTON: tuple[Operation, ...] = (
        (Reply(405, "Languages come with the deployment.", _MESSAGE, ("Allow",)),)),
     _p("DELETE", "/packages", "pistonUninstall", "Remove a package (refused)",
        (Reply(405, "Languages come with the deployment.", _MESSAGE, ("Allow",)),)),
-    _p("GET", "/connect", "pistonConnect", "Interactive WebSocket (not served)",
-       (Reply(501, "Not served: no live stdin channel to a running program. A WebSocket "
-              "handshake gets Piston's {\"type\":\"error\"} and close code 4002.",
-              _MESSAGE),)),
+    _p("GET", "/connect", "pistonConnect", "Run a program interactively (WebSocket)",
+       description="Piston v2's interactive WebSocket (README, Piston-compatible API): the "
+                   "client sends `{\"type\":\"init\", ...the execute fields...}` within 1 s, "
+                   "then `{\"type\":\"data\",\"stream\":\"stdin\",\"data\"}`, "
+                   "`{\"type\":\"signal\",\"signal\":\"SIGINT\"}` and runstream's "
+                   "`{\"type\":\"eof\"}`; the server sends `runtime` (with the execution "
+                   "`id`), `stage`, `data` (stdout, stderr) and `exit` frames as the program "
+                   "runs, `{\"type\":\"error\",\"message\"}` before a close 4002, and "
+                   "closes 4999 when the program ended. Close codes 4000 Already "
+                   "Initialized, 4001 Initialization Timeout, 4003 Not yet initialized, "
+                   "4004 Can only write to stdin, 4005 Invalid signal. Closing the socket "
+                   "kills the program. API keys as on every route (one rate-limit token per "
+                   "connection; the run counts against the key's concurrency quota).",
+       replies=(
+           Reply(101, "A WebSocket handshake: the session runs over the socket."),
+           Reply(426, "A plain HTTP request, not a WebSocket handshake.", _MESSAGE,
+                 ("Upgrade",)))),
 )
 
 HEADERS: dict[str, Any] = {
     "Allow": {"description": "The methods the path answers.", "schema": {"type": "string"}},
+    "Upgrade": {"description": "The protocol the path speaks.",
+                "schema": {"const": "websocket"}},
 }
 SCHEMAS: dict[str, Any] = {**JUDGE0_SCHEMAS, **PISTON_SCHEMAS}
 OPERATIONS: tuple[Operation, ...] = (*JUDGE0, *PISTON)

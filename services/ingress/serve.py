@@ -66,7 +66,10 @@ def serve(settings: Settings) -> int:
                             log_level=settings.log_level.lower(), access_log=False,
                             # uvicorn's lines go through runstream's handler (text or JSON).
                             log_config=None,
-                            lifespan="on", timeout_graceful_shutdown=GRACE_S)
+                            lifespan="on", timeout_graceful_shutdown=GRACE_S,
+                            # A WebSocket message (Piston's init, a stdin chunk) is bounded
+                            # like a request body; larger ones close the socket (1009).
+                            ws_max_size=settings.ingress_max_body_bytes)
     server = DrainingServer(config, app.state.ingress)
     server.run()
     return 0

@@ -77,7 +77,7 @@ async def test_compile_error_carries_the_compilers_message(
 
 async def test_unsupported_language_is_braindrills_sentence(
         system: System, client: httpx.AsyncClient) -> None:
-    r = await post(client, "cobol", "DISPLAY 'HI'.")
+    r = await post(client, "klingon", "Qapla'")
     assert (r.status_code, r.text) == (400, "unsupported language")
     assert r.headers["content-type"].startswith("text/plain")
     assert "x-runstream-status" not in r.headers  # nothing ran: no verdict, no id

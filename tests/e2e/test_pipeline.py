@@ -151,7 +151,7 @@ async def test_metadata_is_echoed(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "kind"),
     [
-        (b'{"language": "cobol", "source": "x"}', 400, "unknown-language"),
+        (b'{"language": "klingon", "source": "x"}', 400, "unknown-language"),
         (b'{"language": "python", "source": ', 400, "malformed-payload"),
         (b'[1, 2]', 400, "malformed-payload"),
         (b'{"language": "python", "source": 42}', 422, "invalid-request"),
@@ -170,8 +170,8 @@ async def test_bad_requests_get_problem_details(client: httpx.AsyncClient, body:
 
 
 async def test_unknown_language_names_the_supported_ones(client: httpx.AsyncClient) -> None:
-    # /lang/cobol answers braindrill's plain "unsupported language" (test_braindrill.py).
-    r = await client.post("/v1/executions", json={"language": "cobol", "source": "x"})
+    # /lang/klingon answers braindrill's plain "unsupported language" (test_braindrill.py).
+    r = await client.post("/v1/executions", json={"language": "klingon", "source": "x"})
     assert r.status_code == 400
     assert "python" in r.json()["detail"] and "java" in r.json()["supported"]
 

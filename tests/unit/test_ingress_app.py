@@ -125,7 +125,7 @@ async def test_malformed_json_is_400_problem(client: httpx.AsyncClient) -> None:
 
 
 async def test_unknown_language_names_the_supported_ones(client: httpx.AsyncClient) -> None:
-    r = await client.post("/v1/executions", json={"language": "cobol", "source": "x"})
+    r = await client.post("/v1/executions", json={"language": "klingon", "source": "x"})
     assert_problem(r, 400, "python")
 
 

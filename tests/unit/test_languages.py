@@ -1,12 +1,14 @@
-"""The shipped language registry: 12 languages, consistent commands and packages."""
+"""The shipped language registry: 41 languages, consistent commands and packages."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 from runstream.schemas.models import Limits
+from runstream.services.errors import ConfigurationError
 from runstream.services.execution.languages import Registry, render
 
 EXPECTED = {"python", "javascript", "typescript", "java", "c", "cpp", "go", "rust", "ruby",
@@ -15,8 +17,24 @@ REGISTRY = Registry.load()
 LIMITS = Limits(5000, 5000, 256, 64, 1024, 16384)
 
 
-def test_twelve_languages() -> None:
-    assert set(REGISTRY.names()) == EXPECTED
+def test_forty_languages_and_the_core_twelve() -> None:
+    assert len(REGISTRY) >= 40 and set(REGISTRY.names()) >= EXPECTED
+    assert {lang.name for lang in REGISTRY if lang.core} == EXPECTED
+
+
+@pytest.mark.parametrize("spec,names", [
+    ("all", None), ("core", EXPECTED), (" Haskell, py ,kt", {"haskell", "python", "kotlin"}),
+])
+def test_profiles(spec: str, names: set[str] | None) -> None:
+    assert set(REGISTRY.profile(spec).names()) == (names or set(REGISTRY.names()))
+
+
+@pytest.mark.parametrize("spec", ["python,klingon", " , "])
+def test_a_profile_with_an_unknown_name_is_refused_with_the_known_ones(spec: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        REGISTRY.profile(spec)
+    assert ("klingon" in str(caught.value) and "haskell" in str(caught.value)) or (
+        "empty" in str(caught.value))
 
 
 @pytest.mark.parametrize("alias,name", [("py", "python"), ("ts", "typescript"),
@@ -39,9 +57,12 @@ def test_commands_call_tools_by_absolute_path(lang) -> None:  # type: ignore[no-
 def test_compiled_languages_run_what_they_compiled(lang) -> None:  # type: ignore[no-untyped-def]
     compile_argv = render(lang.compile, lang, LIMITS)
     run_argv = render(lang.run, lang, LIMITS)
+    text = " ".join(compile_argv)
     assert lang.entry in compile_argv
-    if run_argv[0] == "./main":
-        assert "main" in compile_argv  # -o main
+    if run_argv[0] == "./main":  # -o main, -omain, --out:main, ld -o main
+        assert re.search(r"(-o ?|-out:|--out:)main(\s|$)", text), text
+    elif exe := [a for a in run_argv if a.endswith(".exe")]:  # mono main.exe
+        assert f"-out:{exe[0]}" in compile_argv
     else:  # java Main / node main.js: the compiler writes into the workspace
         assert "." in compile_argv or "--outDir" in compile_argv
 
@@ -60,6 +81,17 @@ def test_go_and_runtimes_get_writable_caches_and_thread_room() -> None:
     assert go.env["GOCACHE"].startswith("/tmp/") and go.env["CGO_ENABLED"] == "0"
     assert REGISTRY.resolve("java").processes_floor >= 16
     assert REGISTRY.resolve("javascript").processes_floor >= 8
+    for name in ("kotlin", "scala", "groovy", "clojure", "csharp", "erlang", "elixir"):
+        assert REGISTRY.resolve(name).processes_floor >= 16, name
+
+
+@pytest.mark.parametrize("name", ["java", "kotlin", "scala", "groovy", "clojure", "csharp",
+                                  "haskell", "javascript"])
+def test_managed_runtimes_cap_their_heap_from_the_limit(name: str) -> None:
+    lang = REGISTRY.resolve(name)
+    argv = render(lang.run, lang, Limits(5000, 5000, 128, 64, 1024, 16384))
+    assert any("96" in part for part in argv), argv  # 128 MiB less a quarter
+    assert lang.heap_exhausted
 
 
 @pytest.mark.parametrize("lang", list(REGISTRY), ids=lambda lang: lang.name)
@@ -75,6 +107,20 @@ def test_judge0_ids_and_piston_names_name_one_language_each() -> None:
 
     langs = list(Registry.load())
     ids = [i for lang in langs for i in lang.judge0]
-    assert len(ids) == len(set(ids)) and all(lang.judge0 for lang in langs)
-    names = [n for lang in langs for n in (lang.piston, *lang.piston_aliases)]
-    assert len(names) == len(set(names)) and all(lang.piston for lang in langs)
+    assert len(ids) == len(set(ids))
+    # Piston lists a language's own name among its aliases too: one language per name.
+    names = [n for lang in langs for n in {lang.piston, *lang.piston_aliases} if n]
+    assert len(names) == len(set(names))
+    # Those that Judge0 CE / Piston do not run (or run as another language) have none.
+    assert {lang.name for lang in langs if not lang.judge0} == {
+        "tcl", "awk", "scheme", "basic", "forth", "nim", "ada", "racket"}
+    assert {lang.name for lang in langs if not lang.piston} == {
+        "tcl", "scheme", "basic", "objectivec", "ada"}
+
+
+async def test_a_worker_with_an_unknown_language_in_its_profile_does_not_start() -> None:
+    from runstream.services.execution.executor import start_executor
+    from runstream.services.settings import Settings
+
+    with pytest.raises(ConfigurationError, match="klingon"):
+        await start_executor(Settings.from_env({"RUNSTREAM_LANGUAGES": "python,klingon"}))

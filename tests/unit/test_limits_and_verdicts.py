@@ -8,6 +8,8 @@ from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import Limits, PhaseResult, RequestedLimits, Status, TestResult
 from runstream.services.execution.verdict import judge_run, outputs_match, overall
 
+JVM = ("Terminating due to java.lang.OutOfMemoryError",)
+
 DEFAULTS = Limits(5000, 5000, 256, 64, 1024, 16384)
 MAXIMA = Limits(30000, 30000, 1024, 256, 4096, 65536)
 
@@ -64,3 +66,22 @@ def test_first_failing_test_decides() -> None:
              TestResult(2, Status.TIME_LIMIT_EXCEEDED, PhaseResult())]
     assert overall(tests) is Status.WRONG_ANSWER
     assert overall(tests[:1]) is Status.OK
+
+
+@pytest.mark.parametrize(("phase", "status"), [
+    # The JVM ran out of the heap its -Xmx allowed: memory, not a crash.
+    (PhaseResult(exit_code=3, stdout=b"Terminating due to java.lang.OutOfMemoryError: Java "
+                 b"heap space\n"), Status.MEMORY_LIMIT_EXCEEDED),
+    (PhaseResult(exit_code=1, stderr=b"x" * 10000 + b"Terminating due to java.lang."
+                 b"OutOfMemoryError"), Status.MEMORY_LIMIT_EXCEEDED),
+    # The same words in a program that exited 0, or another failure: what it was.
+    (PhaseResult(exit_code=0, stdout=b"Terminating due to java.lang.OutOfMemoryError"),
+     Status.OK),
+    (PhaseResult(exit_code=1, stderr=b"Exception in thread main"), Status.RUNTIME_ERROR),
+    # Words long before the end are not its last ones.
+    (PhaseResult(exit_code=1, stderr=b"Terminating due to java.lang.OutOfMemoryError"
+                 + b"x" * 10000), Status.RUNTIME_ERROR),
+])
+def test_a_capped_heap_that_ran_out_is_memory(phase: PhaseResult, status: Status) -> None:
+    assert judge_run(phase, None, JVM) is status
+    assert judge_run(phase, None) in (Status.OK, Status.RUNTIME_ERROR)  # no words, no memory

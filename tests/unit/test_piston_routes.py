@@ -1,8 +1,9 @@
-"""The Piston routes in-process (no broker): what the running system cannot show.
+"""The Piston routes in-process (no broker): refusals that need no worker.
 
-The ingress process has no WebSocket library, so a handshake on /api/v2/connect
-never reaches the WebSocket route there; here Starlette's test client speaks
-WebSocket to it directly. Everything else is covered over HTTP in
+The WebSocket /api/v2/connect's rules before a program runs (init within a
+second, messages before init, a bad init) are checked here with Starlette's test
+client; sessions that run programs, over a real socket, are in
+tests/e2e/test_piston_connect.py, and everything else over HTTP in
 tests/e2e/test_piston_api.py.
 """
 
@@ -14,7 +15,7 @@ import pytest
 from runstream.services.ingress.app import create_app
 from runstream.services.ingress.gateway import Gateway
 from runstream.services.settings import Settings
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 
@@ -24,17 +25,54 @@ def client(tmp_path: Path) -> TestClient:
     return TestClient(create_app(settings, gateway=Gateway(settings)))
 
 
-def test_the_websocket_is_refused_as_piston_refuses_on_it(tmp_path: Path) -> None:
+def closed(ws: WebSocketTestSession) -> tuple[int, str]:
+    with pytest.raises(WebSocketDisconnect) as e:
+        ws.receive_text()
+    return e.value.code, e.value.reason
+
+
+def test_no_init_within_a_second_is_4001(tmp_path: Path) -> None:
     with client(tmp_path).websocket_connect("/api/v2/connect") as ws:
-        msg = ws.receive_json()
-        assert msg["type"] == "error" and "not available" in msg["message"]
-        with pytest.raises(WebSocketDisconnect) as closed:
-            ws.receive_text()
-    assert (closed.value.code, closed.value.reason) == (4002, "Notified Error")
+        ws.send_json({"type": "ping"})  # ignored, as on Piston: the clock runs on
+        assert closed(ws) == (4001, "Initialization Timeout")
+
+
+@pytest.mark.parametrize("message", [
+    {"type": "data", "stream": "stdin", "data": "x"}, {"type": "signal", "signal": "SIGINT"},
+    {"type": "eof"}])
+def test_input_before_init_is_4003(tmp_path: Path, message: dict[str, str]) -> None:
+    with client(tmp_path).websocket_connect("/api/v2/connect") as ws:
+        ws.send_json(message)
+        assert closed(ws) == (4003, "Not yet initialized")
+
+
+def test_garbage_and_a_bad_init_are_an_error_then_4002(tmp_path: Path) -> None:
+    with client(tmp_path).websocket_connect("/api/v2/connect") as ws:
+        ws.send_text("{nope")
+        error = ws.receive_json()
+        assert error["type"] == "error" and "not valid JSON" in error["message"]
+        assert closed(ws) == (4002, "Notified Error")
+    with client(tmp_path).websocket_connect("/api/v2/connect") as ws:
+        ws.send_json({"type": "init", "language": "python"})
+        assert ws.receive_json() == {"type": "error",
+                                     "message": "version is required as a string"}
+        assert closed(ws) == (4002, "Notified Error")
+    with client(tmp_path).websocket_connect("/api/v2/connect") as ws:  # no worker serves it
+        ws.send_json({"type": "init", "language": "python", "version": "*",
+                      "files": [{"content": "print(1)"}]})
+        assert ws.receive_json() == {"type": "error",
+                                     "message": "python-* runtime is unknown"}
+        assert closed(ws) == (4002, "Notified Error")
+
+
+def test_a_plain_http_request_there_is_told_to_upgrade(tmp_path: Path) -> None:
+    r = client(tmp_path).get("/api/v2/connect")
+    assert r.status_code == 426 and r.headers["upgrade"] == "websocket"
+    assert "WebSocket" in r.json()["message"]
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [
-    ("GET", "/api/v2/connect", 501), ("POST", "/api/v2/packages", 405),
+    ("GET", "/api/v2/connect", 426), ("POST", "/api/v2/packages", 405),
     ("DELETE", "/api/v2/packages/python/3.11.2", 405), ("GET", "/api/v2/packages/x", 404),
     ("PUT", "/api/v2/execute", 404), ("PATCH", "/api/v2/anything", 404),
 ])

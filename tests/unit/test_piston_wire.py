@@ -124,7 +124,7 @@ def test_select_takes_the_highest_match_by_name_or_alias() -> None:
 def test_an_unknown_runtime_is_pistons_sentence() -> None:
     assert refused({**HELLO, "version": "latest"}) == "python-latest runtime is unknown"
     assert refused({**HELLO, "version": "4"}) == "python-4 runtime is unknown"
-    assert refused({**HELLO, "language": "cobol"}) == "cobol-* runtime is unknown"
+    assert refused({**HELLO, "language": "klingon"}) == "klingon-* runtime is unknown"
 
 
 def test_requests_are_pinned_only_when_not_every_served_version_would_do() -> None:

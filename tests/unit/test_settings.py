@@ -27,6 +27,7 @@ def test_environment_is_typed() -> None:
         ({"RUNSTREAM_WORKER_CONCURRENCY": "0"}, "must be >= 1"),
         ({"RUNSTREAM_INGRESS_REPLY_PARTITION": "8"}, "0..7"),
         ({"RUNSTREAM_DEFAULT_WALL_MS": "60000"}, "DEFAULT_WALL_MS is above"),
+        ({"RUNSTREAM_LANGUAGES": " , "}, "LANGUAGES is empty"),
     ],
 )
 def test_bad_values_stop_start_up_with_the_variable_named(env: dict[str, str],

@@ -26,14 +26,16 @@ from runstream.services.execution.sandbox._docker_exec import (
     ExecStream,
     phase_argv,
     raw_socket,
+    signal_script,
 )
-from runstream.services.execution.sandbox.base import PhaseOutput
+from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
 from runstream.services.execution.sandbox.cgroup import RunCgroup
 from runstream.services.execution.sandbox.environment import program_env
 from runstream.services.execution.sandbox.supervision import (
     API_POLL_S,
     CPU_POLL_S,
     KILL_WAIT_S,
+    feed_live,
     phase_result,
     watch,
 )
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT_S = 3.0
 SOCKET_MARGIN_S = 10.0
 KILL_RETRY_S = 0.01  # exiting tasks have no event on cgroup v1
+SIGNAL_RETRY_S = 0.05  # a signal for a program not started yet looks for it again
 
 
 class ExecutionContainer:
@@ -125,7 +128,45 @@ class ExecutionContainer:
             return self.cg.cpu_ns(), self.cg.oom_kills()
         return (await self._stats())[0], 0
 
-    async def run(self, argv: Sequence[str], stdin: bytes, limits: Limits,
+    async def signal_program(self, number: int) -> bool:
+        """Signal every process of the running phase's program (not its wrapper).
+
+        False when the program has no process yet (its files are still unpacked).
+        ``SIGKILL`` goes through :meth:`kill_strays`, which needs no new process in
+        the container: it works on a fork bomb too.
+        """
+        if number == signal.SIGKILL:
+            await self.kill_strays()
+            return True
+        api = self.engine.api
+        exec_id = (await self.engine.call(api.exec_create, self.cid, signal_script(number),
+                                          user=self.user))["Id"]
+        await self.engine.call(api.exec_start, exec_id)
+        info = await self.engine.call(api.exec_inspect, exec_id)
+        return bool(info.get("ExitCode") == 0)
+
+    async def _feed(self, stream: ExecStream, tar: bytes, live: LiveInput,
+                    reader: asyncio.Future[None]) -> None:
+        """The files, then the live stdin as it arrives (until cancelled)."""
+        await self.engine.in_thread(stream.send, tar)
+
+        async def write(data: bytes) -> None:
+            await self.engine.in_thread(stream.send, data)
+
+        async def end() -> None:
+            await self.engine.in_thread(stream.end_input)
+
+        async def send_signal(number: int) -> None:
+            # A signal that comes before the program runs (a client that hung up at
+            # once) waits for it; the phase's end (its output closed) ends the wait.
+            while not reader.done():
+                if await self.signal_program(number) and number != signal.SIGKILL:
+                    return
+                await asyncio.wait({reader}, timeout=SIGNAL_RETRY_S)  # another process
+
+        await feed_live(live, write=write, end=end, send_signal=send_signal)
+
+    async def run(self, argv: Sequence[str], stdin: bytes | LiveInput, limits: Limits,
                   language: Language, output: PhaseOutput | None = None) -> PhaseResult:
         engine, api = self.engine, self.engine.api
         cpu0, oom0 = await self._prepare(limits, language)
@@ -150,7 +191,9 @@ class ExecutionContainer:
                             timeout_s=limits.wall_ms / 1000 + SOCKET_MARGIN_S,
                             on_data=on_data if output is not None else None)
         reader = engine.in_thread(stream.read)
-        writer = engine.in_thread(stream.feed, tar + stdin)
+        writer: asyncio.Future[None] = (
+            engine.in_thread(stream.feed, tar + stdin) if isinstance(stdin, bytes)
+            else asyncio.ensure_future(self._feed(stream, tar, stdin, reader)))
         exit_code: int | None = None
 
         async def cpu_used_ns() -> int:
@@ -182,11 +225,17 @@ class ExecutionContainer:
             if exit_code is None and not (time_limit or overflow.is_set()):
                 raise SandboxError("a phase ended without an exit status")
         finally:
+            if not isinstance(stdin, bytes):
+                writer.cancel()  # a live stdin ends with the phase
             stream.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(writer), DRAIN_TIMEOUT_S)
+            await asyncio.wait({writer}, timeout=DRAIN_TIMEOUT_S)
+            if writer.done() and not writer.cancelled():
+                writer.exception()  # retrieved: the program may close its stdin early
         if tar and not time_limit and exit_code is not None and exit_code != 0 \
-                and not stream.stdout.buffer and b"tar" in stream.stderr.buffer[:200]:
+                and not stream.stdout.buffer \
+                and bytes(stream.stderr.buffer[:200]).lstrip().startswith(b"tar: "):
+            # GNU tar's own complaint; not a program's words that merely hold "tar"
+            # (a V8 out-of-memory report says "walltime since start of marking").
             raise SandboxError(f"cannot unpack the files: {bytes(stream.stderr.buffer[:500])!r}")
         return await self._result(stream, exit_code, time_limit, overflow.is_set(), wall_ms,
                                   cpu0, oom0)

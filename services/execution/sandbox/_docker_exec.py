@@ -60,6 +60,30 @@ def phase_argv(argv: Sequence[str], limits: Limits, tar_bytes: int) -> list[str]
     return [SHELL, "-c", script, "runstream-phase", *argv]
 
 
+_PPID = ('{ while read -r k v; do [ "$k" = PPid: ] && { echo "$v"; break; }; done '
+         '< "/proc/$1/status"; } 2>/dev/null')
+
+
+def signal_script(number: int) -> list[str]:
+    """An exec's argv that sends signal ``number`` to every process of the phase's program.
+
+    Run as the sandbox uid, it can signal only that uid's processes: the program's,
+    and the phase's own wrapper, which it skips: like every exec's first process
+    (this one's too), that one's parent is outside the container (PPid 0 in it).
+    While the wrapper is still the phase's ``sh`` unpacking the files (not yet the
+    ``timeout`` that runs the program), its children are skipped too. It exits 0
+    when it signalled a process, 1 when the program has none (yet, or any more).
+    """
+    script = (f'ppid() {_PPID}; sent=1; '
+              'for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$$" ] && continue; '
+              'pp=$(ppid "$p"); [ -n "$pp" ] && [ "$pp" != 0 ] || continue; '
+              'if [ "$pp" != 1 ] && [ "$(ppid "$pp")" = 0 ]; then '
+              'c=; read -r c < "/proc/$pp/comm" 2>/dev/null; '
+              '[ "$c" = timeout ] || continue; fi; '
+              f'kill -{int(number)} "$p" 2>/dev/null && sent=0; done; exit $sent')
+    return [SHELL, "-c", script]
+
+
 def raw_socket(sock: Any) -> socket.socket:
     """The plain socket under docker-py's hijacked response (a SocketIO over unix sockets)."""
     inner = getattr(sock, "_sock", sock)
@@ -87,10 +111,20 @@ class ExecStream:
 
     def feed(self, data: bytes) -> None:
         """Write stdin, then half-close so the program sees EOF (blocking)."""
+        self.send(data)
+        self.end_input()
+
+    def send(self, data: bytes) -> None:
+        """Write to the program's stdin (blocking while it does not read; bounded by the
+        socket's timeout and by :meth:`close`)."""
         # The program may exit or close stdin without reading: that is its right.
         with contextlib.suppress(OSError):
             if data:
                 self.sock.sendall(data)
+
+    def end_input(self) -> None:
+        """Half-close: the program sees the end of its stdin."""
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_WR)
 
     def _recv_exact(self, n: int) -> bytes | None:

@@ -23,11 +23,12 @@ from functools import partial
 import orjson
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.errors import SandboxError
-from runstream.services.execution.sandbox.base import PhaseOutput
+from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
 from runstream.services.execution.sandbox.cgroup import RunCgroup
 from runstream.services.execution.sandbox.supervision import (
     KILL_WAIT_S,
     CappedOutput,
+    feed_live,
     phase_result,
     watch,
 )
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 2.0
 STATUS_CAP = 4096
+#: How often a signal for a program that is not started yet looks for it again.
+SIGNAL_RETRY_S = 0.01
 
 
 class _Reader(asyncio.Protocol):
@@ -57,17 +60,38 @@ class _Reader(asyncio.Protocol):
 
 
 class _Feeder(asyncio.Protocol):
-    """stdin: the program may exit or close it without reading (broken pipe is fine)."""
+    """stdin: the program may exit or close it without reading (broken pipe is fine).
+
+    For a live stdin, :meth:`drained` waits while the pipe's buffer is over its
+    high-water mark: what the program has not read is not piled up here.
+    """
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._resumed: asyncio.Future[None] | None = None
+
+    def pause_writing(self) -> None:
+        self._resumed = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._resumed is not None and not self._resumed.done():
+            self._resumed.set_result(None)
+        self._resumed = None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        pass
+        self.closed = True
+        self.resume_writing()
+
+    async def drained(self) -> None:
+        if self._resumed is not None and not self.closed:
+            await asyncio.shield(self._resumed)
 
 
 @dataclass
 class Launch:
     """What :func:`supervise` needs to start and watch one run."""
 
-    stdin: bytes
+    stdin: bytes | LiveInput
     limits: Limits
     cgroup: RunCgroup
     seccomp: bytes
@@ -89,6 +113,7 @@ class _Running:
     status: CappedOutput = field(default_factory=lambda: CappedOutput(STATUS_CAP))
     readers: list[_Reader] = field(default_factory=list)
     transports: list[asyncio.BaseTransport] = field(default_factory=list)
+    live: asyncio.Task[None] | None = None  # feeding a live stdin
 
 
 def _spawn(launch: Launch) -> tuple[subprocess.Popen[bytes], int]:
@@ -135,11 +160,68 @@ async def _connect(run: _Running, launch: Launch, on_overflow: Callable[[], None
         transport, reader = await _read_pipe(pipe, sink)
         run.transports.append(transport)
         run.readers.append(reader)
-    stdin, _ = await loop.connect_write_pipe(_Feeder, proc.stdin)
+    feeder = _Feeder()
+    stdin, _ = await loop.connect_write_pipe(lambda: feeder, proc.stdin)
     run.transports.append(stdin)
+    if not isinstance(launch.stdin, bytes):
+        run.live = asyncio.create_task(
+            _feed(launch.stdin, stdin, feeder, launch.cgroup, run.exited),
+            name="bwrap-live-stdin")
+        return
     if launch.stdin:
         stdin.write(launch.stdin)
     stdin.close()  # sends EOF once the buffer is written (or drops it on EPIPE)
+
+
+async def _feed(live: LiveInput, stdin: asyncio.WriteTransport, feeder: _Feeder,
+                cg: RunCgroup, exited: asyncio.Future[None]) -> None:
+    async def write(data: bytes) -> None:
+        if not feeder.closed and not stdin.is_closing():
+            stdin.write(data)
+            await feeder.drained()
+
+    async def end() -> None:
+        stdin.close()
+
+    async def send_signal(number: int) -> None:
+        # A signal that comes while bwrap still sets the sandbox up (a client that hung
+        # up at once) waits for the program: sent to nobody, it would be lost. The
+        # phase's end cancels the wait.
+        while not signal_program(cg, number) and not exited.done():
+            await asyncio.wait({exited}, timeout=SIGNAL_RETRY_S)  # a poll: another process
+
+    await feed_live(live, write=write, end=end, send_signal=send_signal)
+
+
+def program_pids(cg: RunCgroup) -> list[int]:
+    """The processes of the program in a run's cgroup: not bwrap's own two.
+
+    The program and its descendants live in the run's pid namespace with a pid of
+    2 or more there (1 is bwrap's reaper); bwrap's outer process is not in it.
+    """
+    found = []
+    for pid in cg.pids():
+        try:
+            with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+                ns = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
+        except OSError:
+            continue  # gone meanwhile
+        if len(ns) >= 2 and ns[-1].isdigit() and int(ns[-1]) >= 2:
+            found.append(pid)
+    return found
+
+
+def signal_program(cg: RunCgroup, number: int) -> bool:
+    """Send signal ``number`` to every process of the program (see :func:`program_pids`).
+
+    False when the program has no process yet (or any more).
+    """
+    sent = False
+    for pid in program_pids(cg):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, number)
+            sent = True
+    return sent
 
 
 async def _kill(run: _Running, cg: RunCgroup) -> int:
@@ -160,6 +242,8 @@ async def _kill(run: _Running, cg: RunCgroup) -> int:
 def _close(run: _Running) -> None:
     """Release the run's descriptors; the launcher is dead (or killed here) afterwards."""
     loop = asyncio.get_running_loop()
+    if run.live is not None:
+        run.live.cancel()
     if run.pidfd >= 0:
         loop.remove_reader(run.pidfd)
         os.close(run.pidfd)

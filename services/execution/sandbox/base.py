@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from runstream.schemas.models import Limits, PhaseResult
@@ -26,6 +27,34 @@ from runstream.services.execution.languages import Language
 PhaseOutput = Callable[[str, bytes], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One item of a live stdin: bytes to write, then a signal to send, then the end.
+
+    ``signal`` is a name (``"SIGINT"``); it goes to every process of the program
+    (not to the sandbox's own), as Ctrl-C in a terminal goes to the foreground job.
+    ``eof`` closes the program's stdin.
+    """
+
+    data: bytes = b""
+    signal: str | None = None
+    eof: bool = False
+
+
+class LiveInput(Protocol):
+    """The stdin of an interactive run, as it arrives (``streams/stdinfeed.py``).
+
+    A phase given one reads it until the phase ends: it writes the data to the
+    program as the program takes it (a program that does not read holds the rest
+    back, never the worker), closes the program's stdin at ``eof`` and sends the
+    signals. The phase stays bounded by its limits whatever arrives.
+    """
+
+    async def get(self) -> Input:
+        """The next item (waits until there is one)."""
+        ...
+
+
 class Workspace(Protocol):
     """One execution's working directory, shared by its phases."""
 
@@ -33,13 +62,14 @@ class Workspace(Protocol):
         self,
         argv: Sequence[str],
         *,
-        stdin: bytes,
+        stdin: bytes | LiveInput,
         limits: Limits,
         language: Language,
         output: PhaseOutput | None = None,
     ) -> PhaseResult:
         """Run ``argv`` (already templated) in the workspace under ``limits``.
 
+        ``stdin`` is the whole input, or a :class:`LiveInput` read while it runs.
         ``output``, if given, is told the output as the program writes it.
         """
         ...

@@ -22,7 +22,7 @@ from runstream.services.errors import SandboxError
 from runstream.services.execution.languages import Language
 from runstream.services.execution.sandbox import _mount, _seccomp, command, versions
 from runstream.services.execution.sandbox._run import Launch, supervise
-from runstream.services.execution.sandbox.base import PhaseOutput
+from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
 from runstream.services.execution.sandbox.cgroup import CgroupTree, RunCgroup
 from runstream.services.execution.sandbox.scope import alive, new_scope
 from runstream.services.execution.sandbox.supervision import KILL_WAIT_S
@@ -45,7 +45,7 @@ class BwrapWorkspace:
         self._sandbox = sandbox
         self.path = path
 
-    async def run(self, argv: Sequence[str], *, stdin: bytes, limits: Limits,
+    async def run(self, argv: Sequence[str], *, stdin: bytes | LiveInput, limits: Limits,
                   language: Language, output: PhaseOutput | None = None) -> PhaseResult:
         """Run ``argv`` in the workspace (bound at /box) under ``limits``."""
         return await self._sandbox._run(self.path, argv, stdin, limits, language, output)
@@ -207,8 +207,9 @@ class BwrapSandbox:
 
     # -- one phase -------------------------------------------------------------
 
-    async def _run(self, workspace: Path, argv: Sequence[str], stdin: bytes, limits: Limits,
-                   language: Language, output: PhaseOutput | None = None) -> PhaseResult:
+    async def _run(self, workspace: Path, argv: Sequence[str], stdin: bytes | LiveInput,
+                   limits: Limits, language: Language,
+                   output: PhaseOutput | None = None) -> PhaseResult:
         if self._tree is None:
             raise SandboxError("BwrapSandbox.start() was not called")
         s = self.settings

@@ -36,7 +36,7 @@ from runstream.services.execution.sandbox._docker_container import ExecutionCont
 from runstream.services.execution.sandbox._docker_engine import DockerEngine
 from runstream.services.execution.sandbox._docker_exec import PHASE_OVERHEAD, files_tar
 from runstream.services.execution.sandbox._docker_pool import WarmPool
-from runstream.services.execution.sandbox.base import PhaseOutput
+from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
 from runstream.services.execution.sandbox.environment import program_env
 from runstream.services.execution.sandbox.scope import alive, new_scope
 from runstream.services.execution.sandbox.supervision import KILL_WAIT_S
@@ -59,7 +59,7 @@ class DockerWorkspace:
         self.container: ExecutionContainer | None = None
         self._lock = asyncio.Lock()
 
-    async def run(self, argv: Sequence[str], *, stdin: bytes, limits: Limits,
+    async def run(self, argv: Sequence[str], *, stdin: bytes | LiveInput, limits: Limits,
                   language: Language, output: PhaseOutput | None = None) -> PhaseResult:
         """Run ``argv`` in /box of the execution's container under ``limits``."""
         async with self._lock:  # phases of one execution are sequential by nature

@@ -10,13 +10,16 @@ and builds the result with :func:`phase_result`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from runstream.schemas.models import PhaseResult
+from runstream.services.execution.sandbox.base import LiveInput
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,78 @@ async def watch(*, deadline: float, cpu_cap_ns: int, cpu_used_ns: Callable[[], A
                 return None
     finally:
         overflowed.cancel()
+
+
+#: Live stdin a phase holds that its program has not read yet; more is dropped.
+MAX_PENDING_INPUT = 4 * 1024 * 1024
+_REALTIME = re.compile(r"SIGRT(MIN|MAX)(?:([+-])(\d{1,2}))?")
+
+
+def signal_number(name: str) -> int | None:
+    """The number of a signal name (``SIGINT``, ``SIGRTMIN+3``), None if there is none."""
+    match = _REALTIME.fullmatch(name)
+    if match is not None:
+        base = signal.SIGRTMIN if match.group(1) == "MIN" else signal.SIGRTMAX
+        offset = int(match.group(3) or 0) * (-1 if match.group(2) == "-" else 1)
+        number = int(base) + offset
+        return number if signal.SIGRTMIN <= number <= signal.SIGRTMAX else None
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        return None
+
+
+async def feed_live(live: LiveInput, *, write: Callable[[bytes], Awaitable[None]],
+                    end: Callable[[], Awaitable[None]],
+                    send_signal: Callable[[int], Awaitable[None]]) -> None:
+    """Hand a live stdin to a running phase, until cancelled (the phase's end).
+
+    Data is written in order, as the program takes it (``write`` returns once the
+    pipe took it); what the program has not read waits here, at most
+    :data:`MAX_PENDING_INPUT` bytes (the rest is dropped). Signals are sent as they
+    arrive: input the program has not read does not hold them back, as typed input
+    does not hold back Ctrl-C. ``eof`` ends the stdin after the data before it.
+    """
+    pending: asyncio.Queue[bytes | None] = asyncio.Queue()
+    held = 0
+
+    async def writer() -> None:
+        nonlocal held
+        while True:
+            chunk = await pending.get()
+            if chunk is None:
+                await end()
+                return
+            held -= len(chunk)
+            await write(chunk)
+
+    writing = asyncio.create_task(writer(), name="live-stdin")
+    ended = dropped = False
+    try:
+        while True:
+            item = await live.get()
+            if item.data and not ended:
+                if held + len(item.data) > MAX_PENDING_INPUT:
+                    if not dropped:
+                        log.warning("live stdin: the program does not read; input beyond "
+                                    "%d bytes is dropped", MAX_PENDING_INPUT)
+                    dropped = True
+                else:
+                    held += len(item.data)
+                    pending.put_nowait(item.data)
+            number = signal_number(item.signal) if item.signal else None
+            if number is not None:
+                try:
+                    await send_signal(number)
+                except Exception:  # the program may be gone already; the phase goes on
+                    log.warning("live stdin: %s could not be sent", item.signal, exc_info=True)
+            if item.eof and not ended:
+                ended = True
+                pending.put_nowait(None)
+    finally:
+        writing.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writing
 
 
 def signal_name(number: int) -> str:

@@ -53,12 +53,23 @@ async def detect_one(language: Language, timeout_s: float = TIMEOUT_S) -> str | 
     return version_from(language, proc.returncode, out)
 
 
+# Version commands run at once at most: forty languages' containers (docker) or
+# runtimes started together would starve a small machine past TIMEOUT_S.
+CONCURRENCY = 8
+
+
 async def detect_each(languages: Iterable[Language],
-                      detect: Callable[[Language], Awaitable[str | None]]
-                      ) -> dict[str, str | None]:
-    """Every language's version by name, each found by ``detect``, concurrently."""
+                      detect: Callable[[Language], Awaitable[str | None]],
+                      concurrency: int = CONCURRENCY) -> dict[str, str | None]:
+    """Every language's version by name, each found by ``detect``, ``concurrency`` at once."""
     langs = list(languages)
-    found = await asyncio.gather(*(detect(lang) for lang in langs))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(lang: Language) -> str | None:
+        async with gate:
+            return await detect(lang)
+
+    found = await asyncio.gather(*(one(lang) for lang in langs))
     return {lang.name: version for lang, version in zip(langs, found, strict=True)}
 
 

@@ -1,8 +1,9 @@
 """Piston v2-compatible API under ``/api/v2`` (engineer-man/piston, api/src/api/v2.js).
 
-The pure modules (``runtimes``, ``request``, ``response``, ``errors``) map between
-Piston's wire format and runstream's requests and results; ``routes`` is the thin
-Starlette layer that reads bodies and waits for results through the ingress.
+The pure modules (``runtimes``, ``request``, ``response``, ``errors``, ``limits``,
+``connect``) map between Piston's wire format and runstream's requests, results and
+events; ``routes`` is the thin Starlette layer that reads bodies and waits for
+results through the ingress, ``session`` the interactive WebSocket's I/O.
 The spec followed is ``compat/judge0-piston.md`` section C; the README's
 "Piston-compatible API" section lists where runstream differs.
 """

@@ -28,16 +28,24 @@ _ANSWERED = {"ok", "wrong_answer", "runtime_error", "compile_error", "time_limit
 _REFUSED = {"rejected": 400, "expired": 503}
 
 
-def render(doc: dict[str, Any], job: PistonJob) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and body for one result document (schema runstream.result.v1)."""
+def unanswered(doc: dict[str, Any]) -> tuple[int, str] | None:
+    """For a result that is no answer (refused, expired, failed): HTTP status and message."""
     status = str(doc.get("status"))
     message = str(doc.get("message") or status)
     if status in _REFUSED:
-        return _REFUSED[status], {"message": f"the code was not run: {message}"}
+        return _REFUSED[status], f"the code was not run: {message}"
     if status not in _ANSWERED:
         # Piston answers a failed job with an empty 500; the reason is more use.
-        return 500, {"message": f"the code could not be run because of an internal error: "
-                                f"{message}"}
+        return 500, f"the code could not be run because of an internal error: {message}"
+    return None
+
+
+def render(doc: dict[str, Any], job: PistonJob) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and body for one result document (schema runstream.result.v1)."""
+    status = str(doc.get("status"))
+    refused = unanswered(doc)
+    if refused is not None:
+        return refused[0], {"message": refused[1]}
     rt = job.runtime
     body: dict[str, Any] = {"language": rt.language,
                             "version": _version(doc.get("version"), rt.version)}
@@ -109,6 +117,17 @@ def _signal_number(name: str) -> str:
         return str(signal.Signals[name].value)
     except KeyError:
         return name
+
+
+def phase_bytes(phase: dict[str, Any], key: str) -> bytes:
+    """A phase's ``stdout`` or ``stderr`` as bytes (base64 or UTF-8 in the document)."""
+    value = str(phase.get(key) or "")
+    if phase.get("encoding") == "base64":
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return value.encode("utf-8", "surrogatepass")
 
 
 def _text(phase: dict[str, Any], key: str) -> str:

@@ -5,9 +5,9 @@ An execute is one synchronous run through the same path as ``POST
 Every answer, errors included, is Piston's JSON: ``{"message": ...}`` for a
 refusal, never problem+json, since Piston clients read ``message``.
 
-Not served: the interactive WebSocket ``/api/v2/connect`` (it needs a live stdin
-channel to the worker) and installing or removing packages (languages come with
-the deployment). Both answer a clear refusal.
+The interactive WebSocket ``/api/v2/connect`` is ``session.py`` (a plain HTTP
+request there is answered ``426 Upgrade Required``). Not served: installing
+or removing packages (languages come with the deployment): a clear refusal.
 """
 
 from __future__ import annotations
@@ -26,17 +26,16 @@ from runstream.services.ingress.piston.limits import Ceilings
 from runstream.services.ingress.piston.request import PistonJob, body_kind, build, parse_body
 from runstream.services.ingress.piston.response import render
 from runstream.services.ingress.piston.runtimes import Runtime, packages, runtimes
+from runstream.services.ingress.piston.session import Sessions
 from runstream.services.settings import Settings
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket
 
 log = logging.getLogger(__name__)
 
-NO_CONNECT = ("the interactive WebSocket /api/v2/connect is not available on this server "
-              "(runstream has no live stdin channel to a running program); "
-              "use POST /api/v2/execute with stdin")
+NO_UPGRADE = ("/api/v2/connect is Piston's interactive WebSocket: connect to "
+              "ws://HOST/api/v2/connect (a WebSocket handshake), not with a plain HTTP request")
 NO_INSTALL = ("packages are installed with the deployment (services/languages.toml and "
               "the workers' toolchains), not at run time; GET /api/v2/packages lists them")
 
@@ -47,6 +46,10 @@ class Host(Protocol):
     settings: Settings
     registry: Registry
     gateway: Gateway
+
+    def admit(self) -> None: ...
+
+    def validate(self, req: ExecutionRequest) -> ExecutionRequest: ...
 
     async def _execute(self, request: Request,
                        build: Callable[[bytes], tuple[ExecutionRequest, bool]],
@@ -123,14 +126,8 @@ class PistonAPI:
         return piston_json(body, status)
 
     async def connect(self, request: Request) -> Response:
-        return message(NO_CONNECT, 501)
-
-    async def connect_ws(self, websocket: WebSocket) -> None:
-        # Piston's own way to refuse on this socket: an error message, then 4002.
-        await websocket.accept()
-        await websocket.send_text(orjson.dumps({"type": "error", "message": NO_CONNECT})
-                                  .decode())
-        await websocket.close(4002, "Notified Error")
+        # Not a handshake: 426 names the protocol this path speaks (RFC 9110 15.5.22).
+        return message(NO_UPGRADE, 426, {"Upgrade": "websocket", "Connection": "Upgrade"})
 
     async def not_found(self, request: Request) -> Response:
         return message("Not Found", 404)
@@ -139,13 +136,14 @@ class PistonAPI:
 def piston_routes(host: Host) -> list[BaseRoute]:
     """The routes to mount at ``/api/v2``: every path under it answers in Piston's shape."""
     api = PistonAPI(host)
+    sessions = Sessions(host, api.available, api.ceilings)
     return [
         Route("/runtimes", _answers_errors(api.runtimes), methods=["GET"]),
         Route("/execute", _answers_errors(api.execute), methods=["POST"]),
         Route("/packages", _answers_errors(api.packages), methods=ANY),
         Route("/packages/{rest:path}", _answers_errors(api.packages), methods=ANY),
         Route("/connect", _answers_errors(api.connect), methods=ANY),
-        WebSocketRoute("/connect", api.connect_ws),
+        WebSocketRoute("/connect", sessions.serve),
         # Last: an unknown path, or a known one with another method, is Piston's 404.
         Route("/{rest:path}", _answers_errors(api.not_found), methods=ANY),
     ]

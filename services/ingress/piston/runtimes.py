@@ -20,7 +20,8 @@ from runstream.services.ingress.piston.errors import PistonRefusal
 
 # Piston names the package that provides a language when it provides several
 # (api/src/runtime.js: ``runtime`` is set only then). Piston's packaging facts.
-_PROVIDERS = {"javascript": "node", "c": "gcc", "c++": "gcc"}
+_PROVIDERS = {"javascript": "node", "c": "gcc", "c++": "gcc", "d": "gcc", "fortran": "gcc",
+              "csharp": "mono", "awk": "gawk", "nasm64": "nasm"}
 
 _CORE = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")
 

@@ -1,0 +1,12 @@
+# runstream/mono (csharp) for hosts that can pull official images
+# (see README.md): Debian bookworm with the languages' packages, as .ci/build-images.sh
+# makes it where no registry is reachable.
+FROM debian:bookworm-slim
+RUN set -e \
+    && apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       libmono-system-core4.0-cil mono-mcs mono-runtime \
+    && rm -rf /var/lib/apt/lists/*
+RUN mkdir -p /box
+WORKDIR /box
+ENV LANG=C.UTF-8

@@ -1,0 +1,12 @@
+# runstream/native (fortran, pascal, cobol, assembly, d, objectivec, nim, ada, ocaml) for hosts that can pull official images
+# (see README.md): Debian bookworm with the languages' packages, as .ci/build-images.sh
+# makes it where no registry is reachable.
+FROM debian:bookworm-slim
+RUN set -e \
+    && apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       binutils fp-compiler fp-units-base gcc gdc gfortran gnat gnucobol gobjc libc6-dev nasm nim ocaml-nox \
+    && rm -rf /var/lib/apt/lists/*
+RUN mkdir -p /box
+WORKDIR /box
+ENV LANG=C.UTF-8

@@ -1,0 +1,166 @@
+"""A worker's side of live stdin: follow the stdin topic, hand each item to its run.
+
+Every worker follows every partition of the stdin topic with one consumer (no
+group) and keeps each execution id's recent items (``streams/stdinbuffer.py``,
+bounded), because the items of an interactive execution can arrive before any
+worker has taken its request. When a worker runs an interactive execution it
+opens a :class:`LiveStdin` on its id (the executor's
+``services.execution.sandbox.base.LiveInput``): the items kept so far, then
+each one as it is read. At start-up the feed reads back the items of the last
+minutes (as long as an execution may still wait and run), so a worker that
+starts, or replaces a dead one, has the input of executions it may be given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from runstream.schemas.stdin import InvalidStdin, StdinKind, StdinMessage, decode_stdin
+from runstream.services.execution.sandbox.base import Input
+from runstream.services.logs import Throttled
+from runstream.services.settings import Settings
+from runstream.streams import kafka
+from runstream.streams.stdinbuffer import StdinBuffers
+
+log = logging.getLogger(__name__)
+
+#: How often kept items of ids nobody runs here are checked for expiry.
+EXPIRE_EVERY_S = 5.0
+
+
+def as_input(msg: StdinMessage) -> Input:
+    """A stdin item as the sandbox takes it; a hang-up is a kill (and the end of input)."""
+    if msg.kind is StdinKind.DATA:
+        return Input(data=msg.data)
+    if msg.kind is StdinKind.SIGNAL:
+        return Input(signal=msg.signal)
+    if msg.kind is StdinKind.EOF:
+        return Input(eof=True)
+    return Input(signal="SIGKILL", eof=True)
+
+
+class LiveStdin:
+    """The live stdin of one run on this worker (implements ``LiveInput``)."""
+
+    def __init__(self, feed: StdinFeed, exec_id: str) -> None:
+        self.feed = feed
+        self.exec_id = exec_id
+        self._items: deque[StdinMessage] = deque()
+        self._wake: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def get(self) -> Input:
+        while not self._items:
+            self._items.extend(self.feed.buffers.take(self.exec_id))
+            if self._items:
+                break
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+        return as_input(self._items.popleft())
+
+
+class StdinFeed:
+    """Every item of the stdin topic, kept by id, handed to the runs of this worker."""
+
+    def __init__(self, settings: Settings, *, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.buffers = StdinBuffers(settings.worker_stdin_buffer_mb * 1024 * 1024,
+                                    settings.interactive_stdin_kb * 1024, self.lookback_s)
+        self._open: dict[str, LiveStdin] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._expired_at = time.monotonic()
+        self._warn = Throttled(log)
+
+    @property
+    def lookback_s(self) -> float:
+        """The longest an execution may wait and run: how long its input is worth keeping."""
+        s = self.settings
+        return s.ingress_deadline_s + (s.compile_wall_ms + s.max_wall_ms) / 1000 + 10
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self, timeout_s: float = 30.0) -> None:
+        s = self.settings
+        self._consumer = kafka.consumer(s, client_id=f"runstream-{self.name}-stdin",
+                                        fetch_max_wait_ms=20, auto_offset_reset="latest")
+        try:
+            await kafka.start(self._consumer, s, timeout_s=timeout_s)
+            await self._assign(time.monotonic() + timeout_s)
+        except BaseException:
+            await self.stop()
+            raise
+        self._task = asyncio.create_task(
+            kafka.follow(self._consumer, self._on_record, what=s.stdin_topic), name="stdin")
+
+    async def _assign(self, deadline: float) -> None:
+        assert self._consumer is not None
+        s = self.settings
+        tps = await kafka.assign_all(self._consumer, s.stdin_topic, s, deadline)
+        since_ms = int((time.time() - self.lookback_s) * 1000)
+        wait = max(1.0, deadline - time.monotonic())
+        found = await asyncio.wait_for(
+            self._consumer.offsets_for_times({tp: since_ms for tp in tps}), wait)
+        ends: dict[TopicPartition, int] = await asyncio.wait_for(
+            self._consumer.end_offsets(tps), wait)
+        for tp in tps:
+            at = found.get(tp)
+            self._consumer.seek(tp, at.offset if at is not None else ends[tp])
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 5)
+        await kafka.close(self._consumer, timeout_s=5)
+
+    # -- runs ------------------------------------------------------------------
+    def open(self, exec_id: str) -> LiveStdin:
+        """The live stdin of a run of ``exec_id`` starting here; :meth:`close` it after."""
+        self.buffers.watch(exec_id, time.monotonic())
+        live = self._open[exec_id] = LiveStdin(self, exec_id)
+        return live
+
+    def close(self, live: LiveStdin) -> None:
+        dropped = self.buffers.dropped_of(live.exec_id)
+        if dropped:
+            log.warning("id=%s: %d bytes of live stdin were dropped (more than %d KiB "
+                        "waiting)", live.exec_id, dropped, self.settings.interactive_stdin_kb)
+        if self._open.get(live.exec_id) is live:
+            del self._open[live.exec_id]
+            self.buffers.unwatch(live.exec_id)
+
+    def hung_up(self, exec_id: str) -> bool:
+        """The client of ``exec_id`` is gone already (its run need not start)."""
+        return self.buffers.hung_up(exec_id)
+
+    # -- following -------------------------------------------------------------
+    def _on_record(self, record: Any) -> None:
+        now = time.monotonic()
+        if now - self._expired_at >= EXPIRE_EVERY_S:
+            self._expired_at = now
+            self.buffers.expire(now)
+        if record.value is None:
+            return
+        try:
+            msg = decode_stdin(record.value)
+        except InvalidStdin as e:
+            self._warn.warning("invalid", "skipping a record of %s[%d]@%d: %s", record.topic,
+                               record.partition, record.offset, e.message)
+            return
+        if self.buffers.add(msg, now):
+            live = self._open.get(msg.id)
+            if live is not None:
+                live.wake()
