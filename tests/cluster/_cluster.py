@@ -102,6 +102,24 @@ class Cluster:
         raise TimeoutError(f"the cluster was not ready within {timeout_s}s ({last}); "
                            f"logs in {self.logs}")
 
+    def wait_healthy(self, timeout_s: float = 180) -> dict[str, str]:
+        """Until every running container of the project passes its health check (and
+        three workers run); the containers' status by name."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            done = subprocess.run(
+                ["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project="
+                 f"{self.project}", "--format", "{{.Names}} {{.Status}}"],
+                capture_output=True, text=True, timeout=30, check=True)
+            status = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+            running = {n: st for n, st in status.items() if "-topics-" not in n}
+            workers = [n for n in running if "-worker-" in n]
+            if len(workers) >= 3 and all("(healthy)" in st for st in running.values()):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not every container is healthy: {status}")
+            time.sleep(2)  # docker's own check interval; no event to await
+
     def create_key(self) -> str:
         """An unlimited API key, made as an operator does: `runstream keys create`."""
         done = self.compose("run", "--rm", "--no-deps", "-T", "topics", "keys", "create",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import httpx
 import pytest
@@ -39,20 +38,8 @@ def test_one_execution_through_the_balancer(cluster: Cluster) -> None:
 
 def test_every_container_passes_its_health_check(cluster: Cluster) -> None:
     # A worker is healthy while its event loop samples its metrics (docker-compose.yaml).
-    deadline = time.monotonic() + 120
-    while True:
-        done = subprocess.run(
-            ["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project="
-             f"{cluster.project}", "--format", "{{.Names}} {{.Status}}"],
-            capture_output=True, text=True, timeout=30, check=True)
-        status = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
-        running = {n: s for n, s in status.items() if "-topics-" not in n}
-        workers = [n for n in running if "-worker-" in n]
-        if len(workers) >= 3 and all("(healthy)" in s for s in running.values()):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not every container is healthy: {status}")
-        time.sleep(2)  # docker's own check interval; no event to await
+    status = cluster.wait_healthy()
+    assert sum("-worker-" in name for name in status) >= 3, status
 
 
 def test_topics_are_replicated_three_times_with_two_in_sync(cluster: Cluster) -> None:
