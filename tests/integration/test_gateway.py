@@ -61,15 +61,19 @@ async def test_topics_are_created_with_partitions_and_compaction(fresh_settings:
     admin = AIOKafkaAdminClient(bootstrap_servers=fresh_settings.bootstrap_servers)
     await admin.start()
     try:
-        meta = await admin.describe_topics([fresh_settings.requests_topic])
-        assert len(meta[0]["partitions"]) == 4
+        partitions: list[object] = []
         entries: dict[str, str] = {}
         async with asyncio.timeout(10):  # a new topic reaches metadata after a moment
+            while not partitions:  # CI once saw none right after the creation
+                meta = await admin.describe_topics([fresh_settings.requests_topic])
+                partitions = meta[0]["partitions"]
+                await asyncio.sleep(0.1)
             while "cleanup.policy" not in entries:
                 configs = await admin.describe_configs(
                     [ConfigResource(ConfigResourceType.TOPIC, fresh_settings.results_topic)])
                 entries = {e[0]: e[1] for e in configs[0].resources[0][4]}
                 await asyncio.sleep(0.1)
+        assert len(partitions) == 4
         assert entries["cleanup.policy"] == "compact,delete"
     finally:
         await admin.close()
