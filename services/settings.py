@@ -392,6 +392,12 @@ class Settings:
                 f"({PREFIX}MESSAGE_MAX_BYTES={self.message_max_bytes})")
 
     @property
+    def execution_horizon_s(self) -> float:
+        """The longest an execution may still be going after it was asked for: its
+        deadline in the queue, a compile and a run at their limits, and a margin."""
+        return self.ingress_deadline_s + (self.compile_wall_ms + self.max_wall_ms) / 1000 + 10
+
+    @property
     def default_limits(self) -> Limits:
         return Limits(self.default_wall_ms, self.default_cpu_ms, self.default_memory_mb,
                       self.default_processes, self.default_output_kb, self.default_file_size_kb)

@@ -90,12 +90,6 @@ class EventFeed:
         self._progress = asyncio.Condition()
         self._warn = Throttled(log)
 
-    @property
-    def lookback_s(self) -> float:
-        """How far back a starting feed reads: the longest an execution may still be going."""
-        s = self.settings
-        return s.ingress_deadline_s + (s.compile_wall_ms + s.max_wall_ms) / 1000 + 10
-
     # -- lifecycle -------------------------------------------------------------
     async def start(self, timeout_s: float = 30.0) -> None:
         s = self.settings
@@ -110,19 +104,13 @@ class EventFeed:
         self._task = asyncio.create_task(self._follow(), name=f"events-{self.name}")
 
     async def _assign(self, timeout_s: float) -> None:
+        # From as far back as an execution may still be going.
         assert self._consumer is not None
         s = self.settings
-        deadline = time.monotonic() + timeout_s
-        self._tps = await kafka.assign_all(self._consumer, s.events_topic, s, deadline)
-        since_ms = int((time.time() - self.lookback_s) * 1000)
-        wait = max(1.0, deadline - time.monotonic())
-        found = await asyncio.wait_for(
-            self._consumer.offsets_for_times({tp: since_ms for tp in self._tps}), wait)
-        ends = await asyncio.wait_for(self._consumer.end_offsets(self._tps), wait)
-        for tp in self._tps:
-            at = found.get(tp)
-            self._consumer.seek(tp, at.offset if at is not None else ends[tp])
-            self._positions[tp] = at.offset if at is not None else ends[tp]
+        self._positions = await kafka.assign_since(
+            self._consumer, s.events_topic, s, s.execution_horizon_s,
+            time.monotonic() + timeout_s)
+        self._tps = list(self._positions)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -168,6 +168,24 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str, settings: Settings,
     return tps
 
 
+async def assign_since(consumer: AIOKafkaConsumer, topic: str, settings: Settings,
+                       back_s: float, deadline: float) -> dict[TopicPartition, int]:
+    """Assign every partition of ``topic`` and seek each to its first record of the
+    last ``back_s`` seconds (its end when it has none); the positions, by partition."""
+    tps = await assign_all(consumer, topic, settings, deadline)
+    since_ms = int((time.time() - back_s) * 1000)
+    wait = max(1.0, deadline - time.monotonic())
+    found = await asyncio.wait_for(consumer.offsets_for_times({tp: since_ms for tp in tps}),
+                                   wait)
+    ends: dict[TopicPartition, int] = await asyncio.wait_for(consumer.end_offsets(tps), wait)
+    positions = {}
+    for tp in tps:
+        at = found.get(tp)
+        positions[tp] = at.offset if at is not None else ends[tp]
+        consumer.seek(tp, positions[tp])
+    return positions
+
+
 class EndOffsets:
     """End offsets fetched after a call began; concurrent callers share one fetch.
 

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from runstream.schemas.stdin import InvalidStdin, StdinKind, StdinMessage, decode_stdin
 from runstream.services.execution.sandbox.base import Input
 from runstream.services.logs import Throttled
@@ -78,18 +78,13 @@ class StdinFeed:
         self.settings = settings
         self.name = name
         self.buffers = StdinBuffers(settings.worker_stdin_buffer_mb * 1024 * 1024,
-                                    settings.interactive_stdin_kb * 1024, self.lookback_s)
+                                    settings.interactive_stdin_kb * 1024,
+                                    settings.execution_horizon_s)
         self._open: dict[str, LiveStdin] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._expired_at = time.monotonic()
         self._warn = Throttled(log)
-
-    @property
-    def lookback_s(self) -> float:
-        """The longest an execution may wait and run: how long its input is worth keeping."""
-        s = self.settings
-        return s.ingress_deadline_s + (s.compile_wall_ms + s.max_wall_ms) / 1000 + 10
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self, timeout_s: float = 30.0) -> None:
@@ -106,18 +101,11 @@ class StdinFeed:
             kafka.follow(self._consumer, self._on_record, what=s.stdin_topic), name="stdin")
 
     async def _assign(self, deadline: float) -> None:
+        # From as far back as an execution may still be going (see the module docstring).
         assert self._consumer is not None
         s = self.settings
-        tps = await kafka.assign_all(self._consumer, s.stdin_topic, s, deadline)
-        since_ms = int((time.time() - self.lookback_s) * 1000)
-        wait = max(1.0, deadline - time.monotonic())
-        found = await asyncio.wait_for(
-            self._consumer.offsets_for_times({tp: since_ms for tp in tps}), wait)
-        ends: dict[TopicPartition, int] = await asyncio.wait_for(
-            self._consumer.end_offsets(tps), wait)
-        for tp in tps:
-            at = found.get(tp)
-            self._consumer.seek(tp, at.offset if at is not None else ends[tp])
+        await kafka.assign_since(self._consumer, s.stdin_topic, s, s.execution_horizon_s,
+                                 deadline)
 
     async def stop(self) -> None:
         if self._task is not None:
