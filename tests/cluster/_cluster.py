@@ -120,6 +120,14 @@ class Cluster:
                 raise AssertionError(f"not every container is healthy: {status}")
             time.sleep(2)  # docker's own check interval; no event to await
 
+    def probe(self, script: str, *args: str, timeout_s: float = 120) -> str:
+        """Run a Python ``script`` in an ingress container (the cluster's own settings and
+        network); the last line it printed, "" if none. Raises if it failed."""
+        done = self.compose("exec", "-T", "ingress", "python3", "-c", script, *args,
+                            timeout_s=timeout_s)
+        lines = done.stdout.strip().splitlines()
+        return lines[-1] if lines else ""
+
     def create_key(self) -> str:
         """An unlimited API key, made as an operator does: `runstream keys create`."""
         done = self.compose("run", "--rm", "--no-deps", "-T", "topics", "keys", "create",

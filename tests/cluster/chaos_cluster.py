@@ -98,19 +98,15 @@ asyncio.run(main())
 
 def _under_replicated(cluster: Cluster) -> int:
     """Partitions (of every topic) whose in-sync replicas are fewer than their replicas."""
-    done = cluster.compose("exec", "-T", "ingress", "python3", "-c", REPLICATION_PROBE,
-                           timeout_s=120, check=False)
     try:
-        return int(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
+        return int(cluster.probe(REPLICATION_PROBE))
+    except (RuntimeError, ValueError):
         return -1  # not answered: a node is still starting
 
 
 def _coordinator(cluster: Cluster) -> int:
     """The Kafka node (1-3) that coordinates the worker group now."""
-    done = cluster.compose("exec", "-T", "ingress", "python3", "-c", COORDINATOR_PROBE,
-                           timeout_s=120)
-    return int(done.stdout.strip().splitlines()[-1])
+    return int(cluster.probe(COORDINATOR_PROBE))
 
 
 async def _whole(cluster: Cluster, timeout_s: float = 300) -> None:
@@ -222,10 +218,8 @@ async def test_faults_under_load_lose_nothing_and_answer_once(cluster: Cluster) 
     runs: dict[str, int] = {}
     probe_error = ""
     try:
-        done = cluster.compose("exec", "-T", "ingress", "python3", "-c", RESULTS_PROBE,
-                               load.run, timeout_s=120)
-        runs = json.loads(done.stdout.strip().splitlines()[-1])
-    except (RuntimeError, ValueError, IndexError) as e:
+        runs = json.loads(cluster.probe(RESULTS_PROBE, load.run))
+    except (RuntimeError, ValueError) as e:
         probe_error = repr(e)[-2000:]
 
     rows = ["| fault | sent | answered | lost | answered twice (HTTP) | executed twice "

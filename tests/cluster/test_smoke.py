@@ -61,8 +61,7 @@ def test_topics_are_replicated_three_times_with_two_in_sync(cluster: Cluster) ->
         "    print(json.dumps({n: [rf[n], isr[n]] for n in names}))\n"
         "    await a.close()\n"
         "asyncio.run(main())\n")
-    done = cluster.compose("exec", "-T", "ingress", "python3", "-c", probe, timeout_s=60)
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = json.loads(cluster.probe(probe, timeout_s=60))
     assert got == {name: [[3], "2"] for name in
                    ("runstream.requests", "runstream.replies", "runstream.results")}
     # Three Kafka nodes, each with a durable volume of its own.

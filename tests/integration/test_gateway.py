@@ -20,37 +20,14 @@ from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.topics import ensure_topics
 
+from tests.integration._kafka import produced_requests, send_json
+
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
 def settings(fresh_settings: Settings, tmp_path: Path) -> Settings:
     return replace(fresh_settings, index_dir=str(tmp_path / "index"))
-
-
-async def _requests(settings: Settings, count: int) -> list[tuple[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(settings.requests_topic,
-                                bootstrap_servers=settings.bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    got: list[tuple[bytes, bytes]] = []
-    try:
-        async with asyncio.timeout(20):
-            while len(got) < count:
-                msg = await consumer.getone()
-                got.append((msg.key, msg.value))
-    finally:
-        await consumer.stop()
-    return got
-
-
-async def _reply(settings: Settings, topic: str, partition: int, key: bytes, doc: dict) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, orjson.dumps(doc), key=key, partition=partition)
-    finally:
-        await producer.stop()
 
 
 async def test_topics_are_created_with_partitions_and_compaction(fresh_settings: Settings) -> None:
@@ -90,16 +67,16 @@ async def test_request_is_keyed_by_id_and_its_reply_resolves_exactly_once(
             await gateway.submit(req)
             await gateway.submit(req)  # a retry of an id in flight is not produced again
             assert gateway.is_pending("exec-1")
-            (key, value), = await _requests(settings, 1)
+            (key, value), = await produced_requests(settings, 1)
             assert key == b"exec-1"
             sent = decode_request(value, key=key)
             assert sent.reply_to is not None and sent.reply_to.partition == 1
             assert sent.enqueued_at is not None
             answer = {"id": "exec-1", "status": "ok"}
-            await _reply(settings, settings.replies_topic, 1, key, answer)
+            await send_json(settings, settings.replies_topic, 1, key, answer)
             assert orjson.loads(await gateway.wait(fut, 10) or b"") == answer
         # A second reply for the same id (a re-run) resolves nothing and breaks nothing.
-        await _reply(settings, settings.replies_topic, 1, key, answer)
+        await send_json(settings, settings.replies_topic, 1, key, answer)
         assert gateway.cached("exec-1") is not None
         assert not gateway.is_pending("exec-1") and not gateway.waiters
     finally:
@@ -116,10 +93,10 @@ async def test_two_ingresses_each_get_only_their_own_replies(settings: Settings)
         with a.waiting("for-a") as fa, b.waiting("for-b") as fb:
             await a.submit(request_from_doc({"id": "for-a", "language": "python", "source": ""}))
             await b.submit(request_from_doc({"id": "for-b", "language": "python", "source": ""}))
-            for key, value in await _requests(settings, 2):
+            for key, value in await produced_requests(settings, 2):
                 req = decode_request(value, key=key)
                 assert req.reply_to is not None
-                await _reply(settings, req.reply_to.topic, req.reply_to.partition or 0, key,
+                await send_json(settings, req.reply_to.topic, req.reply_to.partition or 0, key,
                              {"id": req.id, "status": "ok", "to": req.reply_to.partition})
             assert orjson.loads(await a.wait(fa, 10) or b"")["to"] == 0
             assert orjson.loads(await b.wait(fb, 10) or b"")["to"] == 1
@@ -137,7 +114,7 @@ async def test_results_topic_answers_get_from_any_instance(settings: Settings) -
     await gateway.start()
     try:
         with gateway.waiting("someone-elses") as seen:
-            await _reply(settings, settings.results_topic, 0, b"someone-elses",
+            await send_json(settings, settings.results_topic, 0, b"someone-elses",
                          {"id": "someone-elses", "status": "ok"})
             assert orjson.loads(await gateway.wait(seen, 10) or b"")["status"] == "ok"
         assert gateway.cached("someone-elses") is not None
@@ -179,9 +156,9 @@ async def test_a_started_ingress_finds_results_older_than_itself(settings: Setti
 async def fake_worker(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
     """A member of the worker group named like a worker, with its announcement."""
     await ensure_topics(settings)
-    await _reply(settings, settings.workers_topic, 0, b"w1",
+    await send_json(settings, settings.workers_topic, 0, b"w1",
                  {"worker": "w1", "concurrency": 3, "languages": {"python": "3.11.2"}})
-    await _reply(settings, settings.workers_topic, 0, b"dead",
+    await send_json(settings, settings.workers_topic, 0, b"dead",
                  {"worker": "dead", "concurrency": 5, "languages": {"ruby": "3.1.2"}})
     member = kafka.consumer(settings, client_id="runstream-worker-w1",
                             group_id=settings.worker_group, auto_offset_reset="earliest")

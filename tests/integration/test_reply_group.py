@@ -14,11 +14,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from runstream.schemas.codec import decode_request, request_from_doc
 from runstream.services.ingress.gateway import Gateway
 from runstream.services.settings import Settings
 from runstream.streams.topics import ensure_topics
+
+from tests.integration._kafka import produced_requests, send_json
 
 pytestmark = pytest.mark.kafka
 
@@ -46,31 +47,6 @@ async def _owned_settle(gateways: list[Gateway], total: int) -> list[set[int]]:
             await asyncio.sleep(0.1)
 
 
-async def _produced(settings: Settings, count: int) -> list[tuple[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(settings.requests_topic,
-                                bootstrap_servers=settings.bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    got: list[tuple[bytes, bytes]] = []
-    try:
-        async with asyncio.timeout(20):
-            while len(got) < count:
-                msg = await consumer.getone()
-                got.append((msg.key, msg.value))
-    finally:
-        await consumer.stop()
-    return got
-
-
-async def _send(settings: Settings, topic: str, partition: int, key: bytes, doc: dict) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, orjson.dumps(doc), key=key, partition=partition)
-    finally:
-        await producer.stop()
-
-
 async def test_identical_ingresses_share_the_replies_partitions(settings: Settings) -> None:
     await ensure_topics(settings)
     a, b = _gateway(settings, 1001), _gateway(settings, 1002)
@@ -84,12 +60,12 @@ async def test_identical_ingresses_share_the_replies_partitions(settings: Settin
         with a.waiting("via-a") as fa, b.waiting("via-b") as fb:
             await a.submit(request_from_doc({"id": "via-a", "language": "python", "source": ""}))
             await b.submit(request_from_doc({"id": "via-b", "language": "python", "source": ""}))
-            for key, value in await _produced(settings, 2):
+            for key, value in await produced_requests(settings, 2):
                 req = decode_request(value, key=key)
                 assert req.reply_to is not None and req.reply_to.partition is not None
                 mine = owned_a if req.id == "via-a" else owned_b
                 assert req.reply_to.partition in mine
-                await _send(settings, req.reply_to.topic, req.reply_to.partition, key,
+                await send_json(settings, req.reply_to.topic, req.reply_to.partition, key,
                             {"id": req.id, "status": "ok"})
             assert orjson.loads(await a.wait(fa, 10) or b"")["id"] == "via-a"
             assert orjson.loads(await b.wait(fb, 10) or b"")["id"] == "via-b"
@@ -119,13 +95,13 @@ async def test_a_reply_on_another_ingress_partition_reaches_the_waiting_client(
         with a.waiting("moved") as fut:
             await a.submit(request_from_doc({"id": "moved", "language": "python",
                                              "source": "print(1)"}))
-            (key, value), = await _produced(settings, 1)
+            (key, value), = await produced_requests(settings, 1)
             assert decode_request(value, key=key).reply_to is not None
             # As a worker does when the reply partition moved to b after the produce:
             # the result on the results topic, the reply on a partition b reads.
             result = {"id": "moved", "status": "ok", "worker": "w"}
-            await _send(settings, settings.results_topic, 0, key, result)
-            await _send(settings, settings.replies_topic, min(owned_b), key, result)
+            await send_json(settings, settings.results_topic, 0, key, result)
+            await send_json(settings, settings.replies_topic, min(owned_b), key, result)
             assert orjson.loads(await a.wait(fut, 15) or b"") == result
         assert not a.is_pending("moved")
         assert "moved" not in b.waiters  # b read the reply, and had nobody to give it to
