@@ -272,7 +272,7 @@ def phase_to_doc(phase: PhaseResult) -> dict[str, Any]:
         encoding = "base64"
         out = base64.b64encode(phase.stdout).decode("ascii")
         err = base64.b64encode(phase.stderr).decode("ascii")
-    return {
+    doc: dict[str, Any] = {
         "stdout": out,
         "stderr": err,
         "encoding": encoding,
@@ -286,6 +286,9 @@ def phase_to_doc(phase: PhaseResult) -> dict[str, Any]:
         "time_limit": phase.time_limit,
         "oom_killed": phase.oom_killed,
     }
+    if phase.cache is not None:  # absent unless a compile cache looked: older readers' view
+        doc["cache"] = phase.cache
+    return doc
 
 
 def result_to_doc(result: ExecutionResult) -> dict[str, Any]:

@@ -147,6 +147,10 @@ class PhaseResult:
     time_limit: str | None = None  # "wall" or "cpu"
     oom_killed: bool = False
     output_limit_hit: bool = False
+    #: A compile phase on a worker with the compile cache on: "hit" (the compiler did
+    #: not run; the artefacts and the output are those of an earlier identical compile)
+    #: or "miss". None otherwise.
+    cache: str | None = None
 
 
 @dataclass(slots=True)

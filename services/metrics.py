@@ -84,6 +84,10 @@ LATENCY = Histogram(
     "Time from a request's production (enqueued) to its result (finished): queue wait plus "
     "sandbox time, the pipeline's end-to-end latency without the HTTP hops.",
     ["language"], buckets=_LATENCY_BUCKETS, registry=WORKER)
+COMPILE_CACHE = Counter(
+    "runstream_compile_cache_lookups", "Compile steps looked up in the worker's compile cache "
+    "(RUNSTREAM_COMPILE_CACHE_MB), by language and result: hit (the compiler did not run) or "
+    "miss.", ["language", "result"], registry=WORKER)
 SLOTS = Gauge("runstream_worker_slots", "Execution slots of this worker.", registry=WORKER)
 SLOTS_BUSY = Gauge(
     "runstream_worker_slots_busy", "Execution slots of this worker in use now.", registry=WORKER)
@@ -138,6 +142,8 @@ _http_count: dict[tuple[str, str, int], Any] = {}
 _http_time: dict[tuple[str, str], Any] = {}
 _per_language: dict[str, tuple[Any, Any, Any]] = {}
 _verdicts: dict[tuple[str, str], Any] = {}
+_cache_lookups: dict[tuple[str, str], Any] = {}
+_CACHE_RESULTS = frozenset({"hit", "miss"})
 
 
 def observe_http(route: str, method: str, status: int, seconds: float) -> None:
@@ -175,6 +181,12 @@ def observe_result(result: ExecutionResult) -> None:
     if verdict is None:
         verdict = _verdicts[(language, status)] = EXECUTIONS.labels(language, status)
     verdict.inc()
+    cache = result.compile.cache if result.compile is not None else None
+    if cache is not None and cache in _CACHE_RESULTS:
+        lookups = _cache_lookups.get((language, cache))
+        if lookups is None:
+            lookups = _cache_lookups[(language, cache)] = COMPILE_CACHE.labels(language, cache)
+        lookups.inc()
     times = _per_language.get(language)
     if times is None:
         times = _per_language[language] = (QUEUE_WAIT.labels(language),

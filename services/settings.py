@@ -97,7 +97,8 @@ class Settings:
         None, "Parallel executions per worker; default: number of cores.", low=1)
     worker_id: str = _setting(None, "Name reported in results; default: host-pid.")
     worker_fetch_max_wait_ms: int = _setting(
-        20, "Max time the broker holds a worker's empty fetch.", low=0)
+        500, "Max time the broker holds a worker's empty fetch of requests. A request "
+        "ends the wait at once, so this sets only how often an idle worker asks.", low=0)
     worker_session_timeout_s: float = _setting(
         6.0, "Consumer group session timeout: how fast a dead worker's partitions move.", low=1)
     worker_heartbeat_s: float = _setting(
@@ -272,6 +273,12 @@ class Settings:
         "/run/runstream", "Host folder for per-execution tmpfs working directories.")
     sandbox_cgroup_name: str = _setting("runstream", "Parent cgroup of per-run cgroups.")
     sandbox_tmpfs_mb: int = _setting(64, "Size of each run's working directory and /tmp.", low=1)
+    sandbox_launcher: str = _setting(
+        "native", "First program of each bwrap run: `native` builds runstream's own launcher "
+        "(services/execution/sandbox/launcher.c, with the host's C compiler, at start-up) and "
+        "falls back to `shell` (dash, then setpriv) where it cannot; `shell` always uses dash "
+        "and setpriv. Both join the run's cgroups, set its rlimits and drop root before bwrap; "
+        "native saves ~3 ms per run.", choices=("native", "shell"))
     sandbox_docker_runtime: str = _setting("", "OCI runtime for the docker backend, e.g. runsc.")
     sandbox_docker_url: str = _setting(
         "unix:///var/run/docker.sock", "Docker engine the docker backend talks to.")
@@ -281,7 +288,16 @@ class Settings:
         900, "Longest life of one execution's container: it kills itself after that even "
         "if its worker is gone.", low=10)
     sandbox_docker_pool: int = _setting(
-        1, "Started, idle containers the docker backend keeps ready per language in use.", low=0)
+        1, "Fewest started, idle containers the docker backend keeps ready per language in "
+        "use (asked for within RUNSTREAM_SANDBOX_DOCKER_POOL_IDLE_S); 0 turns the pool off.",
+        low=0)
+    sandbox_docker_pool_max: int = _setting(
+        4, "Most started, idle containers the docker backend keeps ready per language: between "
+        "the two, the pool follows the language's recent rate of executions times how long one "
+        "holds its container plus a container's start.", low=0)
+    sandbox_docker_pool_idle_s: float = _setting(
+        300.0, "A language of the docker backend not asked for this long keeps no idle "
+        "container.", low=1)
     languages_file: str = _setting("", "Language registry (TOML); default: the shipped one.")
     languages: str = _setting(
         "all", "Language profile: `all`, `core` (the twelve of the `core` set in the registry) "
@@ -306,6 +322,14 @@ class Settings:
     compile_wall_ms: int = _setting(20000, "Wall-time limit of a compile step.", low=1)
     compile_cpu_ms: int = _setting(20000, "CPU-time limit of a compile step.", low=1)
     compile_memory_mb: int = _setting(1024, "Memory limit of a compile step.", low=1)
+    compile_cache_mb: int = _setting(
+        64, "Memory each worker process gives its compile cache (README \"How fast is it\"): "
+        "what a successful compile left in the workspace, kept by language, version, "
+        "command, limits and the files' names and bytes, and restored instead of compiling "
+        "the same source again; least recently used out first. 0 turns it off.", low=0)
+    compile_cache_entry_mb: int = _setting(
+        16, "Largest compile (its files and output) the compile cache keeps; larger ones "
+        "are compiled every time.", low=1)
 
     # -- Logging -------------------------------------------------------------
     log_level: str = _setting("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -375,6 +399,9 @@ class Settings:
             if getattr(self, "ingress_lang_" + name) > getattr(self, "max_" + name):
                 raise ConfigurationError(
                     f"{PREFIX}INGRESS_LANG_{name.upper()} is above {PREFIX}MAX_{name.upper()}")
+        if self.sandbox_docker_pool > self.sandbox_docker_pool_max:
+            raise ConfigurationError(
+                f"{PREFIX}SANDBOX_DOCKER_POOL is above {PREFIX}SANDBOX_DOCKER_POOL_MAX")
         if self.callback_backoff_s > self.callback_backoff_max_s:
             raise ConfigurationError(
                 f"{PREFIX}CALLBACK_BACKOFF_S is above {PREFIX}CALLBACK_BACKOFF_MAX_S")

@@ -91,7 +91,7 @@ class JobConsumer:
         s = self.settings
         self.consumer = kafka.consumer(
             s, s.callbacks_topic, client_id=self.client_id, group_id=s.callback_group,
-            auto_offset_reset="earliest", fetch_max_wait_ms=200,
+            auto_offset_reset="earliest",
             session_timeout_ms=int(s.worker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(s.worker_heartbeat_s * 1000),
             rebalance_timeout_ms=int(max(s.worker_session_timeout_s, 10.0) * 1000))

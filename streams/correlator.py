@@ -61,7 +61,7 @@ class Correlator:
             await self._start_group(timeout_s)
             return
         self._consumer = kafka.consumer(self.settings, client_id=self.client_id,
-                                        fetch_max_wait_ms=100, auto_offset_reset="earliest")
+                                        auto_offset_reset="earliest")
         await kafka.start(self._consumer, self.settings, timeout_s=timeout_s)
         self._consumer.assign([self.tp])
         if not self.from_beginning:
@@ -76,7 +76,7 @@ class Correlator:
         # Never committed: a partition's new owner starts at its end ("latest"); a
         # reply produced before that is also on the results topic.
         self._consumer = kafka.consumer(
-            s, client_id=self.client_id, group_id=self.group, fetch_max_wait_ms=100,
+            s, client_id=self.client_id, group_id=self.group,
             auto_offset_reset="latest",
             session_timeout_ms=int(s.worker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(s.worker_heartbeat_s * 1000))

@@ -94,7 +94,7 @@ class EventFeed:
     async def start(self, timeout_s: float = 30.0) -> None:
         s = self.settings
         self._consumer = kafka.consumer(s, client_id=f"runstream-{self.name}-events",
-                                        fetch_max_wait_ms=100, auto_offset_reset="latest")
+                                        auto_offset_reset="latest")
         try:
             await kafka.start(self._consumer, s, timeout_s=timeout_s)
             await self._assign(timeout_s)

@@ -65,7 +65,7 @@ class KeyStore:
         """
         s = self.settings
         self._consumer = kafka.consumer(s, client_id=f"runstream-{self.name}-keys",
-                                        fetch_max_wait_ms=100, auto_offset_reset="earliest")
+                                        auto_offset_reset="earliest")
         deadline = time.monotonic() + timeout_s
         try:
             await kafka.start(self._consumer, s, timeout_s=timeout_s)

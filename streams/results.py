@@ -159,6 +159,10 @@ def index_path(settings: Settings, name: str) -> Path:
     return Path(settings.index_dir).expanduser() / f"{safe}.sqlite"
 
 
+#: A lagging follower's fetch waits for this much data (or its lag) before it returns.
+_BATCH_BYTES = 64 * 1024
+
+
 class ResultStore:
     """The latest result of every id within the results topic's retention, in bounded memory.
 
@@ -169,9 +173,12 @@ class ResultStore:
 
     PRUNE_EVERY_S = 3600.0
 
-    def __init__(self, settings: Settings, *, name: str) -> None:
+    def __init__(self, settings: Settings, *, name: str, lag_ms: int = 0) -> None:
         self.settings = settings
         self.name = name
+        #: How far behind the topic the follower may read, to read it in fewer, larger
+        #: fetches under load; 0: each result as soon as it is written.
+        self.lag_ms = lag_ms
         self.recent = RecentResults(settings.ingress_results_cache,
                                     settings.results_cache_mb * 1024 * 1024)
         self._listeners: list[Listener] = []
@@ -191,9 +198,11 @@ class ResultStore:
         """Connect and start following; the index catches up in the background."""
         s = self.settings
         self._index = await self._run(ResultIndex, index_path(s, self.name))
+        batching = ({"fetch_min_bytes": _BATCH_BYTES, "fetch_max_wait_ms": self.lag_ms}
+                    if self.lag_ms else {})
         self._follower = kafka.consumer(s, client_id=f"runstream-{self.name}-results",
-                                        fetch_max_wait_ms=200, isolation_level="read_committed",
-                                        auto_offset_reset="earliest")
+                                        isolation_level="read_committed",
+                                        auto_offset_reset="earliest", **batching)
         self._reader = kafka.consumer(s, client_id=f"runstream-{self.name}-results-reader",
                                       fetch_max_wait_ms=100, isolation_level="read_committed",
                                       auto_offset_reset="earliest")

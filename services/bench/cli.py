@@ -8,6 +8,7 @@
     runstream bench report RUN-ID|FOLDER
     runstream bench compare A B
     runstream bench latency [--requests 300]
+    runstream bench speed [--profile]     # every speed goal's figure, one command
 
 A workload is a shipped name (braindrill, hello, polyglot, cpu, sleep, hostile)
 or a TOML file; its [load] table gives defaults that the flags override. Each
@@ -32,7 +33,7 @@ from runstream.services.bench.targets import TARGETS
 from runstream.services.bench.workload import builtin_names, load_workload
 from runstream.services.settings import Settings
 
-SUBCOMMANDS = ("run", "replay", "report", "compare", "latency")
+SUBCOMMANDS = ("run", "replay", "report", "compare", "latency", "speed")
 
 
 def _target_flags(p: argparse.ArgumentParser) -> None:
@@ -175,6 +176,10 @@ async def main(settings: Settings, argv: list[str]) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         parser().print_help()
         return 0
+    if argv[:1] == ["speed"]:
+        from runstream.services.bench.speed import main as speed_main
+
+        return await speed_main(settings, argv)
     if not argv or argv[0] not in SUBCOMMANDS or argv[0] == "latency":
         # The original command: `runstream bench [latency] [--requests N] ...`.
         from runstream.services.bench.latency import main as latency_main

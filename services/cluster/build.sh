@@ -107,7 +107,9 @@ for name in chosen:
     if name not in langs:
         sys.exit(f"cluster-build: no language {name!r} in {sys.argv[1]}")
 pkgs = {"python3", "python3-venv", "bubblewrap", "util-linux", "dash", "procps",
-        "libseccomp2", "ca-certificates", "curl"}
+        "libseccomp2", "ca-certificates", "curl",
+        # The worker builds its native sandbox launcher (launcher.c) at start-up.
+        "gcc", "linux-libc-dev"}
 pkgs |= {p for name in chosen for p in langs[name].get("apt", [])}
 print("\n".join(sorted(pkgs)))
 PY

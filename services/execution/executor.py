@@ -8,6 +8,7 @@ ends in a verdict; only a failure of the sandbox itself is ``internal_error``.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from runstream.schemas.errors import InvalidRequest
@@ -21,11 +22,23 @@ from runstream.schemas.models import (
     TestResult,
 )
 from runstream.services.errors import SandboxError
+from runstream.services.execution.compilecache import (
+    MISS,
+    CompileCache,
+    added_by_compile,
+    cacheable,
+    compile_key,
+)
 from runstream.services.execution.languages import Language, Registry, render
 from runstream.services.execution.progress import COMPILE, RUN, Progress
 from runstream.services.execution.sandbox.base import LiveInput, Sandbox, Workspace
 from runstream.services.execution.sandbox.factory import create_sandbox
-from runstream.services.execution.verdict import compile_failed, judge_run, overall
+from runstream.services.execution.verdict import (
+    compile_failed,
+    compile_limit_message,
+    judge_run,
+    overall,
+)
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +64,10 @@ class Executor:
         self.settings = settings
         self.registry = registry
         self.sandbox = sandbox
+        mib = 1024 * 1024
+        self.compile_cache = (
+            CompileCache(settings.compile_cache_mb * mib, settings.compile_cache_entry_mb * mib)
+            if settings.compile_cache_mb > 0 else None)
 
     def refusal(self, req: ExecutionRequest, status: Status, message: str) -> ExecutionResult:
         """A result for a request that was not run."""
@@ -106,13 +123,14 @@ class Executor:
             if language.compile is not None:
                 compile_limits = self.settings.compile_limits(limits)
                 argv = render(language.compile, language, compile_limits, entry)
-                result.compile = await _phase(ws, argv, b"", compile_limits, language,
-                                              progress, COMPILE, None)
+                result.compile = await self._compile(ws, files, argv, compile_limits,
+                                                     language, progress)
                 failed = compile_failed(result.compile)
                 if progress is not None:
                     progress.compiled(result.compile, failed=failed)
                 if failed:
                     result.status = Status.COMPILE_ERROR
+                    result.message = compile_limit_message(result.compile, compile_limits)
                     return
             argv = render(language.run, language, limits, entry) + list(req.args)
             if not req.tests:
@@ -129,6 +147,39 @@ class Executor:
                 result.tests.append(TestResult(index=index, status=status, run=phase,
                                                name=test.name))
             result.status = overall(result.tests)
+
+    async def _compile(self, ws: Workspace, files: list[tuple[str, bytes]], argv: list[str],
+                       limits: Limits, language: Language,
+                       progress: Progress | None) -> PhaseResult:
+        """The compile phase; from the compile cache when this very step ran before."""
+        cache = self.compile_cache
+        if cache is None:
+            return await _phase(ws, argv, b"", limits, language, progress, COMPILE, None)
+        key = compile_key(language, argv, limits, files)
+        kept = cache.get(key)
+        if kept is not None:
+            began = time.monotonic()
+            await ws.restore(kept.artefacts)
+            phase = kept.replay(int((time.monotonic() - began) * 1000))
+            if progress is not None:  # live clients see the compiler's words as on a miss
+                sink = progress.output(COMPILE, None)
+                for stream, data in (("stdout", phase.stdout), ("stderr", phase.stderr)):
+                    if data:
+                        sink(stream, data)
+                progress.phase_ended(COMPILE, None, phase)
+            return phase
+        phase = await _phase(ws, argv, b"", limits, language, progress, COMPILE, None)
+        phase.cache = MISS
+        if cacheable(phase):
+            try:
+                found = await ws.snapshot(cache.bounds)
+            except SandboxError as e:  # the result stands; only the cache goes without
+                log.warning("cannot keep the compile of %s: %s", language.name, e.message)
+                found = None
+            artefacts = added_by_compile(found, files) if found is not None else None
+            if artefacts is not None:
+                cache.put(key, artefacts, phase)
+        return phase
 
 
 async def _phase(ws: Workspace, argv: list[str], stdin: bytes | LiveInput, limits: Limits,

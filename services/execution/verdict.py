@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runstream.schemas.models import PhaseResult, Status, TestResult
+from runstream.schemas.models import Limits, PhaseResult, Status, TestResult
 
 # Where a runtime's last words are looked for: the end of stdout and of stderr.
 _LAST_WORDS = 4096
@@ -71,6 +71,24 @@ def judge_run(phase: PhaseResult, expected_output: str | None,
 def compile_failed(phase: PhaseResult) -> bool:
     """A compile step that did not exit 0 (for any reason) is a compile error."""
     return limit_status(phase) is not None
+
+
+def compile_limit_message(phase: PhaseResult, limits: Limits) -> str | None:
+    """Why a compile step was stopped, when a limit (not the compiler) ended it.
+
+    A compiler killed by its wall or CPU limit, the memory cap or the output cap
+    shows only SIGKILL and a truncated log; the message names the limit, so a
+    user (or an operator sizing ``RUNSTREAM_COMPILE_*``) knows what to raise.
+    """
+    if phase.time_limit == "wall":
+        return f"the compile step exceeded its wall-time limit ({limits.wall_ms} ms)"
+    if phase.time_limit is not None:
+        return f"the compile step exceeded its CPU-time limit ({limits.cpu_ms} ms)"
+    if phase.oom_killed:
+        return f"the compile step exceeded its memory limit ({limits.memory_mb} MB)"
+    if phase.output_limit_hit:
+        return "the compile step exceeded the output limit"
+    return None
 
 
 def overall(tests: Sequence[TestResult]) -> Status:

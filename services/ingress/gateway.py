@@ -126,7 +126,7 @@ class Gateway:
         self._idle.set()
         self._producer = kafka.producer(s, client_id=f"runstream-{self.name}")
         self._announcements = kafka.consumer(s, client_id=f"runstream-{self.name}-workers",
-                                             fetch_max_wait_ms=200, auto_offset_reset="earliest")
+                                             auto_offset_reset="earliest")
         self._admin = kafka.admin(s, client_id=f"runstream-{self.name}-admin")
         try:
             for client in (self._producer, self._announcements, self._admin):

@@ -71,6 +71,13 @@ def _truncated(stream: str) -> Callable[[dict], None]:
     return check
 
 
+def _compile_limit(doc: dict[str, Any]) -> None:
+    compiled = doc["compile"]
+    assert compiled["oom_killed"] or compiled["time_limit"], compiled
+    assert "the compile step exceeded its" in (doc.get("message") or ""), doc
+    assert doc.get("run") is None, doc
+
+
 def _oom(doc: dict[str, Any]) -> None:
     assert doc["run"]["oom_killed"], doc["run"]
 
@@ -175,6 +182,10 @@ CASES = [
          "int f(int n){ volatile char pad[256]; pad[0] = n; return f(n + 1) + pad[0]; }\n"
          "int main(void){ return f(0); }",
          frozenset({"runtime_error"})),
+    # The compiler is attacked too: cpp reads an endless include until a compile limit
+    # (memory, usually) stops it, and the verdict says which limit it was.
+    Case("a compile bomb: #include \"/dev/zero\"", "c", '#include "/dev/zero"\nint main;',
+         frozenset({"compile_error"}), check=_compile_limit),
     Case("java thread bomb", "java",
          "public class Main { public static void main(String[] a) throws Exception {"
          " int n = 0; try { while (true) { Thread t = new Thread(() -> {"

@@ -6,7 +6,12 @@ import pytest
 from runstream.schemas.errors import LimitExceeded
 from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import Limits, PhaseResult, RequestedLimits, Status, TestResult
-from runstream.services.execution.verdict import judge_run, outputs_match, overall
+from runstream.services.execution.verdict import (
+    compile_limit_message,
+    judge_run,
+    outputs_match,
+    overall,
+)
 
 JVM = ("Terminating due to java.lang.OutOfMemoryError",)
 
@@ -85,3 +90,23 @@ def test_first_failing_test_decides() -> None:
 def test_a_capped_heap_that_ran_out_is_memory(phase: PhaseResult, status: Status) -> None:
     assert judge_run(phase, None, JVM) is status
     assert judge_run(phase, None) in (Status.OK, Status.RUNTIME_ERROR)  # no words, no memory
+
+
+COMPILE_LIMITS = Limits(wall_ms=20000, cpu_ms=15000, memory_mb=1024, processes=64,
+                        output_kb=64, file_size_kb=1024)
+
+
+@pytest.mark.parametrize(("phase", "words"), [
+    (PhaseResult(signal="SIGKILL", time_limit="wall"), "wall-time limit (20000 ms)"),
+    (PhaseResult(signal="SIGKILL", time_limit="cpu"), "CPU-time limit (15000 ms)"),
+    (PhaseResult(signal="SIGKILL", oom_killed=True), "memory limit (1024 MB)"),
+    (PhaseResult(signal="SIGKILL", output_limit_hit=True), "output limit"),
+])
+def test_a_compile_stopped_by_a_limit_names_it(phase: PhaseResult, words: str) -> None:
+    message = compile_limit_message(phase, COMPILE_LIMITS)
+    assert message is not None and words in message
+
+
+def test_a_compiler_that_failed_by_itself_needs_no_message() -> None:
+    assert compile_limit_message(PhaseResult(exit_code=1, stderr=b"error"),
+                                 COMPILE_LIMITS) is None

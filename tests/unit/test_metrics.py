@@ -27,6 +27,7 @@ WORKER_METRICS = {
     "runstream_worker_consumer_lag": ("gauge", {"topic", "partition"}),
     "runstream_worker_sampled_timestamp_seconds": ("gauge", set()),
     "runstream_worker_membership_age_seconds": ("gauge", set()),
+    "runstream_compile_cache_lookups": ("counter", {"language", "result"}),
 }
 INGRESS_METRICS = {
     "runstream_http_requests": ("counter", {"route", "method", "status"}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import pytest
 from runstream.schemas.models import Limits
@@ -43,6 +44,29 @@ def test_chain_is_shell_then_setpriv_then_bwrap_then_program() -> None:
     bwrap_at = argv.index(command.BWRAP)
     assert argv.index("--inh-caps=-all") < bwrap_at
     assert argv[-3:] == ["--", "./main", "arg with space"]
+
+
+def test_native_chain_is_launcher_from_its_memfd_then_bwrap_then_program() -> None:
+    sp = spec(launcher_fd=9)
+    argv = command.launch_argv(sp)
+    # The memfd, the descriptor it closes, then the joins, the rlimits, uid, gid.
+    assert argv[:5] == ["/proc/self/fd/9", "9", "2", *sp.cgroup_join]
+    lim = rlimits.rlimits(LIMITS)
+    assert argv[5:10] == [str(lim[k]) for k in command.NATIVE_RLIMITS]
+    assert argv[5:10] == ["4", str(16384 * 1024), str(rlimits.OPEN_FILES), "0",
+                          str(rlimits.STACK_KB * 1024)]
+    assert argv[10:13] == ["65534", "65534", "--"]
+    assert argv[13:] == [*command.bwrap_args(sp), "./main", "arg with space"]
+    assert command.SHELL not in argv and command.SETPRIV not in argv
+
+
+def test_the_native_launcher_reads_rlimits_in_the_order_command_writes_them() -> None:
+    source = (Path(command.__file__).parent / "launcher.c").read_text()
+    listed = source[source.index("resources[] = {"):].split("}", 1)[0]
+    names = {"cpu_s": "RLIMIT_CPU", "fsize_bytes": "RLIMIT_FSIZE", "nofile": "RLIMIT_NOFILE",
+             "core_bytes": "RLIMIT_CORE", "stack_bytes": "RLIMIT_STACK"}
+    assert [listed.index(names[k]) for k in command.NATIVE_RLIMITS] == sorted(
+        listed.index(names[k]) for k in command.NATIVE_RLIMITS)
 
 
 def test_script_joins_every_cgroup_before_limits_and_exec() -> None:

@@ -62,9 +62,12 @@ class ExecutionContainer:
         self.dirty = False  # a finished phase may have left daemons behind
         self.oom_flag = False  # the API's sticky State.OOMKilled, when no cgroup is visible
 
-    async def attach(self) -> None:
-        info = await self.engine.call(self.engine.api.inspect_container, self.cid)
-        self.cg = host.container_cgroup(int(info["State"].get("Pid") or 0))
+    async def attach(self, init_pid: int | None = None) -> None:
+        """Find the container's cgroup; ``init_pid`` (known from a pool) saves asking the engine."""
+        if init_pid is None:
+            info = await self.engine.call(self.engine.api.inspect_container, self.cid)
+            init_pid = int(info["State"].get("Pid") or 0)
+        self.cg = host.container_cgroup(init_pid, self.cid)
         if self.cg is None:
             log.debug("container %s: cgroup not visible, accounting through the API",
                       self.cid[:12])

@@ -22,8 +22,12 @@ from runstream.services.execution.sandbox.cgroup import (
 log = logging.getLogger(__name__)
 
 
-def container_cgroup(pid: int) -> RunCgroup | None:
-    """The cgroup of the container whose init is host pid ``pid``; None if not visible."""
+def container_cgroup(pid: int, cid: str) -> RunCgroup | None:
+    """The cgroup of container ``cid`` whose init is host pid ``pid``; None if not visible.
+
+    A cgroup whose path does not name the container is not its own (the pid was
+    reused after the container's end): None, and accounting goes through the API.
+    """
     if pid <= 0:
         return None
     try:
@@ -34,6 +38,8 @@ def container_cgroup(pid: int) -> RunCgroup | None:
     paths: dict[str, str] = {}
     for line in text.splitlines():
         _, controllers, path = line.split(":", 2)
+        if cid not in path:
+            continue
         for c in controllers.split(",") if controllers else ["unified"]:
             paths[c] = path.lstrip("/")
     v1 = mounts.v1

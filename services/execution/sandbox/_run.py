@@ -97,6 +97,7 @@ class Launch:
     seccomp: bytes
     build_argv: Callable[[int, int], Sequence[str]]  # (seccomp fd, status fd) -> argv
     output: PhaseOutput | None = None  # told the output as it is read
+    inherit: tuple[int, ...] = ()  # more descriptors the launcher needs (its memfd)
 
 
 @dataclass
@@ -128,8 +129,8 @@ def _spawn(launch: Launch) -> tuple[subprocess.Popen[bytes], int]:
         # is watched with a pidfd, no child-watcher thread per run.
         proc = subprocess.Popen(
             argv, env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, pass_fds=(seccomp_fd, status_w), close_fds=True,
-            start_new_session=True, cwd="/",
+            stderr=subprocess.PIPE, pass_fds=(seccomp_fd, status_w, *launch.inherit),
+            close_fds=True, start_new_session=True, cwd="/",
         )
     except OSError as e:
         os.close(status_r)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from runstream.schemas.models import Limits, PhaseResult
+from runstream.services.execution.compilecache import Artefact, SnapshotBounds
 from runstream.services.execution.languages import Language
 
 #: Told ("stdout" | "stderr", bytes) as a phase writes output, up to its cap, on the
@@ -71,6 +72,22 @@ class Workspace(Protocol):
 
         ``stdin`` is the whole input, or a :class:`LiveInput` read while it runs.
         ``output``, if given, is told the output as the program writes it.
+        """
+        ...
+
+    async def snapshot(self, bounds: SnapshotBounds) -> list[Artefact] | None:
+        """The regular files and directories now in the workspace (the compile cache's).
+
+        The files were written by untrusted code: nothing is followed, permission
+        bits only are kept. None when the workspace holds anything else (a link,
+        a fifo...) or more than ``bounds``.
+        """
+        ...
+
+    async def restore(self, artefacts: Sequence[Artefact]) -> None:
+        """Add ``artefacts`` to the fresh workspace, owned as the submitted files are.
+
+        Called before any phase ran; the paths do not exist yet, except directories.
         """
         ...
 

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 V1_CONTROLLERS = ("memory", "pids", "cpuacct")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 KILL_ROUNDS = 20
+#: Longest wait for listed processes to exit before listing the cgroup again.
+EXIT_WAIT_S = 0.05
 REMOVE_TIMEOUT_S = 5.0
 
 
@@ -76,6 +78,42 @@ class CgroupMounts:
                         if c in options:
                             found.v1[c] = Path(parts[1])
         return found
+
+
+async def _exits(pids: list[int], timeout_s: float) -> None:
+    """Return once every process of ``pids`` has exited, or after ``timeout_s``.
+
+    A pid may have been reused by an unrelated process since it was listed:
+    the bound keeps that from costing more than ``timeout_s``, and the caller
+    lists the cgroup again.
+    """
+    loop = asyncio.get_running_loop()
+    fds: list[int] = []
+    pending = 0
+    done: asyncio.Future[None] = loop.create_future()
+
+    def exited(fd: int) -> None:
+        nonlocal pending
+        loop.remove_reader(fd)
+        pending -= 1
+        if pending == 0 and not done.done():
+            done.set_result(None)
+
+    try:
+        for pid in pids:
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue  # gone already
+            fds.append(fd)
+            pending += 1
+            loop.add_reader(fd, exited, fd)
+        if pending:
+            await asyncio.wait({done}, timeout=timeout_s)
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
 
 
 def kill_rounds(list_pids: Callable[[], list[int]]) -> bool:
@@ -172,17 +210,28 @@ class RunCgroup:
     async def wait_empty(self, timeout_s: float) -> bool:
         """Kill until no process is left; False if some survive ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
+        previous: list[int] = []
         delay = 0.001
         while True:
             self.kill()
-            if not self.pids():
+            pids = self.pids()
+            if not pids:
                 return True
-            if time.monotonic() > deadline:
-                log.warning("cgroup %s still has processes %s", self.dirs, self.pids())
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("cgroup %s still has processes %s", self.dirs, pids)
                 return False
-            # v1 has no "cgroup emptied" event: back off briefly.
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            if pids == previous:
+                # Listed again though their exits were awaited (stuck in D state,
+                # or a kernel that lists them a little longer): back off.
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, EXIT_WAIT_S)
+            else:
+                # v1 has no "cgroup emptied" event, but each process has one: its
+                # pidfd. A killed bwrap's pid 1 takes ~1 ms to tear its namespaces
+                # down; polling cost up to a whole poll period more.
+                await _exits(pids, min(remaining, EXIT_WAIT_S))
+            previous = pids
 
     def try_remove(self) -> bool:
         """rmdir every directory; False while the kernel still says EBUSY."""

@@ -30,12 +30,20 @@ import docker
 import docker.errors
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.errors import SandboxError
+from runstream.services.execution.compilecache import Artefact, SnapshotBounds
 from runstream.services.execution.languages import Language
 from runstream.services.execution.sandbox import versions
 from runstream.services.execution.sandbox._docker_container import ExecutionContainer
+from runstream.services.execution.sandbox._docker_demand import PoolDemand
 from runstream.services.execution.sandbox._docker_engine import DockerEngine
 from runstream.services.execution.sandbox._docker_exec import PHASE_OVERHEAD, files_tar
 from runstream.services.execution.sandbox._docker_pool import WarmPool
+from runstream.services.execution.sandbox._docker_snapshot import (
+    SNAPSHOT_ARGV,
+    from_tar,
+    snapshot_limits,
+    with_artefacts,
+)
 from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
 from runstream.services.execution.sandbox.environment import program_env
 from runstream.services.execution.sandbox.scope import alive, new_scope
@@ -57,6 +65,7 @@ class DockerWorkspace:
         self.tar = tar
         self.container_id: str | None = None
         self.container: ExecutionContainer | None = None
+        self.taken_at: float | None = None  # when it got its container (the pool's demand)
         self._lock = asyncio.Lock()
 
     async def run(self, argv: Sequence[str], *, stdin: bytes | LiveInput, limits: Limits,
@@ -66,6 +75,7 @@ class DockerWorkspace:
             if self.container is None:
                 sb = self._sandbox
                 pooled = sb.pool_take(language)
+                self.taken_at = time.monotonic()
                 if pooled is None:
                     self.container_id = await sb.create_container(language, limits)
                     first = limits
@@ -73,8 +83,25 @@ class DockerWorkspace:
                     self.container_id, first = pooled, sb.settings.default_limits
                 self.container = ExecutionContainer(sb.engine, self.container_id, self.tar,
                                                     first)
-                await self.container.attach()
+                await self.container.attach(sb.pooled_init_pid(self.container_id))
             return await self.container.run(argv, stdin, limits, language, output)
+
+    async def snapshot(self, bounds: SnapshotBounds) -> list[Artefact] | None:
+        """The files of /box, through a ``tar -c`` phase in the container (nothing extracted)."""
+        base = (self.container.limits if self.container is not None
+                else self._sandbox.settings.default_limits)
+        phase = await self.run(SNAPSHOT_ARGV, stdin=b"", limits=snapshot_limits(base, bounds),
+                               language=self.language)
+        if phase.exit_code != 0 or phase.output_limit_hit or phase.stdout_truncated:
+            return None
+        return from_tar(phase.stdout, bounds)
+
+    async def restore(self, artefacts: Sequence[Artefact]) -> None:
+        """Add kept artefacts to the files the first phase unpacks."""
+        if self.container is not None:
+            raise SandboxError("restore() after a phase ran")
+        s = self._sandbox.settings
+        self.tar = with_artefacts(self.tar, artefacts, s.sandbox_uid, s.sandbox_gid)
 
 
 class DockerSandbox:
@@ -91,6 +118,7 @@ class DockerSandbox:
         self._live: set[str] = set()
         self._cleanups: set[asyncio.Task[None]] = set()
         self._pool: WarmPool | None = None
+        self._init_pids: dict[str, int] = {}  # of the pool's containers, looked up ahead
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -100,8 +128,11 @@ class DockerSandbox:
         self.engine.connect()
         await self.engine.call(self.engine.api.ping)
         if s.sandbox_docker_pool > 0:
-            self._pool = WarmPool(self.create_container, self._remove, s.sandbox_docker_pool,
+            demand = PoolDemand(s.sandbox_docker_pool, s.sandbox_docker_pool_max,
+                                idle_s=s.sandbox_docker_pool_idle_s)
+            self._pool = WarmPool(self._pre_start, self._remove, demand,
                                   max_age_s=s.sandbox_docker_lifetime_s / 2)
+            self._pool.start()
         reaped = await self._reap()
         log.info("docker sandbox ready (engine %s, scope %s, reaped %d containers)",
                  s.sandbox_docker_url, self.scope, reaped)
@@ -195,11 +226,27 @@ class DockerSandbox:
                 if cancelled:
                     await asyncio.wait({removal}, timeout=KILL_WAIT_S)
             if self._pool is not None:
-                self._pool.fill(language)
+                held = None if ws.taken_at is None else time.monotonic() - ws.taken_at
+                self._pool.release(language, held)
 
     def pool_take(self, language: Language) -> str | None:
         """A pre-started container for ``language`` if the warm pool has one."""
         return self._pool.take(language) if self._pool is not None else None
+
+    def pooled_init_pid(self, cid: str) -> int | None:
+        """The host pid of a pooled container's init, if it was looked up ahead."""
+        return self._init_pids.pop(cid, None)
+
+    async def _pre_start(self, language: Language) -> str:
+        """A container for the pool, its init's pid looked up now, off any execution's path."""
+        cid = await self.create_container(language)
+        try:
+            info = await self.engine.call(self.engine.api.inspect_container, cid)
+        except BaseException:
+            await self._finish(self._remove(cid))
+            raise
+        self._init_pids[cid] = int(info["State"].get("Pid") or 0)
+        return cid
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` to its end whatever happens to the caller (``stop`` waits for it)."""
@@ -273,6 +320,7 @@ class DockerSandbox:
             if not isinstance(e.__cause__, docker.errors.NotFound):
                 log.error("cannot remove container %s: %s", cid[:12], e)
         self._live.discard(cid)
+        self._init_pids.pop(cid, None)
 
 
 def docker_available(settings: Settings) -> str | None:
