@@ -448,7 +448,8 @@ run_tests() {
   wait "$images" || { tail -30 "$ROOT/.cache/build-images.log" >&2; exit 1; }
   tail -1 "$ROOT/.cache/build-images.log" >&2
   log "pytest"
-  "$VENV/bin/pytest" -p no:cacheprovider -rs "$@"
+  # --durations: the slowest tests, to keep the whole run under its 30-minute bar.
+  "$VENV/bin/pytest" -p no:cacheprovider -rs --durations=25 "$@"
 }
 
 run_chaos() {

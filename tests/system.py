@@ -246,6 +246,11 @@ def base_env(kafka: str, tag: str) -> dict[str, str]:
         "RUNSTREAM_DELIVERIES_TOPIC": f"e2e{tag}.deliveries",
         "RUNSTREAM_CALLBACK_GROUP": f"e2e{tag}-callbacks",
         "RUNSTREAM_INGRESS_WAIT_S": "60",
+        # Four slots on two cores, beside a broker, other systems and the test itself:
+        # kotlinc or nim, quietly 3 s, took the whole default 20 s wall in a CI run and
+        # were killed. The tests check compile behaviour, not its speed; the CPU limit
+        # (20 s) still stops a runaway compiler.
+        "RUNSTREAM_COMPILE_WALL_MS": "60000",
         "PYTHONUNBUFFERED": "1",
     })
     return env

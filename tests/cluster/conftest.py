@@ -15,7 +15,7 @@ from tests.cluster._cluster import Cluster, compose_missing
 from tests.system import free_port
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     why = compose_missing()
     if why is not None:

@@ -122,7 +122,8 @@ async def run_all(system: System, runs: list[Run]) -> dict[str, str]:
             if problem:
                 phase = doc.get("run") or doc.get("compile") or {}
                 run.problems.append(f"{problem}; got {doc['status']} exit "
-                                    f"{phase.get('exit_code')} {phase.get('signal')}, "
+                                    f"{phase.get('exit_code')} {phase.get('signal')} "
+                                    f"(message {doc.get('message')!r}), "
                                     f"stdout {phase.get('stdout', '')[-200:]!r}, "
                                     f"stderr {phase.get('stderr', '')[-300:]!r}")
             if not doc.get("version") or doc["version"] != listed.get(run.language):
