@@ -7,6 +7,7 @@ folder, and is stopped (SIGTERM, then SIGKILL) when the session ends.
 from __future__ import annotations
 
 import contextlib
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,16 @@ from runstream.services.broker import LocalBroker
 from runstream.services.settings import Settings
 
 from tests.system import System, free_port, launch_system
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A command started in the background by a shell without job control (`cmd &` in a
+    # script) starts with SIGINT ignored, and an ignored signal is inherited through
+    # exec: `./deploy.sh local` under test could then not be stopped by Ctrl-C at all
+    # (bash cannot trap a signal ignored at its start). A handler, unlike SIG_IGN, is
+    # reset to the default at exec, so the processes the tests start get Ctrl-C back.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def new_broker(data: Path) -> LocalBroker:
