@@ -18,7 +18,12 @@ from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+)
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.errors import ConfigurationError
 from runstream.services.logs import Throttled
@@ -74,6 +79,12 @@ def producer(settings: Settings, *, client_id: str, **overrides: Any) -> AIOKafk
     }
     return AIOKafkaProducer(**(conf | overrides))
 
+
+#: The idempotent producer's sequence for a partition no longer matches the broker's.
+#: aiokafka counts a batch it gave up on (a broker restarting, say) as sent and, unlike
+#: Kafka's Java client, never resets: every later record to that partition meets
+#: OutOfOrderSequenceNumber, for ever. Only a new producer (a new id) gets past it.
+SEQUENCE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 
 #: How long the broker may hold an empty fetch of a consumer that follows a topic's end.
 #: It answers as soon as a record arrives (``fetch.min.bytes`` is 1), so this bounds

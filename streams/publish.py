@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -27,12 +28,14 @@ from aiokafka.structs import RecordMetadata
 from runstream.schemas.models import ReplyTo
 from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
+from runstream.streams.kafka import SEQUENCE_LOST
 
 log = logging.getLogger(__name__)
 
 #: Errors that the same record to the same topic would meet again.
 PERMANENT = (InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError,
              TopicAuthorizationFailedError, UnknownTopicOrPartitionError)
+Renew = Callable[[AIOKafkaProducer], Awaitable[AIOKafkaProducer]]
 _METADATA_TTL_S = 10.0
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -44,9 +47,13 @@ class PermanentPublishError(Exception):
 class Publisher:
     """Writes records with bounded attempts and knows which topics exist."""
 
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer,
+                 renew: Renew | None = None) -> None:
         self.settings = settings
         self.producer = producer
+        #: Replaces a producer whose sequence was lost (SEQUENCE_LOST) with a new one.
+        self.renew = renew
+        self._renew_lock = asyncio.Lock()
         self._partitions: dict[str, int] = {}
         self._checked = 0.0
         self._refresh_lock = asyncio.Lock()
@@ -67,6 +74,20 @@ class Publisher:
             return (f"reply_to.partition: {reply_to.partition} is out of range; "
                     f"{reply_to.topic!r} has partitions 0..{count - 1}")
         return None
+
+    async def _renew(self, failed: AIOKafkaProducer) -> None:
+        """A new producer in place of ``failed`` (once, however many sends saw it fail)."""
+        if self.renew is None:
+            await asyncio.sleep(_BACKOFF_S[-1])
+            return
+        async with self._renew_lock:
+            if self.producer is not failed:
+                return  # another send renewed it already
+            try:
+                self.producer = await self.renew(failed)
+            except Exception as e:  # the broker still away: the next attempt asks again
+                self._warn.warning("renew", "a new producer could not start (%r)", e)
+                await asyncio.sleep(_BACKOFF_S[-1])
 
     async def _refresh_metadata(self) -> bool:
         """Read every topic's partition count; False if the broker did not answer."""
@@ -97,16 +118,23 @@ class Publisher:
         attempt = 0
         while True:
             attempt += 1
+            producer = self.producer
             try:
                 fut = await asyncio.wait_for(
-                    self.producer.send(topic, value, key=key, partition=partition,
-                                       headers=headers),
+                    producer.send(topic, value, key=key, partition=partition,
+                                  headers=headers),
                     self.settings.worker_publish_attempt_s)
                 meta: RecordMetadata = await asyncio.wait_for(
                     fut, self.settings.worker_publish_attempt_s)
                 return meta
             except PERMANENT as e:
                 raise PermanentPublishError(f"{topic}: {type(e).__name__}: {e}") from e
+            except SEQUENCE_LOST as e:
+                # A record that was in fact written before may be written again: a
+                # duplicate of the same id and content, which every reader tolerates.
+                self._warn.warning("sequence", "the producer lost its sequence on %s (%r); "
+                                   "starting a new one", topic, e)
+                await self._renew(producer)
             except (KafkaError, TimeoutError, OSError) as e:
                 # A topic deleted since it was checked looks like a broker that is slow
                 # to answer (aiokafka waits for its metadata): ask, or it is retried forever.

@@ -57,6 +57,7 @@ class WorkerProcess:
         #: Live stdin of interactive executions (README "Piston-compatible API").
         self.stdin = StdinFeed(settings, name=f"worker-{settings.worker_id}")
         self.stop_requested = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()  # producers replaced, closing
 
     async def run(self) -> None:
         """Serve until :attr:`stop_requested` is set, then stop within the bound."""
@@ -78,7 +79,8 @@ class WorkerProcess:
         if self.events is not None:
             await self.events.start()
         await self.stdin.start()  # before any request is taken: its input is kept
-        handler = Handler(s, executor, Publisher(s, self.producer), self.store, catalogue,
+        handler = Handler(s, executor, Publisher(s, self.producer, self._renew_producer),
+                          self.store, catalogue,
                           events=self.events, stdin=self.stdin)
         assignor = BusyStickyAssignor(lambda: self.agent.placement_state()
                                       if self.agent else ({}, {}))
@@ -123,6 +125,8 @@ class WorkerProcess:
         await self.store.stop()
         await self.stdin.stop()
         await kafka.close(self.producer, timeout_s=3.0)
+        if self._closing:  # producers replaced a moment ago (each close is bounded)
+            await asyncio.gather(*self._closing, return_exceptions=True)
         if self.events is not None:
             await self.events.stop(timeout_s=1.0)
         if self.sandbox is not None:
@@ -139,6 +143,20 @@ class WorkerProcess:
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         await self._send_announcement(orjson.dumps(doc))
+
+    async def _renew_producer(self, failed: AIOKafkaProducer) -> AIOKafkaProducer:
+        """Start a new producer (a new producer id) and close ``failed`` in the background.
+
+        Raises what starting it raises (bounded); the publisher retries then.
+        """
+        s = self.settings
+        fresh = kafka.producer(s, client_id=f"runstream-worker-{s.worker_id}")
+        await kafka.start(fresh, s)
+        self.producer = fresh
+        closing = asyncio.create_task(kafka.close(failed, timeout_s=3.0))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        return fresh
 
     async def _withdraw(self) -> None:
         """A tombstone: this worker serves nothing any more."""

@@ -43,6 +43,7 @@ from runstream.streams import kafka
 from runstream.streams.correlator import Correlator
 from runstream.streams.eventfeed import EventFeed
 from runstream.streams.events import EventPublisher
+from runstream.streams.kafka import SEQUENCE_LOST
 from runstream.streams.results import ResultStore
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class Gateway:
         self.backlog = Backlog(settings.ingress_max_backlog_s)
         self.inflight = InFlight()  # each API key's executions not finished yet (its quota)
         self._producer: AIOKafkaProducer | None = None
+        self._renew_lock = asyncio.Lock()
         # Only replies to requests it produced from now on matter to it. A reply on a
         # partition that a rebalance moved to another ingress still reaches the caller
         # waiting here: every ingress also follows the results topic (_on_result).
@@ -284,12 +286,15 @@ class Gateway:
         if self.event_writer is not None:  # fire-and-forget, alongside the request
             self.event_writer.emit(event_queued(req.id, req.enqueued_at or datetime.now(UTC),
                                                 req.language))
+        producer = self._producer
         try:
             await asyncio.wait_for(
-                self._producer.send_and_wait(self.settings.requests_topic, encode_request(req),
-                                             key=req.id.encode()),
+                producer.send_and_wait(self.settings.requests_topic, encode_request(req),
+                                       key=req.id.encode()),
                 self.settings.request_timeout_s)
         except (KafkaError, TimeoutError, OSError) as e:
+            if isinstance(e, SEQUENCE_LOST):
+                await self._renew_producer(producer)
             raise BrokerUnavailable(
                 f"Kafka did not accept the request within {self.settings.request_timeout_s}s "
                 f"({type(e).__name__}); it is safe to retry with the same id") from e
@@ -303,12 +308,35 @@ class Gateway:
         assert self._producer is not None
         topic, bound = self.settings.stdin_topic, self.settings.request_timeout_s
         for item in items:
+            producer = self._producer
             try:
-                await asyncio.wait_for(self._producer.send_and_wait(
+                await asyncio.wait_for(producer.send_and_wait(
                     topic, encode_stdin(item), key=item.id.encode()), bound)
             except (KafkaError, TimeoutError, OSError) as e:
+                if isinstance(e, SEQUENCE_LOST):
+                    await self._renew_producer(producer)
                 raise BrokerUnavailable(f"Kafka did not take the input within {bound}s "
                                         f"({type(e).__name__})") from e
+
+    async def _renew_producer(self, failed: AIOKafkaProducer) -> None:
+        """A new producer (a new id) for one whose sequence was lost (see publish.py).
+
+        The request that met it is answered 503 (safe to retry with the same id);
+        the retry goes through the new producer.
+        """
+        async with self._renew_lock:
+            if self._producer is not failed:
+                return
+            fresh = kafka.producer(self.settings, client_id=f"runstream-{self.name}")
+            try:
+                await kafka.start(fresh, self.settings, timeout_s=self.settings.request_timeout_s)
+            except Exception as e:  # the broker still away: the next failure asks again
+                log.warning("a new producer could not start (%r)", e)
+                await kafka.close(fresh, timeout_s=2)
+                return
+            self._producer = fresh
+            log.warning("the producer lost its sequence; a new one took over")
+            await kafka.close(failed, timeout_s=3)
 
     def cached(self, exec_id: str) -> bytes | None:
         return self.store.cached(exec_id)
