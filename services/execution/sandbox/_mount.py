@@ -60,28 +60,45 @@ def _components(name: str) -> list[str]:
     return parts
 
 
+#: Opening a directory of a workspace: never through a symlink a submission planted.
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_parents(top: int, dirs: Sequence[str], uid: int, gid: int) -> int:
+    """The descriptor of ``top``/``dirs``..., each made (mode 755, owned uid:gid) if missing.
+
+    Every step is relative to the directory before it and refuses a symlink, so a
+    hostile name cannot lead out of ``top``. The caller closes the descriptor.
+    """
+    dfd = os.dup(top)
+    try:
+        for d in dirs:
+            try:
+                os.mkdir(d, 0o755, dir_fd=dfd)
+                os.chown(d, uid, gid, dir_fd=dfd, follow_symlinks=False)
+            except FileExistsError:
+                pass
+            nxt = os.open(d, DIR_FLAGS, dir_fd=dfd)
+            os.close(dfd)
+            dfd = nxt
+    except BaseException:
+        os.close(dfd)
+        raise
+    return dfd
+
+
 def write_files(root: Path, files: Sequence[tuple[str, bytes]], uid: int, gid: int) -> None:
     """Create each file below ``root`` with O_EXCL|O_NOFOLLOW, owned by uid:gid.
 
     Called on a fresh, empty tmpfs only; every open is relative to a directory
     fd and refuses symlinks, so even a hostile name cannot leave the tmpfs.
     """
-    top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    top = os.open(root, DIR_FLAGS)
     try:
         for name, content in files:
             *dirs, base = _components(name)
-            dfd = os.dup(top)
+            dfd = open_parents(top, dirs, uid, gid)
             try:
-                for d in dirs:
-                    try:
-                        os.mkdir(d, 0o755, dir_fd=dfd)
-                        os.chown(d, uid, gid, dir_fd=dfd, follow_symlinks=False)
-                    except FileExistsError:
-                        pass
-                    nxt = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                  dir_fd=dfd)
-                    os.close(dfd)
-                    dfd = nxt
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
                 fd = os.open(base, flags, 0o644, dir_fd=dfd)
                 try:

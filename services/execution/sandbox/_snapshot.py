@@ -26,8 +26,8 @@ from runstream.services.execution.compilecache import (
     plain_path,
     safe_mode,
 )
+from runstream.services.execution.sandbox._mount import DIR_FLAGS, open_parents
 
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
@@ -60,7 +60,7 @@ def snapshot(root: Path, bounds: SnapshotBounds) -> list[Artefact] | None:
     found: list[Artefact] = []
     left = bounds.max_bytes
     try:
-        top = os.open(root, _DIR)
+        top = os.open(root, DIR_FLAGS)
     except OSError as e:
         raise SandboxError(f"cannot open the workspace {root}: {e}") from e
     stack: list[tuple[int, str, int]] = [(top, "", 0)]
@@ -77,7 +77,7 @@ def snapshot(root: Path, bounds: SnapshotBounds) -> list[Artefact] | None:
                     if stat.S_ISDIR(st.st_mode):
                         if depth + 1 >= bounds.max_depth:
                             raise _Unusable
-                        sub = os.open(name, _DIR, dir_fd=dfd)
+                        sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
                         stack.append((sub, path + "/", depth + 1))
                         found.append(Artefact(path, None, safe_mode(os.fstat(sub).st_mode)))
                     elif stat.S_ISREG(st.st_mode):
@@ -105,27 +105,18 @@ def snapshot(root: Path, bounds: SnapshotBounds) -> list[Artefact] | None:
 def restore(root: Path, artefacts: Sequence[Artefact], uid: int, gid: int) -> None:
     """Write ``artefacts`` (parents first) below the fresh ``root``, owned by uid:gid."""
     try:
-        top = os.open(root, _DIR)
+        top = os.open(root, DIR_FLAGS)
     except OSError as e:
         raise SandboxError(f"cannot open the workspace {root}: {e}") from e
     try:
         for artefact in artefacts:
             *dirs, base = artefact.path.split("/")
-            dfd = os.dup(top)
+            dfd = open_parents(top, dirs, uid, gid)
             try:
-                for d in dirs:
-                    try:
-                        os.mkdir(d, 0o755, dir_fd=dfd)
-                        os.chown(d, uid, gid, dir_fd=dfd, follow_symlinks=False)
-                    except FileExistsError:
-                        pass
-                    nxt = os.open(d, _DIR, dir_fd=dfd)
-                    os.close(dfd)
-                    dfd = nxt
                 if artefact.data is None:
                     with contextlib.suppress(FileExistsError):  # one of the submission's
                         os.mkdir(base, 0o700, dir_fd=dfd)
-                    fd = os.open(base, _DIR, dir_fd=dfd)
+                    fd = os.open(base, DIR_FLAGS, dir_fd=dfd)
                 else:
                     fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                                  | os.O_CLOEXEC, 0o600, dir_fd=dfd)
