@@ -20,6 +20,7 @@ from pathlib import Path
 
 from runstream.schemas.models import Limits
 from runstream.services.errors import SandboxError
+from runstream.services.execution.sandbox._mount import write_all
 from runstream.services.execution.sandbox.command import native_argv
 
 SOURCE = Path(__file__).with_name("launcher.c")
@@ -66,9 +67,7 @@ def _sealed(binary: bytes) -> int:
         except OSError:
             fd = os.memfd_create("runstream-launch", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            view = memoryview(binary)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, binary)
             os.fchmod(fd, 0o500)
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
             # The descriptor children inherit is opened read-only, so not even a

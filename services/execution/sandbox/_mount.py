@@ -64,6 +64,17 @@ def _components(name: str) -> list[str]:
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+#: Creating a file in a workspace: a new one only, never through a planted symlink.
+NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd`` (``os.write`` may write fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def open_parents(top: int, dirs: Sequence[str], uid: int, gid: int) -> int:
     """The descriptor of ``top``/``dirs``..., each made (mode 755, owned uid:gid) if missing.
 
@@ -99,13 +110,10 @@ def write_files(root: Path, files: Sequence[tuple[str, bytes]], uid: int, gid: i
             *dirs, base = _components(name)
             dfd = open_parents(top, dirs, uid, gid)
             try:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                fd = os.open(base, flags, 0o644, dir_fd=dfd)
+                fd = os.open(base, NEW_FILE_FLAGS, 0o644, dir_fd=dfd)
                 try:
                     os.fchown(fd, uid, gid)
-                    view = memoryview(content)
-                    while view:
-                        view = view[os.write(fd, view):]
+                    write_all(fd, content)
                 finally:
                     os.close(fd)
             finally:

@@ -26,7 +26,12 @@ from runstream.services.execution.compilecache import (
     plain_path,
     safe_mode,
 )
-from runstream.services.execution.sandbox._mount import DIR_FLAGS, open_parents
+from runstream.services.execution.sandbox._mount import (
+    DIR_FLAGS,
+    NEW_FILE_FLAGS,
+    open_parents,
+    write_all,
+)
 
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
@@ -118,14 +123,11 @@ def restore(root: Path, artefacts: Sequence[Artefact], uid: int, gid: int) -> No
                         os.mkdir(base, 0o700, dir_fd=dfd)
                     fd = os.open(base, DIR_FLAGS, dir_fd=dfd)
                 else:
-                    fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                                 | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+                    fd = os.open(base, NEW_FILE_FLAGS, 0o600, dir_fd=dfd)
                 try:
                     os.fchown(fd, uid, gid)
                     os.fchmod(fd, safe_mode(artefact.mode))
-                    view = memoryview(artefact.data or b"")
-                    while view:
-                        view = view[os.write(fd, view):]
+                    write_all(fd, artefact.data or b"")
                 finally:
                     os.close(fd)
             finally:
