@@ -54,7 +54,10 @@ async def _main(settings: Settings) -> int:
     # Served from the start, so that a slow start-up can be watched too (README "Metrics").
     stop_metrics = (metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
                     if settings.worker_metrics_port else None)
-    sampler = asyncio.create_task(telemetry.sample(lambda: worker.agent), name="metrics")
+    sampler = asyncio.create_task(
+        telemetry.sample(lambda: worker.agent,
+                         lambda: worker.app.consumer if worker.app and worker.agent else None),
+        name="metrics")
     try:
         return await _serve(worker, settings, lambda: asked_at, bound)
     finally:

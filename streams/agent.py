@@ -1,24 +1,29 @@
-"""The worker's consumer loop: take requests as slots free up, commit only what is safe.
+"""The execution agent: what the worker's Faust agent does with each record.
 
-This is where an offset is committed (:meth:`Agent.commit`), by one rule
-(:mod:`runstream.streams.ledger`): every earlier offset of the partition has its
-answer stored. The loop fetches no more records than it has free slots, and
-pauses every partition while none is free, so requests wait in Kafka (where a
-rebalance can give them to another worker), not in this process.
+Faust (``streams/faust_app.py``) owns the consumer, the group membership and the
+stream; this module owns what is ours: slots, the offset ledger, re-deliveries and
+membership fencing. Each record the Faust agent yields is taken here (:meth:`Agent.take`)
+and run as a task through the handler; its event is acked to Faust only when its
+answer is stored. The offset Faust commits is the ledger's (``streams/faust_overrides.py``,
+``Consumer._new_offset``), by one rule (:mod:`runstream.streams.ledger`): every earlier
+offset of the partition has its answer stored.
 
-Rebalances do not wait for running executions: on revocation the agent commits
-what is safe and lets runs go on. The group's assignor (:mod:`.assignor`) keeps
-a partition with a run in progress where it is, so a run is never executed a
-second time because a worker joined or left; a partition that does move (its
-owner died) is read again from its committed offset, and its new owner checks
-the result store before running what it reads (``Delivery.redelivery``). A
-failover therefore pauses a partition for the session timeout, not for the
-longest run.
+The consumer fetches only while a slot is free (:meth:`Agent.fetchable`), so requests
+wait in Kafka, where a rebalance can give them to another worker, not in this process.
+
+Rebalances do not wait for running executions (``stream_wait_empty=False``): on
+revocation what is safe is committed and runs go on. The group's assignor
+(:mod:`.assignor`) keeps a partition with a run in progress where it is; after every
+rebalance Faust seeks each partition back to its committed offset, and the ledger
+skips what this worker runs or has answered already, so nothing runs twice. A
+partition that does move (its owner died) is read again from its committed offset,
+and its new owner checks the result store before running what it reads
+(``Delivery.redelivery``).
 
 A worker that may have been dropped from the group (no heartbeat accepted for
-nearly the session timeout, :mod:`.membership`) takes no new record and holds
-its finished results until the coordinator confirms it again or it learns that
-its partitions moved; a result of a moved partition is dropped, because the
+nearly the session timeout, :mod:`.membership`) fetches nothing new and holds its
+finished results until the coordinator confirms it again or it learns that its
+partitions moved; a result of a moved partition is dropped, because the
 partition's new owner runs that request.
 """
 
@@ -27,14 +32,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
-from runstream.services.logs import Throttled
+from aiokafka import TopicPartition
 from runstream.services.settings import Settings
+from runstream.streams.assignor import BusyStickyAssignor
 from runstream.streams.handling import Delivery, Handler
 from runstream.streams.ledger import OffsetLedger
 from runstream.streams.membership import Membership
@@ -45,94 +50,213 @@ _IDLE_WAIT_S = 0.5
 _CANCEL_WAIT_S = 3.0
 
 
-class Agent:
-    """Runs requests from the consumer's partitions through the handler, ``slots`` at a time."""
+class Event(Protocol):
+    """What the agent needs of a Faust event (``faust.types.EventT``)."""
 
-    def __init__(self, settings: Settings, consumer: AIOKafkaConsumer, handler: Handler) -> None:
+    @property
+    def message(self) -> Any: ...
+
+
+class Ack(Protocol):
+    """Acks an event to Faust once its answer is stored (``Stream.ack``)."""
+
+    def __call__(self, event: Any) -> Awaitable[bool]: ...
+
+
+class Agent:
+    """Runs records through the handler, ``slots`` at a time, and says what is safe."""
+
+    def __init__(self, settings: Settings, handler: Handler) -> None:
         self.settings = settings
-        self.consumer = consumer
         self.handler = handler
         self.slots = settings.worker_concurrency
-        #: Slots not promised to a taken record; may go below zero (see :meth:`run`).
+        #: Slots not taken by a record; may go below zero (see :meth:`take`).
         self.free = self.slots
         self._slots = asyncio.Semaphore(self.slots)
         self.ledger: OffsetLedger[TopicPartition] = OffsetLedger()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.owned: set[TopicPartition] = set()
+        #: Guards the ledger and :attr:`owned` against the assignor, which reads them
+        #: from Faust's consumer thread while the group joins.
+        self.lock = threading.Lock()
+        #: Running records, each with its event: referenced until acked.
+        self.tasks: dict[asyncio.Task[None], Any] = {}
+        self.owned: frozenset[TopicPartition] = frozenset()
         #: Per partition, the end offset when it was assigned: records below it may
         #: have been answered by the partition's previous owner.
         self.redelivery_end: dict[TopicPartition, int] = {}
         self.stopping = False
         self.membership = Membership(settings.worker_session_timeout_s,
                                      settings.worker_heartbeat_s)
+        self.assignor = BusyStickyAssignor(self.placement_state)
         #: When this worker stopped being sure of its membership (None: it is sure).
         self._lapsed_at: float | None = None
         #: The group member id of the last assignment ("" before the first).
         self._member_id = ""
         self._slot_freed = asyncio.Event()
-        self._warn = Throttled(log)
+        handler.owns = self.confirm
 
-    def listener(self) -> ConsumerRebalanceListener:
-        return _Listener(self)
-
+    # -- what Faust's consumer asks (streams/faust_overrides.py) ---------------
     def placement_state(self) -> tuple[dict[str, set[int]], dict[str, set[int]]]:
-        """Per topic, the partitions owned and those with work in progress."""
+        """Per topic, the partitions owned and those with work in progress.
+
+        Called by the assignor in Faust's consumer thread: read under :attr:`lock`.
+        """
         if self._member_id and self.membership.member_id() != self._member_id:
             # Rejoining after the group dropped it: what it runs may be running on
             # the partitions' new owners, which should keep them.
             return {}, {}
         owned: dict[str, set[int]] = {}
         busy: dict[str, set[int]] = {}
-        for tp in self.owned:
-            owned.setdefault(tp.topic, set()).add(tp.partition)
-            if self.ledger.pending(tp):
-                busy.setdefault(tp.topic, set()).add(tp.partition)
+        with self.lock:
+            for tp in self.owned:
+                owned.setdefault(tp.topic, set()).add(tp.partition)
+                if self.ledger.pending(tp):
+                    busy.setdefault(tp.topic, set()).add(tp.partition)
         return owned, busy
 
-    # -- the loop --------------------------------------------------------------
-    async def run(self) -> None:
-        """Take records until :meth:`drain` is called.
+    def fetchable(self) -> int:
+        """How many records the consumer may fetch now (0: none)."""
+        if self.stopping or not self._current():
+            return 0
+        return max(int(self.free), 0)
 
-        Every record ``getmany`` returns is taken: the consumer's position has moved
-        past it, so a record dropped here would be committed over and lost. While
-        no slot is free, every partition is paused and the loop only keeps the
-        consumer's poll clock going; records that still arrive then (a rebalance
-        assigns partitions unpaused) are taken and wait for a slot.
-        """
-        commits = asyncio.create_task(self._commit_every(), name="commits")
+    async def wait_fetchable(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a free slot (or a membership change)."""
+        if self.fetchable():
+            return True
+        self._slot_freed.clear()
+        waits = [asyncio.ensure_future(self._slot_freed.wait()),
+                 asyncio.ensure_future(self.membership.wait_change(timeout_s))]
         try:
-            while not self.stopping:
-                if not self._current():
-                    await self._lapsed()
-                    continue
-                if self.free <= 0:
-                    self.consumer.pause(*self.consumer.assignment())
-                    self._slot_freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._slot_freed.wait(), _IDLE_WAIT_S)
-                    self._take_all(await self.consumer.getmany(timeout_ms=0))
-                    continue
-                paused = self.consumer.paused()
-                if paused:
-                    self.consumer.resume(*paused)
-                self._take_all(await self.consumer.getmany(
-                    timeout_ms=int(_IDLE_WAIT_S * 1000), max_records=self.free))
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            commits.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await commits
+            for w in waits:
+                w.cancel()
+        return self.fetchable() > 0
 
-    async def _lapsed(self) -> None:
-        """Take nothing while the membership is unsure; keep the poll clock going."""
-        self.consumer.pause(*self.consumer.assignment())
-        await self.membership.wait_change(_IDLE_WAIT_S)
-        # Records fetched before the pause: put back, so that the position does not
-        # move past them (another owner, or this one once confirmed, reads them).
-        for tp, records in (await self.consumer.getmany(timeout_ms=0)).items():
-            if records:
-                with contextlib.suppress(Exception):  # a partition revoked meanwhile
-                    self.consumer.seek(tp, records[0].offset)
+    def safe_offset(self, tp: TopicPartition) -> int | None:
+        """The offset that may be committed for ``tp`` (the next one to read), or None."""
+        with self.lock:
+            safe: int | None = self.ledger.safe_offset(tp)
+        return safe
 
+    def progressed(self) -> list[TopicPartition]:
+        """Partitions owned whose ledger has taken something (candidates for a commit)."""
+        with self.lock:
+            return [tp for tp in self.ledger.partitions() if tp in self.owned]
+
+    async def assigned(self, assigned: set[TopicPartition],
+                       end_offsets: Callable[[list[TopicPartition]],
+                                             Awaitable[dict[TopicPartition, int]]]) -> None:
+        """A rebalance ended with ``assigned``: forget what moved, mark re-deliveries."""
+        member_id = self.membership.member_id()
+        previous: frozenset[TopicPartition] = self.owned
+        if self._member_id and member_id != self._member_id:
+            # Dropped from the group and joined again as a new member: what it owned
+            # may have been run by another worker in between, so nothing it is still
+            # running is its own to answer (confirm() says no) and every partition is
+            # read again as a new one.
+            log.warning("this worker was dropped from the group (member %s, now %s): "
+                        "the results of its %d runs in progress will not be published",
+                        self._member_id, member_id, len(self.tasks))
+            previous = frozenset()
+            lost = set(self.owned)
+        else:
+            lost = set(self.owned) - assigned
+        self._member_id = member_id
+        self.membership.confirmed()  # a completed join counts as a heartbeat
+        with self.lock:
+            self.ledger.forget(lost)
+            self.owned = frozenset(assigned)
+        for tp in lost:
+            self.redelivery_end.pop(tp, None)
+        new = assigned - previous
+        if new:
+            await self._mark_redeliveries(new, end_offsets)
+        log.info("partitions: %d owned (%d new, %d lost)", len(assigned), len(new), len(lost))
+
+    async def _mark_redeliveries(
+            self, new: set[TopicPartition],
+            end_offsets: Callable[[list[TopicPartition]],
+                                  Awaitable[dict[TopicPartition, int]]]) -> None:
+        try:
+            ends = await asyncio.wait_for(end_offsets(list(new)),
+                                          self.settings.request_timeout_s * 2)
+        except Exception as e:  # the broker away: check every record of them instead
+            log.warning("end offsets of new partitions unknown (%r): every record of them "
+                        "is checked against the store", e)
+            ends = {tp: 2**62 for tp in new}
+        self.redelivery_end.update(ends)
+
+    # -- the Faust agent -------------------------------------------------------
+    async def consume(self, events: AsyncIterable[Any], ack: Ack) -> None:
+        """The body of the Faust agent: take every event the (no-ack) stream yields."""
+        async for event in events:
+            await self.take(event, ack)
+
+    async def take(self, event: Any, ack: Ack) -> None:
+        """Run ``event``'s record, unless the ledger has it already.
+
+        Every record the stream yields is taken: Faust's position has moved past it,
+        and only a rebalance (after which Faust seeks back to the committed offset)
+        reads it again. While a worker is unsure of its membership the consumer
+        fetches nothing; a record fetched just before runs like one already running
+        then, its result held by :meth:`confirm`.
+        """
+        m = event.message
+        tp = TopicPartition(m.topic, m.partition)
+        offset: int = m.offset
+        with self.lock:
+            taken = tp in self.owned and self.ledger.take(tp, offset)
+        if not taken:
+            # Re-read after a rebalance (running or answered here already), or of a
+            # partition just lost. Acking tells Faust nothing about commits (those are
+            # the ledger's); it lets go of the event.
+            await ack(event)
+            return
+        delivery = Delivery(
+            topic=tp.topic, partition=tp.partition, offset=offset, key=m.key,
+            value=m.value,
+            timestamp_ms=round((m.timestamp or 0) * 1000),  # Faust's seconds, Kafka's ms
+            redelivery=offset < self.redelivery_end.get(tp, 0))
+        self.free -= 1
+        task = asyncio.create_task(self._handle(tp, delivery, event, ack),
+                                   name=f"offset-{tp.topic}-{tp.partition}-{offset}")
+        self.tasks[task] = event
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(task, None)
+
+    async def _handle(self, tp: TopicPartition, d: Delivery, event: Any, ack: Ack) -> None:
+        acquired = released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.free += 1
+                if acquired:
+                    self._slots.release()
+                self._slot_freed.set()
+
+        try:
+            await self._slots.acquire()  # only over-admitted records wait here
+            acquired = True
+            if await self.handler.handle(d, release):
+                with self.lock:
+                    self.ledger.finish(tp, d.offset)
+                # Acked only now: a run cancelled or failed is never acked.
+                await ack(event)
+        except asyncio.CancelledError:
+            raise  # a run killed at the drain bound stays uncommitted: another worker runs it
+        except Exception:
+            # The handler answers everything it can; what escapes is a bug. The offset
+            # stays uncommitted so the request is not lost.
+            log.exception("record %s@%d: unexpected failure; left uncommitted", tp, d.offset)
+        finally:
+            release()
+
+    # -- membership ------------------------------------------------------------
     def _current(self) -> bool:
         """Whether the group surely still counts this worker; logs each change."""
         if self.membership.current():
@@ -149,6 +273,11 @@ class Agent:
                         self.membership.age())
         return False
 
+    @property
+    def lapsed(self) -> bool:
+        """True while this worker is unsure whether the group still counts it."""
+        return self._lapsed_at is not None
+
     async def confirm(self, d: Delivery) -> bool:
         """Whether the answer to delivery ``d`` may be published by this worker.
 
@@ -160,83 +289,18 @@ class Agent:
         """
         tp = TopicPartition(d.topic, d.partition)
         while True:
-            if not self.ledger.holds(tp, d.offset):
+            with self.lock:
+                held = self.ledger.holds(tp, d.offset)
+            if not held:
                 return False
             if self._current():
                 return True
             await self.membership.wait_change(_IDLE_WAIT_S)
 
-    def _take_all(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        for tp, records in batches.items():
-            for record in records:
-                self._take(tp, record)
-
-    def _take(self, tp: TopicPartition, record: Any) -> None:
-        offset: int = record.offset
-        if not self.ledger.take(tp, offset):
-            return  # re-fetched after a rebalance; running or answered already
-        delivery = Delivery(
-            topic=tp.topic, partition=tp.partition, offset=offset, key=record.key,
-            value=record.value, timestamp_ms=record.timestamp,
-            redelivery=offset < self.redelivery_end.get(tp, 0))
-        self.free -= 1
-        task = asyncio.create_task(self._handle(tp, delivery), name=f"offset-{tp}-{offset}")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _handle(self, tp: TopicPartition, d: Delivery) -> None:
-        acquired = released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.free += 1
-                if acquired:
-                    self._slots.release()
-                self._slot_freed.set()
-
-        try:
-            await self._slots.acquire()  # only over-admitted records wait here
-            acquired = True
-            if await self.handler.handle(d, release):
-                self.ledger.finish(tp, d.offset)
-        except asyncio.CancelledError:
-            raise  # a run killed at the drain bound stays uncommitted: another worker runs it
-        except Exception:
-            # The handler answers everything it can; what escapes is a bug. The offset
-            # stays uncommitted so the request is not lost.
-            log.exception("record %s@%d: unexpected failure; left uncommitted", tp, d.offset)
-        finally:
-            release()
-
-    # -- commits ---------------------------------------------------------------
-    async def _commit_every(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.worker_commit_interval_s)
-            await self.commit()
-
-    async def commit(self, tps: Iterable[TopicPartition] | None = None) -> None:
-        """Commit the safe offsets of ``tps`` (default: all owned), bounded in time."""
-        offsets = self.ledger.committable(self.owned if tps is None else tps)
-        offsets = {tp: o for tp, o in offsets.items() if tp in self.owned}
-        if not offsets:
-            return
-        try:
-            await asyncio.wait_for(self.consumer.commit(offsets),
-                                   self.settings.request_timeout_s * 2)
-        except (KafkaError, TimeoutError, OSError) as e:
-            self._warn.warning("commit", "committing %d offsets failed (%r); retried later",
-                               len(offsets), e)
-            return
-        self.ledger.committed(offsets)
-
     # -- stopping --------------------------------------------------------------
     async def drain(self, bound_s: float) -> None:
-        """Take nothing more, let runs finish for ``bound_s``, kill the rest, commit."""
+        """Take nothing more, let runs finish for ``bound_s``, kill the rest."""
         self.stopping = True
-        with contextlib.suppress(Exception):
-            self.consumer.pause(*self.consumer.assignment())
         running = set(self.tasks)
         if running:
             log.info("draining: %d executions running, waiting up to %.0f s",
@@ -247,53 +311,6 @@ class Agent:
                             "uncommitted and another worker runs them", len(late))
                 for task in late:
                     task.cancel()
-                await asyncio.wait(late, timeout=_CANCEL_WAIT_S)
-        await self.commit()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait(late, timeout=_CANCEL_WAIT_S)
 
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Commit what is safe; running executions go on (see the module docstring).
-        await self.agent.commit(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        agent = self.agent
-        assigned = set(assigned)
-        previous = agent.owned
-        member_id = agent.membership.member_id()
-        if agent._member_id and member_id != agent._member_id:
-            # Dropped from the group and joined again as a new member: what it owned
-            # may have been run by another worker in between, so nothing it is still
-            # running is its own to answer (confirm() says no) and every partition is
-            # read again as a new one.
-            log.warning("this worker was dropped from the group (member %s, now %s): "
-                        "the results of its %d runs in progress will not be published",
-                        agent._member_id, member_id, len(agent.tasks))
-            previous = set()
-            lost = agent.owned
-        else:
-            lost = agent.owned - assigned
-        agent._member_id = member_id
-        agent.membership.confirmed()  # a completed join counts as a heartbeat
-        agent.ledger.forget(lost)
-        for tp in lost:
-            agent.redelivery_end.pop(tp, None)
-        new = assigned - previous
-        agent.owned = assigned
-        if new:
-            await self._mark_redeliveries(new)
-        log.info("partitions: %d owned (%d new, %d lost)", len(assigned), len(new), len(lost))
-
-    async def _mark_redeliveries(self, new: set[TopicPartition]) -> None:
-        agent = self.agent
-        try:
-            ends = await asyncio.wait_for(agent.consumer.end_offsets(list(new)),
-                                          agent.settings.request_timeout_s * 2)
-        except (KafkaError, TimeoutError, OSError) as e:
-            log.warning("end offsets of new partitions unknown (%r): every record of them "
-                        "is checked against the store", e)
-            ends = {tp: 2**62 for tp in new}
-        agent.redelivery_end.update(ends)

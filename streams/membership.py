@@ -66,8 +66,12 @@ class Membership:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout_s)
 
-    def watch(self, consumer: Any) -> None:
+    def watch(self, consumer: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Count every heartbeat the coordinator accepts as a confirmation.
+
+        ``loop`` is the event loop of whoever waits for a change, when the consumer
+        runs in another thread (Faust's consumer thread): a confirmation then wakes
+        the waiters through that loop, never from the consumer's thread.
 
         aiokafka keeps its last good heartbeat in a local variable of its heartbeat
         task, so the only place to see it is the request itself:
@@ -82,7 +86,7 @@ class Membership:
             raise MembershipWatchError(
                 "this aiokafka has no GroupCoordinator._do_heartbeat to watch; the worker "
                 "cannot tell when it has been dropped from its group (pin aiokafka <0.15)")
-        coordinator._do_heartbeat = self._watched(beat)
+        coordinator._do_heartbeat = self._watched(beat, loop)
         self._coordinator = coordinator
 
     def member_id(self) -> str:
@@ -92,11 +96,18 @@ class Membership:
         """
         return str(getattr(self._coordinator, "member_id", "") or "")
 
-    def _watched(self, beat: Callable[[], Awaitable[bool]]) -> Callable[[], Awaitable[bool]]:
+    def _watched(self, beat: Callable[[], Awaitable[bool]],
+                 loop: asyncio.AbstractEventLoop | None) -> Callable[[], Awaitable[bool]]:
         async def heartbeat() -> bool:
             ok = await beat()
             if ok:
-                self.confirmed()
+                if loop is None:
+                    self.confirmed()
+                else:
+                    # A float written at once (atomic), the waiters woken in their loop.
+                    self._last_ok = self._clock()
+                    with contextlib.suppress(RuntimeError):  # that loop has closed
+                        loop.call_soon_threadsafe(self.changed)
             return ok
 
         return heartbeat

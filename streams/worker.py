@@ -1,11 +1,12 @@
-"""The worker app: sandbox, result store, producer, consumer group and agent, in order.
+"""The worker: sandbox, result store, producer, then the Faust app, in order.
 
 :class:`WorkerProcess` starts them, serves until asked to stop, then drains:
 no new request, running executions finish for ``RUNSTREAM_WORKER_DRAIN_S``, the
 rest are killed (left uncommitted, so another worker runs them), what is safe is
-committed, the announcement is withdrawn and the group left (its partitions move
-at once). Each closing step is bounded; the process entry point
-(``services/worker.py``) adds the signals and a watchdog.
+committed, the announcement is withdrawn and the Faust app stopped (it commits
+again and leaves the group: its partitions move at once). Each closing step is
+bounded; the process entry point (``services/worker.py``) adds the signals and a
+watchdog.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.execution.executor import start_executor
 from runstream.services.execution.languages import Registry
 from runstream.services.execution.sandbox.base import Sandbox
 from runstream.services.settings import Settings
-from runstream.streams import kafka
+from runstream.streams import faust_app, kafka
 from runstream.streams.agent import Agent
-from runstream.streams.assignor import BusyStickyAssignor
 from runstream.streams.events import EventPublisher
 from runstream.streams.handling import Handler
 from runstream.streams.publish import Publisher
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 #: Time a stop may take beyond the drain bound: commits, leaving the group, closing.
 CLOSE_BUDGET_S = 8.0
+_COMMIT_BOUND_S = 2.0
+_APP_STOP_BOUND_S = 3.0
+#: Starting the app includes joining the group and the first assignment.
+_START_BOUND_S = 120.0
 
 
 class WorkerProcess:
@@ -49,7 +53,7 @@ class WorkerProcess:
         # answers it notes at once. Reading them in batches, 100 ms late at most, spares
         # a fetch and an index write per execution on every worker.
         self.store = ResultStore(settings, name=f"worker-{settings.worker_id}", lag_ms=100)
-        self.consumer: AIOKafkaConsumer | None = None
+        self.app: faust_app.WorkerApp | None = None
         self.agent: Agent | None = None
         self.sandbox: Sandbox | None = None
         self.events = (EventPublisher(settings, client_id=f"runstream-worker-{settings.worker_id}"
@@ -82,23 +86,13 @@ class WorkerProcess:
         handler = Handler(s, executor, Publisher(s, self.producer, self._renew_producer),
                           self.store, catalogue,
                           events=self.events, stdin=self.stdin)
-        assignor = BusyStickyAssignor(lambda: self.agent.placement_state()
-                                      if self.agent else ({}, {}))
-        self.consumer = kafka.consumer(
-            s, client_id=f"runstream-worker-{s.worker_id}", group_id=s.worker_group,
-            auto_offset_reset="earliest", fetch_max_wait_ms=s.worker_fetch_max_wait_ms,
-            session_timeout_ms=int(s.worker_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.worker_heartbeat_s * 1000),
-            # Rebalances never wait for runs (see agent.py), so they are quick.
-            rebalance_timeout_ms=int(max(s.worker_session_timeout_s, 10.0) * 1000),
-            max_poll_interval_ms=300_000, partition_assignment_strategy=(assignor,))
-        self.agent = agent = Agent(s, self.consumer, handler)
-        handler.owns = agent.confirm
-        self.consumer.subscribe(
-            [s.requests_topic, *(language_topic(s, lang.name) for lang in executor.registry)],
-            listener=agent.listener())
-        await kafka.start(self.consumer, s)
-        agent.membership.watch(self.consumer)
+        agent = Agent(s, handler)
+        self.app = faust_app.build(
+            s, agent, [s.requests_topic, *(language_topic(s, lang.name)
+                                           for lang in executor.registry)])
+        # Returns once the first assignment is done (Faust waits for its "recovery").
+        await asyncio.wait_for(self.app.start(), _START_BOUND_S)
+        self.agent = agent
         await self._announce(executor.registry)
         log.info("worker %s serves %s with the %s sandbox, %d at a time", s.worker_id,
                  ", ".join(f"{lang.name} {lang.version}" for lang in executor.registry),
@@ -106,22 +100,27 @@ class WorkerProcess:
         return agent
 
     async def _serve(self, agent: Agent) -> None:
-        loop_task = asyncio.create_task(agent.run(), name="agent")
+        assert self.app is not None
+        crashed = asyncio.create_task(self.app.wait_until_stopped(), name="faust")
         stop_task = asyncio.create_task(self.stop_requested.wait())
-        await asyncio.wait({loop_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({crashed, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         stop_task.cancel()
-        if loop_task.done():
-            loop_task.result()  # the loop died: raise its error
+        crashed.cancel()
+        if self.app.crash_reason is not None:
+            raise self.app.crash_reason  # Faust stopped by itself: say why
         log.info("worker %s stopping", self.settings.worker_id)
         await agent.drain(self.settings.worker_drain_s)
-        loop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(loop_task, 2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.app.consumer.commit(), _COMMIT_BOUND_S)
 
     async def _close(self) -> None:
         """Close in order, each step bounded: nothing here can hold the stop."""
         await self._withdraw()
-        await kafka.close(self.consumer, timeout_s=3.0)  # leaves the group
+        if self.app is not None:  # commits what is safe, leaves the group
+            try:
+                await asyncio.wait_for(self.app.stop(), _APP_STOP_BOUND_S)
+            except Exception as e:
+                log.warning("stopping the Faust app took too long or failed (%r)", e)
         await self.store.stop()
         await self.stdin.stop()
         await kafka.close(self.producer, timeout_s=3.0)

@@ -6,8 +6,8 @@ coordinator node does (the cluster chaos run, README "Faults on the cluster"); o
 broker is coordinator and leader at once, so here the coordination requests are
 failed in A's client (``_CutOff``): a fault that cannot be produced for real on a
 single node, injected one layer under aiokafka's group coordinator. Everything else
-is real: two consumers in one group with the worker's assignor, two
-``streams.agent.Agent`` loops, the broker's session timeout, eviction and rebalance.
+is real: two Faust worker apps (``streams.faust_app``) in one group with the worker's
+assignor and agents, the broker's session timeout, eviction and rebalance.
 
 The handler is a stand-in that "runs" each request for a few seconds and then
 publishes it, if the agent confirms it still may, into a shared in-memory store
@@ -27,9 +27,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.client import ConnectionGroup
 from aiokafka.errors import KafkaConnectionError
 from runstream.services.settings import Settings
-from runstream.streams import kafka
+from runstream.streams import faust_app
 from runstream.streams.agent import Agent
-from runstream.streams.assignor import BusyStickyAssignor
 from runstream.streams.handling import Delivery
 from runstream.streams.topics import ensure_topics
 
@@ -88,31 +87,22 @@ class _Handler:
 @dataclass
 class _Worker:
     name: str
-    consumer: AIOKafkaConsumer
+    app: faust_app.WorkerApp
     agent: Agent
-    task: asyncio.Task[None] | None = None
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        """The aiokafka consumer in the app's consumer thread."""
+        return self.app.consumer._thread._consumer  # type: ignore[attr-defined,no-any-return]
 
 
 async def _worker(settings: Settings, name: str, store: Store) -> _Worker:
     handler = _Handler(name, store)
-    box: list[Agent] = []
-    assignor = BusyStickyAssignor(lambda: box[0].placement_state() if box else ({}, {}))
-    consumer = kafka.consumer(
-        settings, client_id=f"fence-{name}", group_id=settings.worker_group,
-        auto_offset_reset="earliest", session_timeout_ms=int(settings.worker_session_timeout_s
-                                                             * 1000),
-        heartbeat_interval_ms=int(settings.worker_heartbeat_s * 1000),
-        rebalance_timeout_ms=10_000, max_poll_interval_ms=300_000,
-        partition_assignment_strategy=(assignor,))
-    agent = Agent(settings, consumer, handler)  # type: ignore[arg-type]
-    box.append(agent)
-    handler.owns = agent.confirm
-    consumer.subscribe([settings.requests_topic], listener=agent.listener())
-    await kafka.start(consumer, settings)
-    agent.membership.watch(consumer)
-    w = _Worker(name, consumer, agent)
-    w.task = asyncio.create_task(agent.run(), name=f"agent-{name}")
-    return w
+    agent = Agent(replace(settings, worker_id=f"fence-{name}"), handler)  # type: ignore[arg-type]
+    app = faust_app.build(replace(settings, worker_id=f"fence-{name}"), agent,
+                          [settings.requests_topic])
+    await asyncio.wait_for(app.start(), 60)
+    return _Worker(name, app, agent)
 
 
 async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -166,11 +156,8 @@ async def test_a_worker_cut_off_from_the_coordinator_publishes_nothing_run_elsew
     finally:
         await producer.stop()
         for w in (a, b):
-            assert w.task is not None
             w.agent.stopping = True
-            w.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(w.task, 5)
             for t in list(w.agent.tasks):
                 t.cancel()
-            await kafka.close(w.consumer, timeout_s=3.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(w.app.stop(), 10)

@@ -1,0 +1,251 @@
+"""Every change runstream makes to Faust, and every private Faust or aiokafka name it uses.
+
+Stock faust-streaming is wrong for a code runner in known ways (README "How runstream
+uses Faust"). Each fix is a subclass here, selected through Faust's own extension point:
+the transport is chosen by the broker URL's scheme (``runstream://``, registered in the
+``faust.transports`` entry-point group by ``pyproject.toml``), and ``Transport.Consumer``
+is a class attribute. The numbers are those of the README's table and of the tests in
+``tests/unit/faust/``:
+
+1. **The commit rule.** Stock ``Consumer._new_offset`` commits past a running offset
+   (faust-streaming #606: its head-gap guard is off by one and skipped when the committed
+   offset is None or 0). Ours returns the ledger's safe offset: every earlier offset of
+   the partition has its answer stored.
+2. **Revocation.** Stock ``Consumer.on_partitions_revoked`` drops the ack state of the
+   revoked partitions before anything is committed; ours commits what is safe first.
+3. **Rebalances do not wait for runs**: ``stream_wait_empty=False`` (``faust_app.py``);
+   the re-delivery of records of partitions this worker keeps is skipped by the ledger.
+4. **Acks** only when the answer is stored: the agent reads a ``noack()`` stream
+   (``agent.py``), and the commit never depends on acks anyway (1).
+5. **Fetch wait and fixed sleeps.** Stock hard-codes ``fetch_max_wait_ms=1500``
+   (``AIOKafkaConsumerThread._create_worker_consumer``) and sleeps 1 s in
+   ``Consumer._wait_next_records`` while nothing is assigned. Ours builds the consumer
+   from our settings and waits for an event, bounded.
+6. **Our assignor.** Stock silently uses round robin unless the app has tables; ours
+   passes :class:`~runstream.streams.assignor.BusyStickyAssignor`, which reads the
+   agent's state under a lock (it runs in Faust's consumer thread).
+7. **Flow control.** The consumer fetches only while a slot is free, at most as many
+   records as there are free slots, and never pauses a partition in the middle of a
+   fetched batch (stock skips those records and counts them as a gap it commits over).
+8. **Membership fencing.** The heartbeat watch (``membership.py``) is installed on the
+   consumer that this thread starts; confirmations wake the main loop thread-safely.
+
+:func:`check` runs at start-up: the Faust version must be the pinned one, and each name
+overridden or used here must exist with the expected parameters, so an upgrade fails
+loudly instead of silently weakening a guarantee.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterator
+from time import monotonic
+from typing import Any, cast
+
+import aiokafka
+import faust
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from runstream.schemas.errors import RunstreamError
+from runstream.streams import kafka
+from runstream.streams.agent import Agent
+
+log = logging.getLogger(__name__)
+
+#: The faust-streaming release every override here was read against and tested with.
+FAUST_VERSION = "0.15.3"
+#: The URL scheme that selects :class:`Transport` (entry point ``faust.transports``).
+SCHEME = "runstream"
+
+
+class FaustMismatch(RunstreamError):
+    """The installed Faust or aiokafka is not the one runstream's overrides were written for."""
+
+
+def agent_of(app: Any) -> Agent:
+    """The execution agent of a runstream worker app (``faust_app.WorkerApp``)."""
+    agent = getattr(app, "executions", None)
+    if not isinstance(agent, Agent):
+        raise FaustMismatch("the runstream transport needs a runstream WorkerApp")
+    return agent
+
+
+class Consumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with runstream's commit rule and flow control."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    # 1. The commit rule -----------------------------------------------------------
+    def _new_offset(self, tp: Any) -> int | None:
+        safe = agent_of(self.app).safe_offset(tp)
+        if safe is not None:
+            # Faust's own ack and gap records below the safe offset are done with:
+            # drop them, so that they stay bounded (they no longer decide anything).
+            acked = self._acked.get(tp)
+            if acked:
+                acked[:] = [o for o in acked if o >= safe]
+                self._acked_index[tp].intersection_update(acked)
+            gap = self._gap.get(tp)
+            if gap:
+                gap.chop(0, safe)
+        return safe
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[Any]:
+        return (tp for tp in agent_of(self.app).progressed()
+                if topics is None or tp in topics or tp.topic in topics)
+
+    # 2. Revocation ----------------------------------------------------------------
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        try:
+            await asyncio.wait_for(self.commit(revoked), _commit_bound(self))
+        except Exception as e:  # the next owner re-reads what was not committed
+            log.warning("committing the revoked partitions failed (%r)", e)
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
+        async def ends(tps: list[Any]) -> dict[Any, int]:
+            return dict(await self.highwaters(*tps))
+
+        await agent_of(self.app).assigned(set(assigned), ends)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    # 5 and 7. Flow control, no fixed sleeps ---------------------------------------
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:  # noqa: ASYNC109
+        if not self.flow_active:
+            await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
+        agent = agent_of(self.app)
+        try:
+            self.not_waiting_next_records.set()
+            active = self._get_active_partitions()
+            if not active or not await agent.wait_fetchable(timeout):
+                # Nothing assigned, or every slot busy: fetch nothing, but keep the
+                # consumer's poll clock going (aiokafka leaves the group of a consumer
+                # that has not fetched for max_poll_interval_ms).
+                if not active:
+                    await agent.membership.wait_change(min(timeout, _NOTHING_ASSIGNED_WAIT_S))
+                await cast(ConsumerThread, self._thread).keep_poll_clock()
+                return {}, active
+            records = await self._getmany(active_partitions=active, timeout=timeout)
+            return records, active
+        finally:
+            self.not_waiting_next_records.set()
+
+
+_NOTHING_ASSIGNED_WAIT_S = 0.25
+
+
+def _commit_bound(consumer: Consumer) -> float:
+    return float(agent_of(consumer.app).settings.request_timeout_s) * 2
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with a consumer built from runstream's settings."""
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        agent = agent_of(self.app)
+        s = agent.settings
+        self._assignor = agent.assignor  # 6: ours, never round robin
+        return kafka.consumer(
+            s, client_id=f"runstream-worker-{s.worker_id}", group_id=s.worker_group,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.worker_fetch_max_wait_ms,  # 5: not Faust's 1500
+            session_timeout_ms=int(s.worker_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.worker_heartbeat_s * 1000),
+            # Rebalances never wait for runs (3), so they are quick.
+            rebalance_timeout_ms=int(max(s.worker_session_timeout_s, 10.0) * 1000),
+            max_poll_interval_ms=300_000, max_poll_records=max(1, s.worker_concurrency),
+            partition_assignment_strategy=(agent.assignor,))
+
+    async def on_start(self) -> None:
+        agent = agent_of(self.app)
+        consumer = self._consumer = self._create_consumer(loop=self.thread_loop)
+        self.time_started = monotonic()
+        # Started like every client of ours: retried while the broker is not up yet.
+        await kafka.start(consumer, agent.settings)
+        # 8: heartbeats are seen here, in the consumer's thread; waiters live in the app's.
+        agent.membership.watch(consumer, loop=self.app.loop)
+
+    async def getmany(self, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        # 7: at most as many records as there are free slots.
+        consumer = self._ensure_consumer()
+        return await self.call_thread(
+            self._fetch_records, consumer, active_partitions, timeout=timeout,
+            max_records=max(1, agent_of(self.app).fetchable()))
+
+    async def keep_poll_clock(self) -> None:
+        """Count as a fetch for aiokafka's max_poll_interval_ms, without taking records."""
+        await self.call_thread(self._touch_poll_clock)
+
+    async def _touch_poll_clock(self) -> None:
+        consumer = self._consumer
+        if consumer is not None and not consumer._closed:
+            with consumer._fetcher._subscriptions.fetch_context():
+                pass
+
+
+class Transport(faust_aiokafka.Transport):
+    """The ``runstream://`` transport: Faust's aiokafka transport with our consumer."""
+
+    Consumer = Consumer
+
+
+# -- the start-up check --------------------------------------------------------------
+
+#: (owner, name, parameter names) of every Faust or aiokafka name overridden or used.
+_NAMES: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
+    (faust_consumer.Consumer, "_new_offset", ("self", "tp")),
+    (faust_consumer.Consumer, "_filter_tps_with_pending_acks", ("self", "topics")),
+    (faust_consumer.Consumer, "on_partitions_revoked", ("self", "revoked")),
+    (faust_consumer.Consumer, "on_partitions_assigned",
+     ("self", "assigned", "generation_id")),
+    (faust_consumer.Consumer, "_wait_next_records", ("self", "timeout")),
+    (faust_consumer.Consumer, "_getmany", ("self", "active_partitions", "timeout")),
+    (faust_consumer.Consumer, "_get_active_partitions", ("self",)),
+    (faust_consumer.Consumer, "highwaters", ("self", "partitions")),
+    (faust_aiokafka.Consumer, "_new_consumer_thread", ("self",)),
+    (faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", ("self", "transport")),
+    (faust_aiokafka.AIOKafkaConsumerThread, "_create_consumer", ("self", "loop")),
+    (faust_aiokafka.AIOKafkaConsumerThread, "on_start", ("self",)),
+    (faust_aiokafka.AIOKafkaConsumerThread, "getmany",
+     ("self", "active_partitions", "timeout")),
+    (faust_aiokafka.AIOKafkaConsumerThread, "_fetch_records",
+     ("self", "consumer", "active_partitions", "timeout", "max_records")),
+    (faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer", ("self",)),
+    (faust_aiokafka.AIOKafkaConsumerThread, "call_thread", ("self", "fun", "args", "kwargs")),
+    (faust_aiokafka.Transport, "Consumer", None),
+    (aiokafka.consumer.subscription_state.SubscriptionState, "fetch_context", ("self",)),
+)
+#: Attributes of Faust's consumer state that :class:`Consumer` reads or trims.
+_STATE = ("_acked", "_acked_index", "_gap", "not_waiting_next_records", "flow_active",
+          "can_resume_flow", "_thread")
+
+
+def check() -> None:
+    """Fail loudly unless every override here still fits the installed Faust."""
+    if faust.__version__ != FAUST_VERSION:
+        raise FaustMismatch(
+            f"faust-streaming {faust.__version__} is installed, but runstream's overrides "
+            f"(streams/faust_overrides.py) were written for {FAUST_VERSION}: read the "
+            "README's 'How runstream uses Faust' before changing the pin")
+    for owner, name, params in _NAMES:
+        attr = inspect.getattr_static(owner, name, None)
+        if attr is None:
+            raise FaustMismatch(f"{owner.__module__}.{owner.__qualname__}.{name} is gone")
+        if params is not None:
+            found = tuple(inspect.signature(getattr(owner, name)).parameters)
+            if found != params:
+                raise FaustMismatch(
+                    f"{owner.__qualname__}.{name}{found} no longer has the parameters "
+                    f"{params} that runstream's override expects")
+    source = inspect.getsource(faust_consumer)
+    for attr_name in _STATE:
+        if f"self.{attr_name}" not in source:
+            raise FaustMismatch(f"Faust's Consumer no longer has {attr_name}")
+    registered = faust.transport.by_name(SCHEME)
+    if registered is not Transport:
+        raise FaustMismatch(
+            f"the {SCHEME}:// transport resolves to {registered!r}: reinstall runstream "
+            "(its faust.transports entry point)")
