@@ -1,8 +1,10 @@
-"""Kafka at the edges of an integration test: read what was produced, write a reply."""
+"""Kafka at the edges of an integration test: read what was produced, write a reply,
+await a group's state."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -32,3 +34,16 @@ async def send_json(settings: Settings, topic: str, partition: int, key: bytes, 
         await producer.send_and_wait(topic, orjson.dumps(doc), key=key, partition=partition)
     finally:
         await producer.stop()
+
+
+async def until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``check`` until true, or fail saying ``what`` did not happen in time.
+
+    For a consumer group's state, which has no event to await.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not check():  # noqa: ASYNC110 -- group state has no event to await
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout_s:.0f} s: {what}") from None

@@ -24,6 +24,8 @@ from runstream.streams.agent import Agent
 from runstream.streams.handling import Delivery
 from runstream.streams.topics import ensure_topics
 
+from tests.integration._kafka import until
+
 pytestmark = pytest.mark.kafka
 
 RECORDS = 40
@@ -63,15 +65,6 @@ async def _start(settings: Settings, name: str,
     return app, handler
 
 
-async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not check():  # noqa: ASYNC110 -- no event to await for group state
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout_s:.0f} s: {what}") from None
-
-
 async def test_every_record_answered_once_through_a_rebalance_with_our_assignor(
         fresh_settings: Settings) -> None:
     settings = replace(fresh_settings, worker_concurrency=1, worker_commit_interval_s=0.5,
@@ -87,12 +80,12 @@ async def test_every_record_answered_once_through_a_rebalance_with_our_assignor(
         keys = [f"k{i}".encode() for i in range(RECORDS)]
         for key in keys[: RECORDS // 2]:
             await producer.send_and_wait(settings.requests_topic, b"{}", key=key)
-        await _until(lambda: len(answers) >= RECORDS // 4, 60, "A answering")
+        await until(lambda: len(answers) >= RECORDS // 4, 60, "A answering")
         b, hb = await _start(settings, "b", answers)  # a rebalance in the middle of the work
         apps.append(b)
         for key in keys[RECORDS // 2:]:
             await producer.send_and_wait(settings.requests_topic, b"{}", key=key)
-        await _until(lambda: set(answers) == set(keys), 90, "every record answered")
+        await until(lambda: set(answers) == set(keys), 90, "every record answered")
         twice = {k: v for k, v in answers.items() if len(v) > 1}
         assert not twice, f"answered twice: {twice}"
         assert ha.most == 1 and hb.most == 1, "a worker ran more records than its slots"

@@ -32,6 +32,8 @@ from runstream.streams.agent import Agent
 from runstream.streams.handling import Delivery
 from runstream.streams.topics import ensure_topics
 
+from tests.integration._kafka import until
+
 pytestmark = pytest.mark.kafka
 
 RUN_S = 8.0  # longer than the session timeout: A still runs when B takes its partitions
@@ -105,15 +107,6 @@ async def _worker(settings: Settings, name: str, store: Store) -> _Worker:
     return _Worker(name, app, agent)
 
 
-async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not check():  # noqa: ASYNC110 -- group state has no event to await
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout_s:.0f} s: {what}") from None
-
-
 async def test_a_worker_cut_off_from_the_coordinator_publishes_nothing_run_elsewhere(
         fresh_settings: Settings) -> None:
     settings = replace(fresh_settings, worker_session_timeout_s=3.0, worker_heartbeat_s=1.0,
@@ -126,7 +119,7 @@ async def test_a_worker_cut_off_from_the_coordinator_publishes_nothing_run_elsew
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     try:
-        await _until(lambda: len(a.agent.owned) + len(b.agent.owned) == partitions
+        await until(lambda: len(a.agent.owned) + len(b.agent.owned) == partitions
                      and bool(a.agent.owned) and bool(b.agent.owned), 30, "a settled group")
         cut = _CutOff(a.consumer._coordinator._client)
         a.consumer._coordinator._client = cut
@@ -136,17 +129,17 @@ async def test_a_worker_cut_off_from_the_coordinator_publishes_nothing_run_elsew
             keys.append(f"r{p}".encode())
             await producer.send_and_wait(settings.requests_topic, b"{}", key=keys[-1],
                                          partition=p)
-        await _until(lambda: sum(w == "a" for w, _ in store.runs) >= min(len(keys), 2), 30,
+        await until(lambda: sum(w == "a" for w, _ in store.runs) >= min(len(keys), 2), 30,
                      "A running its requests")
         cut.cut = True
         # The broker drops A after the session timeout, and B takes every partition and
         # runs A's requests again (they are not answered yet).
-        await _until(lambda: len(b.agent.owned) == partitions, 30,
+        await until(lambda: len(b.agent.owned) == partitions, 30,
                      "the group dropped A and gave B every partition")
         assert a.agent._lapsed_at is not None, "A never noticed that it may have been dropped"
         cut.cut = False  # A reaches the coordinator again, learns it was dropped, rejoins
-        await _until(lambda: set(store.published) >= set(keys), 60, "every request answered")
-        await _until(lambda: not a.agent.tasks and not b.agent.tasks, 60, "every run over")
+        await until(lambda: set(store.published) >= set(keys), 60, "every request answered")
+        await until(lambda: not a.agent.tasks and not b.agent.tasks, 60, "every run over")
         twice = {k: v for k, v in store.published.items() if len(v) > 1}
         assert not twice, f"answered twice: {twice}"
         # A ran them first, and dropped its results: B, their owner by then, answered.

@@ -343,22 +343,8 @@ async def test_6_the_assignor_reads_the_agent_from_another_thread(ours: Any) -> 
 
 # 7. Flow control: fetch only for free slots --------------------------------------------
 
-async def test_7_stock_fetches_max_poll_records_whatever_is_free(stock: faust.App) -> None:
-    calls: list[dict[str, Any]] = []
-
-    async def call_thread(fun: Any, *args: Any, **kwargs: Any) -> dict[Any, Any]:
-        calls.append(kwargs)
-        return {}
-
-    thread = stock.consumer._thread
-    thread._consumer = thread._create_worker_consumer(stock.transport)
-    thread.call_thread = call_thread
-    await thread.getmany({TP}, 1.0)
-    assert calls[0]["max_records"] == thread._consumer._max_poll_records
-
-
-async def test_7_ours_fetches_only_as_many_records_as_free_slots(ours: Any) -> None:
-    app, agent, handler = ours
+def _fetch_recorder(app: faust.App) -> tuple[Any, list[dict[str, Any]]]:
+    """The app's consumer thread, with its calls into the thread recorded, not run."""
     calls: list[dict[str, Any]] = []
 
     async def call_thread(fun: Any, *args: Any, **kwargs: Any) -> dict[Any, Any]:
@@ -368,6 +354,18 @@ async def test_7_ours_fetches_only_as_many_records_as_free_slots(ours: Any) -> N
     thread = app.consumer._thread
     thread._consumer = thread._create_worker_consumer(app.transport)
     thread.call_thread = call_thread
+    return thread, calls
+
+
+async def test_7_stock_fetches_max_poll_records_whatever_is_free(stock: faust.App) -> None:
+    thread, calls = _fetch_recorder(stock)
+    await thread.getmany({TP}, 1.0)
+    assert calls[0]["max_records"] == thread._consumer._max_poll_records
+
+
+async def test_7_ours_fetches_only_as_many_records_as_free_slots(ours: Any) -> None:
+    app, agent, handler = ours
+    thread, calls = _fetch_recorder(app)
     handler.gate = asyncio.Event()
     await _take(agent, _Acks(), 1, 2, 3)
     await thread.getmany({TP}, 1.0)
