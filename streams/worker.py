@@ -18,16 +18,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.execution.executor import start_executor
 from runstream.services.execution.languages import Registry
 from runstream.services.execution.sandbox.base import Sandbox
 from runstream.services.settings import Settings
-from runstream.streams import faust_app, kafka
+from runstream.streams import faust_app
 from runstream.streams.agent import Agent
 from runstream.streams.events import EventPublisher
 from runstream.streams.handling import Handler
+from runstream.streams.producer import RenewingProducer
 from runstream.streams.publish import Publisher
 from runstream.streams.results import ResultStore
 from runstream.streams.stdinfeed import StdinFeed
@@ -48,7 +48,8 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.producer: AIOKafkaProducer | None = None
+        self.producer = RenewingProducer(settings,
+                                         client_id=f"runstream-worker-{settings.worker_id}")
         # The worker reads the results for re-deliveries and duplicates only; its own
         # answers it notes at once. Reading them in batches, 100 ms late at most, spares
         # a fetch and an index write per execution on every worker.
@@ -61,7 +62,6 @@ class WorkerProcess:
         #: Live stdin of interactive executions (README "Piston-compatible API").
         self.stdin = StdinFeed(settings, name=f"worker-{settings.worker_id}")
         self.stop_requested = asyncio.Event()
-        self._closing: set[asyncio.Task[None]] = set()  # producers replaced, closing
 
     async def run(self) -> None:
         """Serve until :attr:`stop_requested` is set, then stop within the bound."""
@@ -77,13 +77,12 @@ class WorkerProcess:
         executor = await start_executor(s, catalogue)
         self.sandbox = executor.sandbox
         await ensure_topics(s)  # the language topics of a newer registry, if missing
-        self.producer = kafka.producer(s, client_id=f"runstream-worker-{s.worker_id}")
-        await kafka.start(self.producer, s)
+        await self.producer.start()
         await self.store.start()
         if self.events is not None:
             await self.events.start()
         await self.stdin.start()  # before any request is taken: its input is kept
-        handler = Handler(s, executor, Publisher(s, self.producer, self._renew_producer),
+        handler = Handler(s, executor, Publisher(s, self.producer.producer, self.producer.renew),
                           self.store, catalogue,
                           events=self.events, stdin=self.stdin)
         agent = Agent(s, handler)
@@ -123,9 +122,7 @@ class WorkerProcess:
                 log.warning("stopping the Faust app took too long or failed (%r)", e)
         await self.store.stop()
         await self.stdin.stop()
-        await kafka.close(self.producer, timeout_s=3.0)
-        if self._closing:  # producers replaced a moment ago (each close is bounded)
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self.producer.stop()
         if self.events is not None:
             await self.events.stop(timeout_s=1.0)
         if self.sandbox is not None:
@@ -143,30 +140,15 @@ class WorkerProcess:
         }
         await self._send_announcement(orjson.dumps(doc))
 
-    async def _renew_producer(self, failed: AIOKafkaProducer) -> AIOKafkaProducer:
-        """Start a new producer (a new producer id) and close ``failed`` in the background.
-
-        Raises what starting it raises (bounded); the publisher retries then.
-        """
-        s = self.settings
-        fresh = kafka.producer(s, client_id=f"runstream-worker-{s.worker_id}")
-        await kafka.start(fresh, s)
-        self.producer = fresh
-        closing = asyncio.create_task(kafka.close(failed, timeout_s=3.0))
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
-        return fresh
-
     async def _withdraw(self) -> None:
         """A tombstone: this worker serves nothing any more."""
-        if self.producer is not None:
+        if self.producer.current is not None:
             with contextlib.suppress(BrokerUnavailable):
                 await self._send_announcement(None, timeout_s=2.0)
 
     async def _send_announcement(self, value: bytes | None, timeout_s: float = 30.0) -> None:
-        assert self.producer is not None
         try:
-            await asyncio.wait_for(self.producer.send_and_wait(
+            await asyncio.wait_for(self.producer.producer.send_and_wait(
                 self.settings.workers_topic, value, key=self.settings.worker_id.encode()),
                 timeout_s)
         except Exception as e:

@@ -44,6 +44,7 @@ from runstream.streams.correlator import Correlator
 from runstream.streams.eventfeed import EventFeed
 from runstream.streams.events import EventPublisher
 from runstream.streams.kafka import SEQUENCE_LOST
+from runstream.streams.producer import RenewingProducer
 from runstream.streams.results import ResultStore
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,7 @@ class Gateway:
         self.workers: dict[str, dict[str, Any]] = {}  # worker id -> its announcement
         self.backlog = Backlog(settings.ingress_max_backlog_s)
         self.inflight = InFlight()  # each API key's executions not finished yet (its quota)
-        self._producer: AIOKafkaProducer | None = None
-        self._renew_lock = asyncio.Lock()
+        self._producer = RenewingProducer(settings, client_id=f"runstream-{self.name}")
         # Only replies to requests it produced from now on matter to it. A reply on a
         # partition that a rebalance moved to another ingress still reaches the caller
         # waiting here: every ingress also follows the results topic (_on_result).
@@ -126,12 +126,12 @@ class Gateway:
         self._release = asyncio.get_running_loop().create_future()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._producer = kafka.producer(s, client_id=f"runstream-{self.name}")
         self._announcements = kafka.consumer(s, client_id=f"runstream-{self.name}-workers",
                                              auto_offset_reset="earliest")
         self._admin = kafka.admin(s, client_id=f"runstream-{self.name}-admin")
         try:
-            for client in (self._producer, self._announcements, self._admin):
+            await self._producer.start(timeout_s)
+            for client in (self._announcements, self._admin):
                 await kafka.start(client, s, timeout_s=timeout_s)
             await self._assign(timeout_s)
             await self.replies.start(timeout_s)
@@ -186,8 +186,8 @@ class Gateway:
                 await asyncio.wait_for(task, 5)
         # Side by side: a broker that is gone costs one close timeout, not one per client.
         await asyncio.gather(
-            *(kafka.close(c, timeout_s=5) for c in (self._announcements, self._producer,
-                                                    self._admin)),
+            *(kafka.close(c, timeout_s=5) for c in (self._announcements, self._admin)),
+            self._producer.stop(timeout_s=5),
             self.replies.stop(), self.store.stop(),
             *(part.stop() for part in (self.events, self.event_writer) if part is not None),
             return_exceptions=True)
@@ -282,11 +282,10 @@ class Gateway:
                 "than partitions); it is safe to retry with the same id")
         req = replace(req, reply_to=ReplyTo(self.settings.replies_topic, partition),
                       enqueued_at=datetime.now(UTC))
-        assert self._producer is not None
         if self.event_writer is not None:  # fire-and-forget, alongside the request
             self.event_writer.emit(event_queued(req.id, req.enqueued_at or datetime.now(UTC),
                                                 req.language))
-        producer = self._producer
+        producer = self._producer.producer
         try:
             await asyncio.wait_for(
                 producer.send_and_wait(self.settings.requests_topic, encode_request(req),
@@ -294,7 +293,7 @@ class Gateway:
                 self.settings.request_timeout_s)
         except (KafkaError, TimeoutError, OSError) as e:
             if isinstance(e, SEQUENCE_LOST):
-                await self._renew_producer(producer)
+                await self._renew(producer)
             raise BrokerUnavailable(
                 f"Kafka did not accept the request within {self.settings.request_timeout_s}s "
                 f"({type(e).__name__}); it is safe to retry with the same id") from e
@@ -305,38 +304,28 @@ class Gateway:
 
         Raises BrokerUnavailable when Kafka does not take one within the bound.
         """
-        assert self._producer is not None
         topic, bound = self.settings.stdin_topic, self.settings.request_timeout_s
         for item in items:
-            producer = self._producer
+            producer = self._producer.producer
             try:
                 await asyncio.wait_for(producer.send_and_wait(
                     topic, encode_stdin(item), key=item.id.encode()), bound)
             except (KafkaError, TimeoutError, OSError) as e:
                 if isinstance(e, SEQUENCE_LOST):
-                    await self._renew_producer(producer)
+                    await self._renew(producer)
                 raise BrokerUnavailable(f"Kafka did not take the input within {bound}s "
                                         f"({type(e).__name__})") from e
 
-    async def _renew_producer(self, failed: AIOKafkaProducer) -> None:
-        """A new producer (a new id) for one whose sequence was lost (see publish.py).
+    async def _renew(self, failed: AIOKafkaProducer) -> None:
+        """A new producer for one whose sequence was lost (``streams/producer.py``).
 
         The request that met it is answered 503 (safe to retry with the same id);
         the retry goes through the new producer.
         """
-        async with self._renew_lock:
-            if self._producer is not failed:
-                return
-            fresh = kafka.producer(self.settings, client_id=f"runstream-{self.name}")
-            try:
-                await kafka.start(fresh, self.settings, timeout_s=self.settings.request_timeout_s)
-            except Exception as e:  # the broker still away: the next failure asks again
-                log.warning("a new producer could not start (%r)", e)
-                await kafka.close(fresh, timeout_s=2)
-                return
-            self._producer = fresh
-            log.warning("the producer lost its sequence; a new one took over")
-            await kafka.close(failed, timeout_s=3)
+        try:
+            await self._producer.renew(failed)
+        except Exception as e:  # the broker still away: the next failure asks again
+            log.warning("a new producer could not start (%r)", e)
 
     def cached(self, exec_id: str) -> bytes | None:
         return self.store.cached(exec_id)

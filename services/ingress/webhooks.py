@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from runstream.schemas.errors import BrokerUnavailable, MalformedPayload, NotFound
 from runstream.schemas.models import Callback
 from runstream.schemas.webhooks import (
@@ -50,9 +49,9 @@ from runstream.services.ingress.problems import JSON
 from runstream.services.ingress.webhook_bodies import KeySecrets, RenderError, Secrets, render
 from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
-from runstream.streams import kafka
 from runstream.streams.callbacks import JobConsumer, delivery_log
 from runstream.streams.keys import KeyStore
+from runstream.streams.producer import RenewingProducer
 from runstream.streams.publish import PermanentPublishError, Publisher
 from runstream.streams.results import ResultStore
 from runstream.streams.webhook_policy import RetryPolicy
@@ -76,7 +75,7 @@ class Deliverer:
         self.policy = RetryPolicy.from_settings(settings)
         self.jobs = JobConsumer(settings, self.deliver, client_id=f"runstream-{name}-webhooks")
         self.sender: Sender | None = None
-        self.producer: AIOKafkaProducer | None = None
+        self.producer = RenewingProducer(settings, client_id=f"runstream-{name}-deliveries")
         self.publisher: Publisher | None = None
         self._slots = asyncio.Semaphore(settings.callback_concurrency)
         self._ids: dict[str, asyncio.Lock] = {}
@@ -86,9 +85,9 @@ class Deliverer:
         s = self.settings
         self.sender = Sender(allow_private=s.callback_allow_private,
                              timeout_s=s.callback_timeout_s, connections=s.callback_concurrency)
-        self.producer = kafka.producer(s, client_id=f"runstream-{self.name}-deliveries")
-        await kafka.start(self.producer, s, timeout_s=timeout_s)
-        self.publisher = Publisher(s, self.producer)
+        # With renewal: a lost producer sequence would otherwise fail every later
+        # delivery record for ever (the worker and the ingress renew theirs too).
+        self.publisher = Publisher(s, await self.producer.start(timeout_s), self.producer.renew)
         await self.jobs.start(timeout_s)
         if not s.callback_secret:
             log.warning("RUNSTREAM_CALLBACK_SECRET is empty: webhooks of requests without "
@@ -97,7 +96,7 @@ class Deliverer:
     async def stop(self) -> None:
         """Leave the group (jobs in hand go to the next owner), then close; bounded."""
         await self.jobs.stop(timeout_s=3.0)
-        await asyncio.gather(kafka.close(self.producer, timeout_s=3.0),
+        await asyncio.gather(self.producer.stop(timeout_s=3.0),
                              self.sender.close() if self.sender is not None else asyncio.sleep(0))
 
     # -- one job -------------------------------------------------------------------
