@@ -77,10 +77,12 @@ async def test_every_record_answered_once_through_a_rebalance_with_our_assignor(
     try:
         a, ha = await _start(settings, "a", answers)
         apps.append(a)
+        await until(lambda: len(a.executions.owned) == settings.requests_partitions, 120,
+                    "A owning every partition")
         keys = [f"k{i}".encode() for i in range(RECORDS)]
         for key in keys[: RECORDS // 2]:
             await producer.send_and_wait(settings.requests_topic, b"{}", key=key)
-        await until(lambda: len(answers) >= RECORDS // 4, 60, "A answering")
+        await until(lambda: len(answers) >= RECORDS // 4, 120, "A answering")
         b, hb = await _start(settings, "b", answers)  # a rebalance in the middle of the work
         apps.append(b)
         for key in keys[RECORDS // 2:]:
