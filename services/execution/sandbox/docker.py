@@ -276,6 +276,9 @@ class DockerSandbox:
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             init=True,  # reaps the orphans of setsid daemons
+            # Its own cgroup namespace: /proc/self/cgroup and /sys/fs/cgroup show "/",
+            # not the host's /docker/<container id> (README "What a run can see").
+            cgroupns="private",
             tmpfs={"/box": box, "/tmp": f"size={mb}m,mode=1777,exec"},
             shm_size=mb * 1024 * 1024,
             mem_limit=limits.memory_bytes,
