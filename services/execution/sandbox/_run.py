@@ -148,7 +148,7 @@ def _spawn(launch: Launch) -> tuple[subprocess.Popen[bytes], int]:
             pass_fds=(seccomp_fd, status_w, options_fd, *launch.inherit),
             close_fds=True, start_new_session=True, cwd="/",
         )
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a NUL in argv (intake refuses it)
         os.close(status_r)
         raise SandboxError(f"cannot start the sandbox launcher: {e}") from e
     finally:
