@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from runstream.schemas.models import Limits
 from runstream.services.execution.languages import Language
-from runstream.services.execution.sandbox.environment import program_env
+from runstream.services.execution.sandbox.environment import MASKED, program_env
 from runstream.services.execution.sandbox.rlimits import rlimits, ulimit_script
 
 BWRAP = "/usr/bin/bwrap"
@@ -104,6 +104,7 @@ def bwrap_options(spec: RunSpec) -> list[str]:
         "--dev", "/dev",
         "--size", size, "--tmpfs", "/dev/shm",
         "--proc", "/proc",
+        *(arg for path in MASKED for arg in ("--ro-bind", "/dev/null", path)),
         "--size", size, "--tmpfs", "/tmp",
         "--bind", spec.workspace, BOX,
         "--chdir", BOX,
