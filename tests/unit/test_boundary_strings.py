@@ -22,10 +22,9 @@ import pytest
 from runstream.schemas.codec import check_request, load_schema, request_from_doc
 from runstream.schemas.errors import InvalidRequest
 from runstream.schemas.models import Callback, ExecutionRequest, SourceFile
-from runstream.services.ingress.app import create_app
 from runstream.services.settings import Settings
 
-from tests.unit.test_ingress_app import PROBLEM, FakeGateway
+from tests.unit.test_ingress_app import PROBLEM, FakeGateway, in_process
 
 HELLO: dict[str, Any] = {"language": "python", "source": "print(1)"}
 
@@ -133,13 +132,8 @@ class ServingGateway(FakeGateway):
 async def served(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, ServingGateway]]:
     settings = Settings.from_env({}, index_dir=str(tmp_path), ingress_wait_s=2.0)
     gateway = ServingGateway(settings)
-    await gateway.start()
-    try:
-        transport = httpx.ASGITransport(app=create_app(settings, gateway=gateway))
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as c:
-            yield c, gateway
-    finally:
-        await gateway.stop()
+    async with in_process(settings, gateway) as c:
+        yield c, gateway
 
 
 @pytest.mark.parametrize(("change", "field", "words"), BAD)
