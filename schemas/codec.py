@@ -11,7 +11,9 @@ import base64
 import binascii
 import functools
 import json
+import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -45,10 +47,48 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _validator(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(
-        load_schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+def _ecma(pattern: str) -> re.Pattern[str]:
+    # A schema's patterns are ECMA-262's, whose "$" matches only at the very end;
+    # Python's also matches before a final newline ("main.py\n" would pass).
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any,
+             schema: dict[str, Any]) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _ecma(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
+@functools.cache
+def _validator(name: str) -> Any:
+    return _Validator(load_schema(name),
+                      format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+#: C0 controls, DEL and C1 controls: what the schema's patterns keep out of the
+#: strings that reach a process (README "HTTP API").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_NAMES = {0: "NUL", 9: "tab", 10: "newline", 13: "carriage return", 27: "ESC",
+                  127: "DEL"}
+
+
+def _control(where: str, value: str) -> str | None:
+    """The message for a string refused for a control character, or None."""
+    found = list(_CONTROL.finditer(value))
+    if not found:
+        return None
+    # Arguments may hold tab, newline and carriage return: name the one that is refused.
+    bad = next((m for m in found if m.group() not in "\t\n\r"), found[0])
+    code = ord(bad.group())
+    name = f" ({_CONTROL_NAMES[code]})" if code in _CONTROL_NAMES else ""
+    return (f"{where}: contains the control character U+{code:04X}{name} at position "
+            f"{bad.start()}, which this field cannot carry")
 
 
 def _field_path(error: jsonschema.ValidationError) -> str:
@@ -68,6 +108,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{where}: expected {error.validator_value}, got {got}"
     if error.validator == "maxLength":  # the message would quote the whole long value
         return f"{where}: longer than {error.validator_value} characters"
+    if error.validator == "pattern" and isinstance(error.instance, str):
+        control = _control(where, error.instance)
+        if control is not None:
+            return control
     return f"{where}: {error.message}"
 
 
@@ -190,6 +234,27 @@ def request_from_doc(doc: dict[str, Any], *, key: bytes | None = None) -> Execut
 def _callback(doc: dict[str, Any]) -> Callback | None:
     value = doc.get("callback")
     return None if value is None else callback_from_doc(value)
+
+
+def check_request(req: ExecutionRequest) -> None:
+    """Hold a request built in code (not from a document) to the schema's rules for the
+    strings that reach a process: language, version, file names, arguments, callback URL.
+
+    A front end that builds :class:`ExecutionRequest` itself (Piston's) calls it, so
+    that it refuses what the native API and the requests topic refuse, with the same
+    message and field; InvalidRequest otherwise.
+    """
+    doc: dict[str, Any] = {
+        "language": req.language,
+        "files": [{"content": "", **({"name": f.name} if f.name is not None else {})}
+                  for f in req.files],
+        "args": list(req.args),
+    }
+    if req.version is not None:
+        doc["version"] = req.version
+    if req.callback is not None:
+        doc["callback"] = {"url": req.callback.url}
+    _validate(doc, REQUEST_SCHEMA)
 
 
 def decode_request(raw: bytes, *, key: bytes | None = None) -> ExecutionRequest:

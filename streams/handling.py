@@ -45,6 +45,9 @@ _RECORD_OVERHEAD = 16 * 1024
 _REDELIVERY_LOOKUP_S = 10.0
 #: Ids whose reply destination a worker remembers (about 100 bytes each).
 _REPLIED_KEPT = 100_000
+#: What a client is told when the worker itself failed running its request.
+INTERNAL_MESSAGE = ("the worker failed while running it: an error of the service, not of "
+                    "the program; the worker's log has it under this execution's id")
 
 
 class Answers(Protocol):
@@ -203,10 +206,11 @@ class Handler:
         try:
             try:
                 result = await self.executor.execute(req, progress, live)
-            except Exception as e:  # a bug of ours, never the program's doing
+            except Exception:  # a bug of ours, never the program's doing
+                # The client is told that, not the exception (its text may hold host
+                # paths or code); the log has the traceback under the id.
                 log.exception("id=%s failed inside the worker", req.id)
-                result = self.executor.refusal(req, Status.INTERNAL_ERROR,
-                                               f"the worker failed while running it: {e!r}")
+                result = self.executor.refusal(req, Status.INTERNAL_ERROR, INTERNAL_MESSAGE)
             release()
             ok = await self._publish(result, req.reply_to, d, t0, done, request=req)
             if ok and progress is not None:  # only once the result is stored

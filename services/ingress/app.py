@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from runstream.schemas.codec import parse_json_object, request_from_doc
-from runstream.schemas.errors import NotFound, NotReady, UnknownLanguage
+from runstream.schemas.errors import InvalidRequest, NotFound, NotReady
 from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import ExecutionRequest, SourceFile
 from runstream.services.execution.languages import Registry
@@ -138,9 +138,13 @@ class Ingress:
         The body is the code whatever its content type (braindrill's load simulator
         labels it application/json). The verdict and the id are in headers.
         """
+        name = request.path_params["language"]
         try:
-            lang = self.registry.resolve(request.path_params["language"])
-        except UnknownLanguage:
+            lang = self.registry.resolve(name)
+            # The shared rules for a language string ("python\n" resolves, yet no
+            # control character is a language's name).
+            request_from_doc({"language": name, "source": ""})
+        except InvalidRequest:
             # braindrill's sentence, not problem+json: its clients show the body as is.
             return _braindrill_response(braindrill.unsupported())
         # braindrill's limits: its API has no way to ask for others.

@@ -35,9 +35,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import strategies as st
 from runstream.services.ingress.openapi_paths import document
-from schemathesis import checks
+from schemathesis import GenerationMode, checks
 
 from tests.system import System, launch_system
 
@@ -138,3 +139,77 @@ def test_no_answer_breaks_the_document(case: schemathesis.Case, fuzzed: System,
     if case.operation.path == NOT_IMPLEMENTED and response.status_code == 501:
         chosen = [c for c in chosen if c is not checks.not_a_server_error]
     case.validate_response(response, checks=chosen)
+
+
+# -- control characters in the strings that reach a process (issue 23) ---------------------
+EXECUTIONS = "/v1/executions"
+# Generated requests of the native API that break the schema in their body (schemathesis
+# writes NUL and other control characters into the patterned strings): no 5xx, and each
+# is refused (4xx), never run. The query is fixed at ?wait=0 (what is accepted is answered
+# 202 at once): a ?wait below its minimum is read as 0, lenient, and not about strings.
+@given(data=st.data())
+@settings(max_examples=EXAMPLES * 3, deadline=None, database=None, derandomize=DERANDOMIZE,
+          suppress_health_check=list(HealthCheck))
+def test_requests_whose_body_breaks_the_schema_are_refused_never_run(
+        data: st.DataObject, fuzzed: System, key: str) -> None:
+    operation = schema[EXECUTIONS]["POST"]
+    case = data.draw(operation.as_strategy(generation_mode=GenerationMode.NEGATIVE,
+                                              query={"wait": 0}))
+    case.headers = {**(case.headers or {}), "X-Api-Key": key}
+    response = case.call(base_url=fuzzed.url, timeout=30)
+    case.validate_response(response, checks=[
+        checks.not_a_server_error, checks.status_code_conformance,
+        checks.content_type_conformance, checks.negative_data_rejection])
+
+
+# Control characters: C0 and DEL, and C1 (refused in names and URLs, kept in arguments).
+C0_DEL = [chr(c) for c in (*range(0x20), 0x7F)]
+C1 = [chr(c) for c in range(0x80, 0xA0)]
+ARGUMENT_SAFE = "\t\n\r"
+# The strings a schema-valid request is given back, clean, before one gets a control char.
+PROCESS_STRINGS = ("id", "language", "version", "args", "files", "source", "callback",
+                   "reply_to", "key_id")
+
+
+def _inject(field: str, text: str) -> dict[str, object]:
+    """``field`` of a request holding ``text`` (which holds the control character)."""
+    if field == "args.0":
+        return {"args": [text]}
+    if field == "files.0.name":
+        return {"files": [{"name": f"m{text}", "content": "print(1)"}]}
+    if field == "callback":
+        return {"callback": f"https://example.com/{text}"}
+    if field == "id":
+        return {"id": f"i{text}"}
+    return {field: text}
+
+
+@given(data=st.data())
+@settings(max_examples=EXAMPLES * 5, deadline=None, database=None, derandomize=DERANDOMIZE,
+          suppress_health_check=list(HealthCheck))
+def test_a_control_character_in_a_process_string_is_422_naming_the_field(
+        data: st.DataObject, fuzzed: System, key: str) -> None:
+    """Schemathesis makes valid requests (stdin, tests, metadata with any character); one
+    string that reaches a process gets a control character: 422 names that field."""
+    operation = schema[EXECUTIONS]["POST"]
+    case = data.draw(operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    assume(isinstance(case.body, dict))
+    field = data.draw(st.sampled_from(["args.0", "files.0.name", "language", "version",
+                                       "callback", "id"]))
+    refused = [c for c in C0_DEL if c not in ARGUMENT_SAFE] if field == "args.0" else (
+        C0_DEL + C1)
+    bad = data.draw(st.sampled_from(refused))
+    around = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=8)
+    text = data.draw(around) + bad + data.draw(around)
+    body = {k: v for k, v in case.body.items() if k not in PROCESS_STRINGS}
+    body.update({"language": "python", "source": "print(1)"})
+    if field == "files.0.name":
+        del body["source"]
+    body.update(_inject(field, text))
+    r = httpx.post(f"{fuzzed.url}{EXECUTIONS}", content=json.dumps(body),
+                   headers={"X-Api-Key": key, "Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 422, (body, r.text)
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["field"] == field, (body, problem)
+    assert f"U+{ord(bad):04X}" in problem["detail"], problem

@@ -126,6 +126,7 @@ def test_type_a_program_run_it_with_ctrl_enter_and_see_its_output(
     metrics = text(browser, "#metrics")
     for label in ("Wall time", "CPU time", "Memory", "Exit code0", "Worker"):
         assert label in metrics, metrics
+    assert_each_label_sits_on_its_value(browser)
     assert "?id=pg-" in str(browser.find_element(By.ID, "share-url").get_attribute("value"))
     timing = browser.execute_script("""
         const nav = performance.getEntriesByType('navigation')[0];
@@ -135,6 +136,49 @@ def test_type_a_program_run_it_with_ctrl_enter_and_see_its_output(
     print(f"playground first load: {timing['load_ms']:.0f} ms, "
           f"{timing['bytes'] / 1024:.1f} KiB transferred")
     shoot(browser, "playground")
+
+
+def assert_each_label_sits_on_its_value(browser: WebDriver) -> None:
+    """Each figure is one cell: its label above its value, never beside another's value
+    (issue 23: "Wall time 24 ms CPU time / 5 ms Memory" read as one flowing grid)."""
+    cells = browser.execute_script("""
+        return [...document.querySelectorAll('#metrics > *')].map(cell => {
+            const dt = cell.querySelectorAll(':scope > dt');
+            const dd = cell.querySelectorAll(':scope > dd');
+            const box = (e) => e ? e.getBoundingClientRect().toJSON() : null;
+            return {tag: cell.tagName, dts: dt.length, dds: dd.length,
+                    dt: box(dt[0]), dd: box(dd[0]), label: dt[0] ? dt[0].textContent : null};
+        });""")
+    assert len(cells) >= 5, cells
+    for cell in cells:
+        assert (cell["tag"], cell["dts"], cell["dds"]) == ("DIV", 1, 1), cell
+        label, value = cell["dt"], cell["dd"]
+        # The value starts under its own label, in the same column.
+        assert abs(value["left"] - label["left"]) < 1, cell
+        assert value["top"] >= label["bottom"] - 1, cell
+
+
+@pytest.mark.parametrize("language", ["ada", "forth", "nim", "prolog"])
+def test_languages_without_a_codemirror_mode_are_highlighted(
+        browser: WebDriver, system: System, language: str) -> None:
+    served = {lang["name"] for lang in httpx.get(f"{system.url}/v1/languages",
+                                                 timeout=10).json()["languages"]
+              if lang["version"]}
+    if language not in served:
+        pytest.skip(f"no worker of this system serves {language} (its toolchain is missing)")
+    open_playground(browser, system.url + "/")
+    Select(browser.find_element(By.ID, "language")).select_by_value(language)
+    browser.find_element(By.ID, "load-sample").click()
+    wait(browser, lambda b: b.execute_script(
+        "return document.querySelector('#editor .cm-content').dataset.language") == language,
+         10, f"{language} highlighting did not load")
+    kinds = set(browser.execute_script(
+        "return [...document.querySelectorAll('#editor .cm-content [class*=\"tok-\"]')]"
+        ".flatMap(e => [...e.classList]).filter(c => c.startsWith('tok-'))"))
+    # Strings and at least one more kind (keywords; Prolog's variables), in each sample.
+    assert "tok-string" in kinds, kinds
+    assert kinds & {"tok-keyword", "tok-variableName", "tok-comment", "tok-number"}, kinds
+    shoot(browser, f"editor-{language}")
 
 
 def test_an_infinite_loop_shows_the_time_limit_verdict(browser: WebDriver,

@@ -41,3 +41,59 @@ for d in {dirs!r}:
     except OSError as e:
         print(d, errno.errorcode[e.errno], total >> 20)
 """
+
+
+# What a run can learn about the host (README "What a run can see"): one JSON document.
+HOST_FACTS_PY = r"""import ctypes, json, os, socket
+def read(path):
+    try:
+        with open(path, 'rb') as f:
+            return f.read(1 << 20).decode('utf-8', 'replace')
+    except OSError as e:
+        return type(e).__name__
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(256)
+klog = libc.klogctl(3, buf, 256)  # SYSLOG_ACTION_READ_ALL
+print(json.dumps({
+    'self': os.getpid(),
+    'cmdlines': {p: read(f'/proc/{p}/cmdline').split('\0')[:-1]
+                 for p in os.listdir('/proc') if p.isdigit()},
+    'mountinfo': read('/proc/self/mountinfo'),
+    'cgroup': read('/proc/self/cgroup'),
+    'hostname': socket.gethostname(),
+    'passwd': read('/etc/passwd'),
+    'interfaces': [name for _, name in socket.if_nameindex()],
+    'kmsg': read('/dev/kmsg')[:200],
+    'klogctl': [klog, ctypes.get_errno(), buf.raw[:max(klog, 0)].decode('utf-8', 'replace')],
+    'kallsyms': read('/proc/kallsyms')[:200],
+}))
+"""
+
+
+def assert_host_facts_hidden(facts: dict[str, object], *, host_paths: list[str],
+                             programs: set[str]) -> None:
+    """The rows of the README's table marked hidden, on either backend.
+
+    ``host_paths``: the worker's own paths (run folder, scope) that no visible
+    command line or mount may name; ``programs``: the names of the processes a run
+    may see (its own and its sandbox's, none of the host's).
+    """
+    cmdlines = facts["cmdlines"]
+    assert isinstance(cmdlines, dict)
+    seen = {argv[0].rsplit("/", 1)[-1] for argv in cmdlines.values() if argv}
+    assert seen <= programs, f"processes outside the run are visible: {cmdlines}"
+    visible = "\n".join(" ".join(argv) for argv in cmdlines.values())
+    mountinfo = str(facts["mountinfo"])
+    for path in host_paths:
+        assert path not in visible, f"a command line names {path}: {cmdlines}"
+        assert path not in mountinfo, f"a mount names {path}: {mountinfo}"
+    assert [line for line in str(facts["cgroup"]).splitlines()
+            if not line.endswith(":/")] == [], f"host cgroup paths: {facts['cgroup']}"
+    assert facts["hostname"] == "runstream"
+    assert facts["interfaces"] == ["lo"]
+    assert facts["kmsg"] in ("FileNotFoundError", "PermissionError"), facts["kmsg"]
+    assert facts["klogctl"][0] == -1, facts["klogctl"]  # type: ignore[index]
+    assert facts["kallsyms"] in ("", "PermissionError"), facts["kallsyms"]
+    # No host file is mounted over the users: bwrap has no /etc/passwd, docker the image's.
+    assert not [line for line in mountinfo.splitlines()
+                if line.split()[4] in ("/etc/passwd", "/etc/group", "/etc")], mountinfo

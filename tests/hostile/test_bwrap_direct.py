@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import platform
 import socket
@@ -31,10 +32,12 @@ from ._programs import (
     BUSY_LOOP_PY,
     FORK_BOMB_C,
     FORK_BOMB_PY,
+    HOST_FACTS_PY,
     MEMORY_BOMB_PY,
     MILLION_FDS_PY,
     SLEEP_FOREVER_PY,
     STDOUT_FLOOD_PY,
+    assert_host_facts_hidden,
     fill_disk_py,
 )
 from .conftest import (
@@ -226,6 +229,24 @@ async def test_environment_of_the_worker_is_invisible(sandbox: BwrapSandbox,
     out = r.stdout.decode()
     assert "False" in out and "canary-7c1d" not in out, out
     assert "['HOME', 'LANG', 'PATH', 'PWD']" in out  # PWD: bwrap's --chdir
+
+
+async def test_what_a_run_can_see_of_the_host(sandbox: BwrapSandbox) -> None:
+    """README "What a run can see": every row marked hidden, on bwrap (issue 23)."""
+    r = await run_code(sandbox, "python", HOST_FACTS_PY)
+    assert r.exit_code == 0, r.stderr
+    facts = json.loads(r.stdout)
+    assert_host_facts_hidden(facts, host_paths=[str(sandbox.base_dir), sandbox.scope,
+                                                f"w{os.getpid()}-"],
+                             programs={"bwrap", "python3"})
+    # Only bwrap (pid 1) and the program: bwrap's options (the workspace's host path,
+    # the worker's pid, descriptor numbers) are not on its command line.
+    cmdlines = facts["cmdlines"]
+    assert set(cmdlines) == {"1", str(facts["self"])}, cmdlines
+    argv = cmdlines["1"]
+    assert argv[:2] == ["/usr/bin/bwrap", "--args"] and argv[2].isdigit(), argv
+    assert argv[3:] == ["--", *cmdlines[str(facts["self"])]], argv
+    assert facts["passwd"] == "FileNotFoundError"
 
 
 async def test_worker_code_and_host_dirs_are_invisible(sandbox: BwrapSandbox) -> None:

@@ -11,6 +11,7 @@ run still works afterwards.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -26,11 +27,13 @@ from ._programs import (
     BUSY_LOOP_PY,
     FORK_BOMB_C,
     FORK_BOMB_PY,
+    HOST_FACTS_PY,
     MEMORY_BOMB_C,
     MEMORY_BOMB_PY,
     MILLION_FDS_PY,
     SLEEP_FOREVER_PY,
     STDOUT_FLOOD_PY,
+    assert_host_facts_hidden,
     fill_disk_py,
 )
 from .conftest import ENDLESS_PY, REGISTRY, docker_containers, limits, pids_with, run_code
@@ -51,6 +54,19 @@ async def assert_clean_and_healthy(sb: DockerSandbox) -> None:
     assert not left, f"containers of finished executions remain: {left}"
     r = await run_code(sb, "python", "print(6 * 7)")
     assert (r.exit_code, r.stdout) == (0, b"42\n"), r
+
+
+async def test_what_a_run_can_see_of_the_host(docker_sandbox: DockerSandbox) -> None:
+    """README "What a run can see": every row marked hidden, on docker (issue 23)."""
+    r = await run_code(docker_sandbox, "python", HOST_FACTS_PY)
+    assert r.exit_code == 0, r.stderr
+    facts = json.loads(r.stdout)
+    # The container's init (docker-init, sleep), the phase's timeout and the program.
+    assert_host_facts_hidden(facts, host_paths=[docker_sandbox.scope],
+                             programs={"docker-init", "sleep", "timeout", "sh", "python3"})
+    assert facts["cmdlines"]["1"][0] == "/sbin/docker-init", facts["cmdlines"]
+    # The image's own users, not the host's (no host file is mounted there).
+    assert facts["passwd"].startswith("root:x:0:0:")
 
 
 HELLO = {

@@ -10,23 +10,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from runstream.services.ingress.app import create_app
 from runstream.services.settings import Settings
 
-from tests.unit.test_ingress_app import FakeGateway
+from tests.unit.test_ingress_app import FakeGateway, in_process
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings.from_env({}, index_dir=str(tmp_path), ingress_wait_s=1.0)
-    gateway = FakeGateway(settings)
-    await gateway.start()
-    try:
-        transport = httpx.ASGITransport(app=create_app(settings, gateway=gateway))
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as c:
-            yield c
-    finally:
-        await gateway.stop()
+    async with in_process(settings, FakeGateway(settings)) as c:
+        yield c
 
 
 @pytest.mark.parametrize("path", ["/judge0/submissions/%C3%9B%C2%B0%2B%0A%17",

@@ -21,7 +21,7 @@ from runstream.schemas.models import Limits, PhaseResult, ReplyTo
 from runstream.services.execution.executor import Executor
 from runstream.services.execution.languages import Language, Registry
 from runstream.services.settings import Settings
-from runstream.streams.handling import Delivery, Handler
+from runstream.streams.handling import INTERNAL_MESSAGE, Delivery, Handler
 from runstream.streams.publish import PermanentPublishError
 
 SETTINGS = Settings.from_env({}, worker_id="w-test", message_max_bytes=2 * 1024 * 1024,
@@ -300,12 +300,21 @@ async def test_when_the_result_cannot_be_stored_at_all_the_record_is_dead_letter
     assert b"could not be stored" in headers["reason"]
 
 
-async def test_a_failure_inside_the_worker_is_an_internal_error_answer() -> None:
+async def test_a_failure_inside_the_worker_is_an_internal_error_answer(
+        caplog: pytest.LogCaptureFixture) -> None:
     handler, pub, _, _ = _handler()
-    ok, _ = await _handle(handler, _delivery({"language": "python", "source": "boom:"}))
+    with caplog.at_level("ERROR", logger="runstream.streams.handling"):
+        ok, _ = await _handle(handler, _delivery({"language": "python", "source": "boom:"}))
     assert ok
     [result] = pub.to(RESULTS)
     assert result["status"] == "internal_error"
+    # The client is not shown the exception (issue 23: "ValueError('embedded null byte')");
+    # the worker's log has it, with the execution id.
+    assert result["message"] == INTERNAL_MESSAGE
+    assert "RuntimeError" not in result["message"] and "bug" not in result["message"]
+    [record] = [r for r in caplog.records if "failed inside the worker" in r.getMessage()]
+    assert "id=id-1" in record.getMessage() and record.exc_info is not None
+    assert "a bug in the sandbox layer" in str(record.exc_info[1])
 
 
 async def test_a_language_this_worker_does_not_run_is_forwarded_to_its_own_topic() -> None:

@@ -71,6 +71,19 @@ class FakeGateway(Gateway):
         return value
 
 
+@contextlib.asynccontextmanager
+async def in_process(settings: Settings,
+                     gateway: FakeGateway) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the real app over ``gateway``, which is started and stopped here."""
+    await gateway.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(settings, gateway=gateway))
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as c:
+            yield c
+    finally:
+        await gateway.stop()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({}, index_dir=str(tmp_path), ingress_wait_s=5.0,

@@ -237,7 +237,18 @@ def test_stdin_gets_pistons_trailing_newline_and_args_must_be_strings() -> None:
     assert refused({**HELLO, "args": [1]}) == "args must be an array of strings"
     assert refused({**HELLO, "args": ["x"] * 65}).startswith("args: at most 64")
     assert refused({**HELLO, "stdin": 5}) == "stdin must be a string"
-    assert refused({**HELLO, "args": ["a\0b"]}) == "args must not contain NUL characters"
+    assert job({**HELLO, "args": ["a\tb", "c\nd"]}).request.args == ("a\tb", "c\nd")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["a\0b"], "args.0: contains the control character U+0000 (NUL) at position 1"),
+    (["ok", "\x1b[2J"], "args.1: contains the control character U+001B (ESC) at position 0"),
+    (["\t\x7f"], "args.0: contains the control character U+007F (DEL) at position 1"),
+])
+def test_args_with_control_characters_are_refused_by_the_shared_rules(
+        args: list[str], words: str) -> None:
+    """The native contract's rule (schemas/request.v1.json), in Piston's 400 shape."""
+    assert refused({**HELLO, "args": args}).startswith(words)
 
 
 # -- limits ------------------------------------------------------------------------

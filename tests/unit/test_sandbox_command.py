@@ -22,7 +22,7 @@ def spec(**over: object) -> command.RunSpec:
         argv=["./main", "arg with space"], language=LANG, limits=LIMITS,
         workspace="/run/runstream/x-1", cgroup_join=["/sys/fs/cgroup/memory/rs/1/tasks",
                                                      "/sys/fs/cgroup/pids/rs/1/tasks"],
-        uid=65534, gid=65534, seccomp_fd=7, status_fd=8, tmp_bytes=64 << 20,
+        uid=65534, gid=65534, seccomp_fd=7, status_fd=8, args_fd=10, tmp_bytes=64 << 20,
         root_links={"/bin": "usr/bin", "/lib": "usr/lib", "/lib64": "usr/lib64"},
         root_dirs=["/sbin"])
     base.update(over)
@@ -43,7 +43,7 @@ def test_chain_is_shell_then_setpriv_then_bwrap_then_program() -> None:
     assert "--reuid=65534" in argv and "--regid=65534" in argv and "--clear-groups" in argv
     bwrap_at = argv.index(command.BWRAP)
     assert argv.index("--inh-caps=-all") < bwrap_at
-    assert argv[-3:] == ["--", "./main", "arg with space"]
+    assert argv[bwrap_at:] == [command.BWRAP, "--args", "10", "--", "./main", "arg with space"]
 
 
 def test_native_chain_is_launcher_from_its_memfd_then_bwrap_then_program() -> None:
@@ -56,7 +56,7 @@ def test_native_chain_is_launcher_from_its_memfd_then_bwrap_then_program() -> No
     assert argv[5:10] == ["4", str(16384 * 1024), str(rlimits.OPEN_FILES), "0",
                           str(rlimits.STACK_KB * 1024)]
     assert argv[10:13] == ["65534", "65534", "--"]
-    assert argv[13:] == [*command.bwrap_args(sp), "./main", "arg with space"]
+    assert argv[13:] == [command.BWRAP, "--args", "10", "--", "./main", "arg with space"]
     assert command.SHELL not in argv and command.SETPRIV not in argv
 
 
@@ -92,7 +92,7 @@ def test_cgroup_paths_are_shell_quoted() -> None:
 
 
 def test_bwrap_isolation_flags() -> None:
-    args = command.bwrap_args(spec())
+    args = command.bwrap_options(spec())
     for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
                  "--new-session", "--clearenv"):
         assert flag in args
@@ -100,11 +100,11 @@ def test_bwrap_isolation_flags() -> None:
     assert "--share-net" not in args
     assert pairs(args, "--seccomp") == [("7",)]
     assert pairs(args, "--json-status-fd") == [("8",)]
-    assert args[-1] == "--"
+    assert "--" not in args and "--args" not in args  # the command line says those
 
 
 def test_mounts_are_read_only_except_workspace_and_tmpfs() -> None:
-    args = command.bwrap_args(spec())
+    args = command.bwrap_options(spec())
     ro = pairs(args, "--ro-bind")
     assert ("/usr", "/usr") in ro and ("/etc/ld.so.cache", "/etc/ld.so.cache") in ro
     assert ("/sbin", "/sbin") in ro  # a real directory on this (fake) host
@@ -121,8 +121,27 @@ def test_mounts_are_read_only_except_workspace_and_tmpfs() -> None:
 
 
 def test_environment_is_only_the_fixed_set_plus_language_env() -> None:
-    env = dict(pairs(command.bwrap_args(spec()), "--setenv"))  # type: ignore[arg-type]
+    env = dict(pairs(command.bwrap_options(spec()), "--setenv"))  # type: ignore[arg-type]
     assert env == {"PATH": PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "GOCACHE": "/tmp/c"}
+
+
+def test_bwrap_command_line_names_no_host_path_pid_or_descriptor_of_the_run() -> None:
+    """bwrap is pid 1 in the sandbox: its argv is the program's /proc/1/cmdline (issue 23)."""
+    sp = spec(workspace="/run/runstream/w4242-1700000000/abc-1234")
+    argv = command.launch_argv(sp)
+    visible = argv[argv.index(command.BWRAP):]
+    assert visible == [command.BWRAP, "--args", "10", "--", "./main", "arg with space"]
+    assert not [a for a in visible if "runstream/" in a or "4242" in a]
+    assert ("/run/runstream/w4242-1700000000/abc-1234", command.BOX) in pairs(
+        command.bwrap_options(sp), "--bind")
+
+
+def test_bwrap_options_data_is_nul_separated_and_refuses_an_embedded_nul() -> None:
+    data = command.bwrap_options_data(spec())
+    assert data.endswith(b"\0")
+    assert data[:-1].split(b"\0") == [o.encode() for o in command.bwrap_options(spec())]
+    with pytest.raises(ValueError, match="NUL"):
+        command.bwrap_options_data(spec(workspace="/run/x\0y"))
 
 
 @pytest.mark.parametrize("cpu_ms,seconds", [(1, 2), (1000, 2), (1001, 3), (5000, 6)])

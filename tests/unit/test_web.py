@@ -42,20 +42,12 @@ def test_the_digest_follows_every_source_file(tmp_path: Path) -> None:
     assert bundle.stale_reason(tmp_path) is not None  # no manifest there
 
 
-# Languages the committed bundle has no grammar for: the editor shows them as plain
-# text (CodeMirror's legacy modes have none for these; adding one rebuilds the bundle).
-PLAIN_TEXT = {"ada", "forth", "nim", "prolog"}
-
-
 def test_every_language_has_a_sample_and_a_grammar() -> None:
     modes = (WEB / "src" / "modes.js").read_text(encoding="utf-8")
     loaders = set(re.findall(r"^  (\w+): ", modes, flags=re.M))
     for lang in Registry.load():
         assert lang.sample.strip(), f"{lang.name} has no sample in languages.toml"
         names = {re.sub(r"[^a-z0-9]", "", n.lower()) for n in (lang.name, *lang.aliases)}
-        if lang.name in PLAIN_TEXT:
-            assert not names & loaders, f"{lang.name} has a grammar now: drop it from PLAIN_TEXT"
-            continue
         assert names & loaders, f"{lang.name}: no grammar in services/web/src/modes.js"
 
 

@@ -23,6 +23,7 @@ from functools import partial
 import orjson
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.errors import SandboxError
+from runstream.services.execution.sandbox._mount import write_all
 from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
 from runstream.services.execution.sandbox.cgroup import RunCgroup
 from runstream.services.execution.sandbox.supervision import (
@@ -95,7 +96,8 @@ class Launch:
     limits: Limits
     cgroup: RunCgroup
     seccomp: bytes
-    build_argv: Callable[[int, int], Sequence[str]]  # (seccomp fd, status fd) -> argv
+    # (seccomp fd, status fd, options fd) -> (the launcher's argv, bwrap's --args data)
+    build_argv: Callable[[int, int, int], tuple[Sequence[str], bytes]]
     output: PhaseOutput | None = None  # told the output as it is read
     inherit: tuple[int, ...] = ()  # more descriptors the launcher needs (its memfd)
 
@@ -117,26 +119,41 @@ class _Running:
     live: asyncio.Task[None] | None = None  # feeding a live stdin
 
 
+def _memfd(name: str) -> int:
+    return os.memfd_create(name, os.MFD_CLOEXEC)
+
+
+def _fill(fd: int, data: bytes) -> None:
+    """Write ``data`` to a fresh memfd and rewind it for its reader."""
+    write_all(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+
+
 def _spawn(launch: Launch) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the launcher with the filter in a memfd and bwrap's status pipe: (proc, status)."""
-    seccomp_fd = os.memfd_create("runstream-seccomp", os.MFD_CLOEXEC)
+    """Start the launcher with the filter and bwrap's options in memfds and bwrap's status
+    pipe: (proc, status read end). bwrap reads and closes both memfds before the program
+    starts."""
+    seccomp_fd = _memfd("runstream-seccomp")
+    options_fd = _memfd("runstream-bwrap-args")
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     try:
-        os.write(seccomp_fd, launch.seccomp)
-        os.lseek(seccomp_fd, 0, os.SEEK_SET)
-        argv = launch.build_argv(seccomp_fd, status_w)
+        _fill(seccomp_fd, launch.seccomp)
+        argv, options = launch.build_argv(seccomp_fd, status_w, options_fd)
+        _fill(options_fd, options)
         # Popen (vfork + exec, ~1 ms) rather than asyncio subprocesses: the exit
         # is watched with a pidfd, no child-watcher thread per run.
         proc = subprocess.Popen(
             argv, env={}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, pass_fds=(seccomp_fd, status_w, *launch.inherit),
+            stderr=subprocess.PIPE,
+            pass_fds=(seccomp_fd, status_w, options_fd, *launch.inherit),
             close_fds=True, start_new_session=True, cwd="/",
         )
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a NUL in argv (intake refuses it)
         os.close(status_r)
         raise SandboxError(f"cannot start the sandbox launcher: {e}") from e
     finally:
         os.close(seccomp_fd)
+        os.close(options_fd)
         os.close(status_w)
     return proc, status_r
 

@@ -251,15 +251,15 @@ class BwrapSandbox:
             pids=limits.processes + language.processes_floor + BWRAP_PROCESSES)
         self._live[run_id] = cg
 
-        def build(seccomp_fd: int, status_fd: int) -> list[str]:
-            argv_: list[str] = command.launch_argv(command.RunSpec(
+        def build(seccomp_fd: int, status_fd: int, args_fd: int) -> tuple[list[str], bytes]:
+            spec = command.RunSpec(
                 argv=argv, language=language, limits=limits, workspace=str(workspace),
                 cgroup_join=cg.join_files, uid=s.sandbox_uid, gid=s.sandbox_gid,
                 seccomp_fd=seccomp_fd, status_fd=status_fd,
                 tmp_bytes=s.sandbox_tmpfs_mb * 1024 * 1024,
                 root_links=self._root_links, root_dirs=self._root_dirs,
-                launcher_fd=self.launcher_fd))
-            return argv_
+                launcher_fd=self.launcher_fd, args_fd=args_fd)
+            return command.launch_argv(spec), command.bwrap_options_data(spec)
 
         cancelled = False
         try:

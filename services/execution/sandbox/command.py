@@ -24,13 +24,14 @@ program read root-only host files even with a uid mapping.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runstream.schemas.models import Limits
 from runstream.services.execution.languages import Language
-from runstream.services.execution.sandbox.environment import program_env
+from runstream.services.execution.sandbox.environment import MASKED, program_env
 from runstream.services.execution.sandbox.rlimits import rlimits, ulimit_script
 
 BWRAP = "/usr/bin/bwrap"
@@ -65,6 +66,9 @@ class RunSpec:
     root_dirs: Sequence[str] = ()
     # The native launcher's memfd (inherited by the launcher), or -1 for the shell chain.
     launcher_fd: int = -1
+    # The descriptor bwrap reads its options from (``--args``), NUL-separated: see
+    # bwrap_argv for why they are not on its command line.
+    args_fd: int = -1
 
 
 def launcher_script(spec: RunSpec) -> str:
@@ -73,10 +77,9 @@ def launcher_script(spec: RunSpec) -> str:
     return f'set -e; {joins}; {ulimit_script(spec.limits)}exec "$@"'
 
 
-def bwrap_args(spec: RunSpec) -> list[str]:
-    """bwrap's own arguments, up to and including ``--``."""
+def bwrap_options(spec: RunSpec) -> list[str]:
+    """bwrap's options (what it reads from ``--args``): namespaces, mounts, environment."""
     args = [
-        BWRAP,
         "--unshare-all",
         "--unshare-user",
         "--disable-userns",
@@ -101,6 +104,7 @@ def bwrap_args(spec: RunSpec) -> list[str]:
         "--dev", "/dev",
         "--size", size, "--tmpfs", "/dev/shm",
         "--proc", "/proc",
+        *(arg for path in MASKED for arg in ("--ro-bind", "/dev/null", path)),
         "--size", size, "--tmpfs", "/tmp",
         "--bind", spec.workspace, BOX,
         "--chdir", BOX,
@@ -108,8 +112,28 @@ def bwrap_args(spec: RunSpec) -> list[str]:
     ]  # fmt: skip
     for key, value in program_env(spec.language).items():
         args += ["--setenv", key, value]
-    args += ["--seccomp", str(spec.seccomp_fd), "--json-status-fd", str(spec.status_fd), "--"]
+    args += ["--seccomp", str(spec.seccomp_fd), "--json-status-fd", str(spec.status_fd)]
     return args
+
+
+def bwrap_options_data(spec: RunSpec) -> bytes:
+    """:func:`bwrap_options` as bwrap's ``--args`` reads them: each ends with a NUL."""
+    options = bwrap_options(spec)
+    bad = [o for o in options if "\0" in o]
+    if bad:  # only the configuration writes them; a NUL would split one in two
+        raise ValueError(f"a bwrap option contains a NUL character: {bad[0]!r}")
+    return b"".join(os.fsencode(o) + b"\0" for o in options)
+
+
+def bwrap_argv(spec: RunSpec) -> list[str]:
+    """bwrap's command line, up to and including ``--``: its options come from a descriptor.
+
+    Inside the sandbox bwrap is pid 1, and any program can read ``/proc/1/cmdline``:
+    with the options there, it would learn the workspace's host path (with the
+    worker's pid), the descriptors' numbers and the binds. Read from ``--args`` they
+    leave only ``bwrap --args N --`` and the program's own argv.
+    """
+    return [BWRAP, "--args", str(spec.args_fd), "--"]
 
 
 #: The order of the native launcher's rlimit operands (launcher.c's ``resources``).
@@ -132,13 +156,13 @@ def launch_argv(spec: RunSpec) -> list[str]:
     """The whole argv root executes (with an empty environment)."""
     if spec.launcher_fd >= 0:
         return native_argv(spec.launcher_fd, spec.cgroup_join, spec.limits, spec.uid, spec.gid,
-                           [*bwrap_args(spec), *spec.argv])
+                           [*bwrap_argv(spec), *spec.argv])
     return [
         SHELL, "-c", launcher_script(spec), "runstream-launch",
         SETPRIV,
         f"--reuid={spec.uid}", f"--regid={spec.gid}", "--clear-groups",
         "--inh-caps=-all", "--bounding-set=-all",
         "--",
-        *bwrap_args(spec),
+        *bwrap_argv(spec),
         *spec.argv,
     ]  # fmt: skip

@@ -45,7 +45,7 @@ from runstream.services.execution.sandbox._docker_snapshot import (
     with_artefacts,
 )
 from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
-from runstream.services.execution.sandbox.environment import program_env
+from runstream.services.execution.sandbox.environment import MASKED, program_env
 from runstream.services.execution.sandbox.scope import alive, new_scope
 from runstream.services.execution.sandbox.supervision import KILL_WAIT_S
 from runstream.services.settings import Settings
@@ -54,6 +54,11 @@ log = logging.getLogger(__name__)
 
 WORKER_LABEL = "dev.runstream.worker"
 HOST_LABEL = "dev.runstream.host"
+#: The paths Docker 20.10+ masks by default (moby's oci/defaults.go); setting
+#: HostConfig.MaskedPaths replaces them, so they are listed with ours.
+DOCKER_MASKED = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
+                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                 "/proc/sched_debug", "/proc/scsi", "/sys/firmware")
 
 
 class DockerWorkspace:
@@ -276,6 +281,9 @@ class DockerSandbox:
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             init=True,  # reaps the orphans of setsid daemons
+            # Its own cgroup namespace: /proc/self/cgroup and /sys/fs/cgroup show "/",
+            # not the host's /docker/<container id> (README "What a run can see").
+            cgroupns="private",
             tmpfs={"/box": box, "/tmp": f"size={mb}m,mode=1777,exec"},
             shm_size=mb * 1024 * 1024,
             mem_limit=limits.memory_bytes,
@@ -284,6 +292,8 @@ class DockerSandbox:
             nano_cpus=1_000_000_000,
             runtime=s.sandbox_docker_runtime or None,
         )
+        # Docker's own masked paths (replaced, not extended, by this field) and ours.
+        host_config["MaskedPaths"] = [*DOCKER_MASKED, *MASKED]
         # The engine goes on creating and starting if we are cancelled meanwhile:
         # shielded, so that the container is known and removed all the same.
         creating = asyncio.ensure_future(self.engine.call(

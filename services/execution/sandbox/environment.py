@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from runstream.services.execution.languages import Language
 
+#: Host files a program reads as nothing on either backend (README "What a run can see"):
+#: kernel symbols' addresses, shown where perf_event_paranoid <= 1 and kptr_restrict 0.
+MASKED = ("/proc/kallsyms",)
+
 PATH = "/usr/bin:/bin"
 HOME = "/tmp"
 LANG = "C.UTF-8"

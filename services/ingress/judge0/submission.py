@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runstream.schemas.codec import REQUEST_SCHEMA, load_schema, request_from_doc
+from runstream.schemas.errors import InvalidRequest
 from runstream.schemas.models import ExecutionRequest
 from runstream.services.execution.languages import Language
 from runstream.services.ingress.judge0._b64 import decode64
@@ -42,6 +43,10 @@ _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 _INTEGER = re.compile(r"^\s*[+-]?\d+")
 # Rails' boolean cast: these are false, nil/"" take the default, anything else is true.
 _FALSE = {False, "0", "f", "F", "false", "FALSE", "False", "off", "OFF", "no", "NO"}
+# The Judge0 attribute each field of the native request comes from.
+_ATTRIBUTE = {"args": "command_line_arguments", "callback": "callback_url",
+              "files": "source_code", "stdin": "stdin", "tests": "stdin",
+              "language": "language_id", "version": "language_id"}
 
 
 def callbacks_supported() -> bool:
@@ -278,4 +283,20 @@ def build_request(params: Mapping[str, Any], token: str, *, base64_encoded: bool
         doc["stdin"] = stdin
     if callback_url is not None:
         doc["callback"] = {"url": callback_url, "method": "PUT", "format": "judge0"}
-    return request_from_doc(doc)
+    try:
+        return request_from_doc(doc)
+    except InvalidRequest as e:
+        # The native contract's rules (a NUL in an argument, a control character in
+        # the callback URL) told in Judge0's shape, under the attribute they came from.
+        raise FieldErrors({_attribute(e.field): [_without_field(e.message, e.field)]}) from e
+
+
+def _attribute(field: str | None) -> str:
+    top = (field or "").split(".", 1)[0]
+    return _ATTRIBUTE.get(top, top or "base")
+
+
+def _without_field(message: str, field: str | None) -> str:
+    # Judge0's messages follow the attribute's name: "contains ...", not "args.0: ...".
+    prefix = f"{field}: "
+    return message[len(prefix):] if field and message.startswith(prefix) else message

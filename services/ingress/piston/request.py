@@ -18,7 +18,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from runstream.schemas.codec import new_execution_id
+from runstream.schemas.codec import check_request, new_execution_id
+from runstream.schemas.errors import InvalidRequest
 from runstream.schemas.models import ExecutionRequest, SourceFile
 from runstream.services.ingress.piston import limits
 from runstream.services.ingress.piston.errors import PistonRefusal
@@ -117,6 +118,10 @@ def build(doc: dict[str, Any], available: Sequence[Runtime],
         args=_args(doc.get("args")),
         limits=limits.requested(checked),
     )
+    try:
+        check_request(request)  # the native contract's rules (no NUL in an argument, ...)
+    except InvalidRequest as e:
+        raise PistonRefusal(e.message) from e
     return PistonJob(runtime, request)
 
 
@@ -179,6 +184,4 @@ def _args(value: Any) -> tuple[str, ...]:
     if len(value) > _MAX_ARGS or any(len(a) > _MAX_ARG_CHARS for a in value):
         raise PistonRefusal(f"args: at most {_MAX_ARGS} arguments of {_MAX_ARG_CHARS} "
                             "characters each")
-    if any("\0" in a for a in value):  # no argv can carry it
-        raise PistonRefusal("args must not contain NUL characters")
     return tuple(value)

@@ -54,6 +54,11 @@ const loaders = {
   vbnet: legacy(async () => (await import("@codemirror/legacy-modes/mode/vb")).vb),
   smalltalk: legacy(async () => (await import("@codemirror/legacy-modes/mode/smalltalk")).smalltalk),
   awk: legacy(async () => (await import("@codemirror/legacy-modes/mode/shell")).shell),
+  forth: legacy(async () => (await import("@codemirror/legacy-modes/mode/forth")).forth),
+  // No legacy mode exists for these three: grammars.js has small ones.
+  ada: legacy(async () => (await import("./grammars.js")).ada),
+  nim: legacy(async () => (await import("./grammars.js")).nim),
+  prolog: legacy(async () => (await import("./grammars.js")).prolog),
 };
 
 /** The names we have a grammar for (the test checks every served language is one). */

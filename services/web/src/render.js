@@ -19,8 +19,10 @@ export function setBadge(text, status) {
   badge.textContent = text;
 }
 
+// Each label and its value in one cell of the grid, so a label never sits beside
+// another figure's value however the row wraps (a <div> may group a <dl>'s dt/dd).
 function metric(name, value) {
-  return [h("dt", {}, name), h("dd", {}, value)];
+  return [h("div", { className: "metric" }, h("dt", {}, name), h("dd", {}, value))];
 }
 
 const num = (value) => (Number.isFinite(value) ? value : null);

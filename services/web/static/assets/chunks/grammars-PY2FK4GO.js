@@ -1,0 +1,16 @@
+var i=l=>new Set(l.split(/\s+/).filter(Boolean));function c({name:l,line:o,block:r,quotes:p,keywords:g,builtins:m=new Set,fold:w=!1,variable:d=null,charLiteral:s=null,tripleQuote:b=!1,builtinToken:x="typeName"}){let f=e=>w?e.toLowerCase():e;function h(e,t){for(;!e.eol();)if(e.match(r[1])){if(t.depth-=1,t.depth===0){t.inBlock=!1;break}}else e.match(r[0])?t.depth+=1:e.next();return"comment"}function a(e,t){let n=t.quote;for(;!e.eol();){if(n.length===3?e.match(n):e.eat(n))return t.quote=null,"string";(n.length===1&&e.next()==="\\"||n.length===3)&&e.next()}return n.length===1&&(t.quote=null),"string"}return{name:l,startState:()=>({inBlock:!1,depth:0,quote:null}),token(e,t){if(t.inBlock)return h(e,t);if(t.quote)return a(e,t);if(e.eatSpace())return null;if(r&&e.match(r[0]))return t.inBlock=!0,t.depth=1,h(e,t);if(o&&e.match(o))return e.skipToEnd(),"comment";if(b&&e.match('"""'))return t.quote='"""',a(e,t);if(s&&e.match(s))return"string";let n=e.peek();if(p.includes(n))return e.next(),t.quote=n,a(e,t);if(e.match(/^(0[xXbBoO][0-9a-fA-F_]+|\d[\d_]*(\.\d[\d_]*)?([eE][+-]?\d+)?(#[\w.]+#)?)/))return"number";if(e.match(/^[A-Za-z_][\w']*/)){let u=e.current();return g.has(f(u))?"keyword":m.has(f(u))?x:d&&d.test(u)?"variableName.definition":null}return e.match(/^[-+*/=<>:!&|.^~@%$?\\]+/)?"operator":(e.next(),null)},languageData:{commentTokens:{...o?{line:o}:{},...r?{block:{open:r[0],close:r[1]}}:{}}}}}var y=c({name:"ada",line:"--",quotes:'"',charLiteral:/^'.'/,fold:!0,keywords:i(`abort abs abstract accept access aliased all and array at begin body case
+    constant declare delay delta digits do else elsif end entry exception exit for function
+    generic goto if in interface is limited loop mod new not null of or others out overriding
+    package pragma private procedure protected raise range record rem renames requeue return
+    reverse select separate some subtype synchronized tagged task terminate then type until use
+    when while with xor`),builtins:i(`boolean integer natural positive float character string wide_string
+    duration true false put put_line get get_line new_line text_io ada`)}),_=c({name:"nim",line:"#",block:["#[","]#"],quotes:'"',tripleQuote:!0,charLiteral:/^'(\\.|[^'\\])'/,keywords:i(`addr and as asm bind block break case cast concept const continue converter
+    defer discard distinct div do elif else end enum except export finally for from func if
+    import in include interface is isnot iterator let macro method mixin mod nil not notin
+    object of or out proc ptr raise ref return shl shr static template try tuple type using var
+    when while xor yield`),builtins:i(`int int8 int16 int32 int64 uint uint8 uint16 uint32 uint64 float float32
+    float64 bool char string seq array set openArray true false echo len high low inc dec
+    readLine stdin stdout result`)}),k=c({name:"prolog",line:"%",block:["/*","*/"],quotes:"\"'`",charLiteral:/^0'(\\.|.)/,keywords:i("is mod rem div xor not fail true false catch throw findall forall"),builtins:i(`write writeln print nl read read_term format atom number var nonvar
+    atom_codes atom_chars atom_length atom_string number_codes string_concat sub_atom length
+    append member msort sort between succ plus halt assert asserta assertz retract
+    initialization consult`),variable:/^[A-Z_]/,builtinToken:"atom"});export{y as ada,_ as nim,k as prolog};
