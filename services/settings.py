@@ -88,6 +88,16 @@ class Settings:
     broker_data_dir: str = _setting(
         "~/.local/share/runstream/kafka", "KRaft storage directory of the local broker.")
     broker_heap_mb: int = _setting(512, "Java heap of the local broker.", low=128)
+    broker_network_threads: int = _setting(
+        3, "Kafka's num.network.threads of the local broker (threads reading and writing "
+        "client connections); Kafka's default.", low=1)
+    broker_io_threads: int = _setting(
+        8, "Kafka's num.io.threads of the local broker (threads handling requests); Kafka's "
+        "default.", low=1)
+    broker_gc: str = _setting(
+        "g1", "Garbage collector of the local broker's JVM (serial: no concurrent GC threads "
+        "while idle, but longer young pauses; see README \"How fast is it\").",
+        choices=("g1", "serial", "parallel"))
     broker_start_timeout_s: float = _setting(
         60.0, "How long to wait for the local broker to answer metadata requests.", low=1)
 
