@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from runstream.services.settings import Settings
-from runstream.streams import kafka
 from runstream.streams.copartition import partition_for
 from runstream.streams.results import ResultStore
 from runstream.streams.topics import ensure_topics
@@ -26,16 +24,6 @@ async def settings(fresh_settings: Settings, tmp_path: Path) -> Settings:
     s = replace(fresh_settings, results_partitions=5, index_dir=str(tmp_path / "index"))
     await ensure_topics(s)
     return s
-
-
-@pytest.fixture
-async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    p = kafka.producer(settings, client_id="test-copartition-producer")
-    await kafka.start(p, settings)
-    try:
-        yield p
-    finally:
-        await kafka.close(p)
 
 
 _counter = itertools.count()
