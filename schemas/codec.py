@@ -228,6 +228,7 @@ def request_from_doc(doc: dict[str, Any], *, key: bytes | None = None) -> Execut
         enqueued_at=_parse_time(enqueued, "enqueued_at") if isinstance(enqueued, str) else None,
         key_id=doc.get("key_id"),
         interactive=interactive,
+        events=doc.get("events") is True,
     )
 
 
@@ -317,6 +318,8 @@ def encode_request(req: ExecutionRequest) -> bytes:
         doc["key_id"] = req.key_id
     if req.interactive:  # absent otherwise: what older workers and producers know
         doc["interactive"] = True
+    if req.events:  # likewise
+        doc["events"] = True
     return orjson.dumps(doc)
 
 

@@ -129,6 +129,8 @@ class ExecutionRequest:
     #: The run's stdin is live (the stdin topic, keyed by id), not ``stdin``: a
     #: WebSocket session's program (README "Piston-compatible API").
     interactive: bool = False
+    #: The client will follow the run's live events (README "Streaming events").
+    events: bool = False
 
 
 @dataclass(slots=True)

@@ -88,6 +88,16 @@ class Settings:
     broker_data_dir: str = _setting(
         "~/.local/share/runstream/kafka", "KRaft storage directory of the local broker.")
     broker_heap_mb: int = _setting(512, "Java heap of the local broker.", low=128)
+    broker_network_threads: int = _setting(
+        3, "Kafka's num.network.threads of the local broker (threads reading and writing "
+        "client connections); Kafka's default.", low=1)
+    broker_io_threads: int = _setting(
+        8, "Kafka's num.io.threads of the local broker (threads handling requests); Kafka's "
+        "default.", low=1)
+    broker_gc: str = _setting(
+        "g1", "Garbage collector of the local broker's JVM (serial: no concurrent GC threads "
+        "while idle, but longer young pauses; see README \"How fast is it\").",
+        choices=("g1", "serial", "parallel"))
     broker_start_timeout_s: float = _setting(
         60.0, "How long to wait for the local broker to answer metadata requests.", low=1)
 
@@ -218,6 +228,11 @@ class Settings:
         True, "Live execution events: workers write progress and output chunks to the events "
         "topic, ingresses follow it for GET /v1/executions/{id}/events. Off: none are written "
         "or read, and a stream carries only `finished`.")
+    events_produce: str = _setting(
+        "always", "Which executions write live events: always (every one), or requested (those "
+        "whose request says \"events\": true, which the ingress sets for POST ?wait=0, the "
+        "playground and WebSocket sessions; the others' streams carry only `finished`).",
+        choices=("always", "requested"))
     events_topic: str = _setting(
         "runstream.events", "Topic of execution events, keyed by execution id (short-lived).")
     events_partitions: int = _setting(12, "Partitions of the events topic (at creation).", low=1)

@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from runstream.schemas import events
 from runstream.schemas.events import Event
-from runstream.schemas.models import Limits, PhaseResult
+from runstream.schemas.models import ExecutionRequest, Limits, PhaseResult
 from runstream.services.execution.languages import Language
 from runstream.services.execution.sandbox.base import PhaseOutput
 from runstream.services.logs import Throttled
@@ -44,6 +44,12 @@ log = logging.getLogger(__name__)
 
 #: Control events queued at most, whatever their bytes (each is ~200 bytes).
 MAX_QUEUED_CONTROL = 10_000
+
+
+def wants_events(settings: Settings, request: ExecutionRequest) -> bool:
+    """Whether the run of ``request`` writes live events (README "Streaming events")."""
+    return (settings.events_produce == "always" or request.events
+            or request.interactive)  # a WebSocket session's output comes as events
 
 
 def chunk_policy(settings: Settings, output_bytes: int) -> ChunkPolicy:

@@ -32,7 +32,7 @@ from runstream.services.execution.languages import Registry
 from runstream.services.logs import Throttled, bind_execution
 from runstream.services.settings import Settings
 from runstream.streams.callbacks import publish_job
-from runstream.streams.events import EventPublisher
+from runstream.streams.events import EventPublisher, wants_events
 from runstream.streams.publish import PermanentPublishError, Publisher
 from runstream.streams.stdinfeed import StdinFeed
 from runstream.streams.topics import language_topic
@@ -200,7 +200,8 @@ class Handler:
 
     async def _execute(self, req: ExecutionRequest, d: Delivery, release: Callable[[], None],
                        t0: float, done: asyncio.Future[bytes]) -> bool:
-        progress = self.events.execution(req.id) if self.events is not None else None
+        progress = (self.events.execution(req.id)
+                    if self.events is not None and wants_events(self.settings, req) else None)
         live = (self.stdin.open(req.id) if req.interactive and self.stdin is not None
                 else None)
         try:

@@ -167,9 +167,9 @@ async def follow(consumer: AIOKafkaConsumer, on_record: Callable[[Any], None], *
                 on_record(record)
 
 
-async def assign_all(consumer: AIOKafkaConsumer, topic: str, settings: Settings,
-                     deadline: float) -> list[TopicPartition]:
-    """Assign every partition of ``topic`` to ``consumer`` (no group), in order.
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str, settings: Settings,
+                        deadline: float) -> list[TopicPartition]:
+    """Every partition of ``topic``, in order.
 
     Waits for the topic's metadata until ``deadline`` (monotonic); a topic that
     does not exist by then is BrokerUnavailable naming the command that creates it.
@@ -182,7 +182,13 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str, settings: Settings,
             await asyncio.wait_for(consumer._client.force_metadata_update(),
                                    settings.request_timeout_s)
         await asyncio.sleep(0.2)
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
+async def assign_all(consumer: AIOKafkaConsumer, topic: str, settings: Settings,
+                     deadline: float) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` to ``consumer`` (no group), in order."""
+    tps = await partitions_of(consumer, topic, settings, deadline)
     consumer.assign(tps)
     return tps
 

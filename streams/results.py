@@ -1,6 +1,8 @@
 """Every result within the results topic's retention, findable by execution id.
 
-A :class:`ResultStore` follows all partitions of the compacted results topic
+A :class:`ResultStore` follows the partitions of the compacted results topic
+(all of them, or a chosen set: :meth:`ResultStore.follow`, for a worker that needs
+only the results of the request partitions it owns, see ``streams/copartition.py``)
 with one group-less consumer and keeps two things:
 
 - an on-disk index (SQLite, WAL) from execution id to the (partition, offset)
@@ -28,13 +30,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.settings import Settings
 from runstream.streams import kafka
+from runstream.streams.copartition import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ Listener = Callable[[str, bytes], None]
 T = TypeVar("T")
 # SQLite's page cache per index: what the index costs in memory, whatever its size.
 INDEX_CACHE_KIB = 8192
+#: Records one round of the follower reads at most.
+_MAX_RECORDS = 2000
 
 
 class RecentResults:
@@ -159,10 +164,6 @@ def index_path(settings: Settings, name: str) -> Path:
     return Path(settings.index_dir).expanduser() / f"{safe}.sqlite"
 
 
-#: A lagging follower's fetch waits for this much data (or its lag) before it returns.
-_BATCH_BYTES = 64 * 1024
-
-
 class ResultStore:
     """The latest result of every id within the results topic's retention, in bounded memory.
 
@@ -173,12 +174,20 @@ class ResultStore:
 
     PRUNE_EVERY_S = 3600.0
 
-    def __init__(self, settings: Settings, *, name: str, lag_ms: int = 0) -> None:
+    def __init__(self, settings: Settings, *, name: str, lag_ms: int = 0,
+                 partitions: Iterable[int] | None = None) -> None:
         self.settings = settings
         self.name = name
         #: How far behind the topic the follower may read, to read it in fewer, larger
-        #: fetches under load; 0: each result as soon as it is written.
+        #: fetches under load; 0: each result as soon as it is written. After a batch the
+        #: follower pauses this long; idle, its fetch waits for the next record (one fetch
+        #: per 500 ms), so the lag costs no fetches while nothing is written.
         self.lag_ms = lag_ms
+        self._wanted: frozenset[int] | None = None if partitions is None else frozenset(
+            partitions)
+        self._changes: list[asyncio.Future[None]] = []  # follow() calls not applied yet
+        self._changed = asyncio.Event()  # wakes a follower that follows no partition
+        self._all: list[TopicPartition] = []  # every partition of the topic
         self.recent = RecentResults(settings.ingress_results_cache,
                                     settings.results_cache_mb * 1024 * 1024)
         self._listeners: list[Listener] = []
@@ -198,11 +207,9 @@ class ResultStore:
         """Connect and start following; the index catches up in the background."""
         s = self.settings
         self._index = await self._run(ResultIndex, index_path(s, self.name))
-        batching = ({"fetch_min_bytes": _BATCH_BYTES, "fetch_max_wait_ms": self.lag_ms}
-                    if self.lag_ms else {})
         self._follower = kafka.consumer(s, client_id=f"runstream-{self.name}-results",
                                         isolation_level="read_committed",
-                                        auto_offset_reset="earliest", **batching)
+                                        auto_offset_reset="earliest")
         self._reader = kafka.consumer(s, client_id=f"runstream-{self.name}-results-reader",
                                       fetch_max_wait_ms=100, isolation_level="read_committed",
                                       auto_offset_reset="earliest")
@@ -216,25 +223,75 @@ class ResultStore:
         self._task = asyncio.create_task(self._follow(), name=f"results-{self.name}")
 
     async def _assign(self, timeout_s: float) -> None:
-        assert self._follower is not None and self._index is not None
+        assert self._follower is not None
         s = self.settings
         deadline = time.monotonic() + timeout_s
-        self._tps = await kafka.assign_all(self._follower, s.results_topic, s, deadline)
-        wait = max(1.0, deadline - time.monotonic())
-        first = await asyncio.wait_for(self._follower.beginning_offsets(self._tps), wait)
-        end = await asyncio.wait_for(self._follower.end_offsets(self._tps), wait)
+        self._all = await kafka.partitions_of(self._follower, s.results_topic, s, deadline)
+        await self._apply(self._wanted, max(1.0, deadline - time.monotonic()))
+
+    async def _apply(self, wanted: frozenset[int] | None, wait: float) -> None:
+        """Assign the wanted partitions, each from where this index stopped reading it.
+
+        Runs while no batch is being read (at start, or between two of ``_follow``'s
+        fetches): the positions stored with the index are those of every record indexed.
+        """
+        assert self._follower is not None and self._index is not None
+        s = self.settings
+        tps = [tp for tp in self._all if wanted is None or tp.partition in wanted]
+        first = await asyncio.wait_for(self._follower.beginning_offsets(tps), wait) if tps else {}
+        end = await asyncio.wait_for(self._follower.end_offsets(tps), wait) if tps else {}
         saved = await self._run(self._index.positions)
-        if any(saved.get(tp.partition, 0) > end[tp] for tp in self._tps):
+        if any(saved.get(tp.partition, 0) > end[tp] for tp in tps):
             # Positions beyond the end: the topic was re-created. Nothing indexed is valid.
             log.warning("index %s is ahead of %s; rebuilding it", self._index.path, s.results_topic)
             await self._run(self._index.reset)
             saved = {}
-        for tp in self._tps:
-            at = max(saved.get(tp.partition, 0), first[tp])
-            self._follower.seek(tp, at)
-            self._positions[tp.partition] = at
-        log.info("results index %s resumes at %s (end %s)", self._index.path, self._positions,
-                 {tp.partition: end[tp] for tp in self._tps})
+        self._follower.assign(tps)
+        positions = {}
+        for tp in tps:
+            positions[tp.partition] = max(saved.get(tp.partition, 0), first[tp])
+            self._follower.seek(tp, positions[tp.partition])
+        self._tps = tps
+        async with self._progress:
+            self._positions = positions
+            self._progress.notify_all()
+        log.info("results index %s follows %s from %s (end %s)", self._index.path,
+                 "every partition" if wanted is None else sorted(wanted), positions,
+                 {tp.partition: end[tp] for tp in tps})
+
+    @property
+    def followed(self) -> frozenset[int] | None:
+        """The partitions followed (or to be, once a :meth:`follow` is applied); None: all."""
+        return self._wanted
+
+    async def follow(self, partitions: Iterable[int] | None, *, timeout_s: float = 10.0) -> None:
+        """From now on follow only ``partitions`` of the results topic (None: every one).
+
+        For a worker, on each rebalance: the results partitions of the request partitions
+        it was assigned (:func:`~runstream.streams.copartition.co_partitions`). A partition
+        followed again resumes where this index stopped reading it. Returns once the
+        follower reads the new set (the change waits for the batch being read); a lookup
+        of an id in a partition not followed follows it too (:meth:`get`). Raises
+        TimeoutError past ``timeout_s``; the change is applied anyway, later.
+        """
+        self._wanted = None if partitions is None else frozenset(partitions)
+        if self._task is None:
+            return  # start() assigns what is wanted
+        done = asyncio.get_running_loop().create_future()
+        self._changes.append(done)
+        self._changed.set()
+        await asyncio.wait_for(asyncio.shield(done), timeout_s)
+
+    async def _follow_partition_of(self, exec_id: str, timeout_s: float) -> None:
+        """Follow the partition of ``exec_id`` too, if it is not followed."""
+        wanted = self._wanted
+        if wanted is None or not self._all:
+            return
+        part = partition_for(exec_id.encode(), len(self._all))
+        if part not in wanted:
+            log.info("results index %s: %r is in partition %d, not followed: following it",
+                     self.name, exec_id, part)
+            await self.follow(wanted | {part}, timeout_s=timeout_s)
 
     async def stop(self) -> None:
         """Stop following and close everything; bounded whatever the broker does."""
@@ -264,7 +321,9 @@ class ResultStore:
         Raises BrokerUnavailable if the record the index points to cannot be read.
         """
         deadline = time.monotonic() + timeout_s
-        if not await self.caught_up(timeout_s):
+        with contextlib.suppress(TimeoutError):
+            await self._follow_partition_of(exec_id, timeout_s)
+        if not await self.caught_up(max(0.0, deadline - time.monotonic())):
             if exact:
                 raise BrokerUnavailable(
                     f"the results index of {self.name} has not read {self.settings.results_topic}"
@@ -291,6 +350,7 @@ class ResultStore:
                     if self._reader.assignment() != {tp}:
                         self._reader.assign([tp])
                     self._reader.seek(tp, offset)
+                    self._reader.resume(tp)
                     while True:
                         got = await self._reader.getmany(tp, timeout_ms=500, max_records=1)
                         records = got.get(tp, [])
@@ -300,6 +360,10 @@ class ResultStore:
             except (KafkaError, TimeoutError, OSError) as e:
                 raise BrokerUnavailable(f"could not read the result of {exec_id!r} back from "
                                         f"{tp.topic}[{partition}]@{offset}: {e!r}") from e
+            finally:
+                # Between reads the reader fetches nothing (it would ask 10 times a second).
+                with contextlib.suppress(Exception):
+                    self._reader.pause(tp)
         if record.key != key or record.value is None:
             # Retention deleted it (the next record is another id's) or it was tombstoned.
             await self._run(self._index.forget, exec_id)
@@ -326,8 +390,9 @@ class ResultStore:
             return False
         async with self._progress:
             try:
+                # A partition no longer followed (a follow() since the snapshot) is not waited for.
                 await asyncio.wait_for(self._progress.wait_for(lambda: all(
-                    self._positions.get(p, 0) >= end for p, end in ends.items())),
+                    self._positions.get(p, end) >= end for p, end in ends.items())),
                     max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 return False
@@ -340,42 +405,78 @@ class ResultStore:
 
     # -- following -------------------------------------------------------------
     async def _follow(self) -> None:
-        assert self._follower is not None and self._index is not None
+        assert self._follower is not None
         # The first prune waits a minute: at start-up, catching up comes first.
         pruned_at = time.monotonic() - self.PRUNE_EVERY_S + 60
         while True:
+            paused: list[TopicPartition] = []
             try:
+                if self._changes:
+                    await self._apply_changes()
+                if not self._tps:  # nothing to read until a follow()
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
                 if time.monotonic() - pruned_at > self.PRUNE_EVERY_S:
                     pruned_at = time.monotonic()
                     await self._prune()
-                batches = await self._follower.getmany(timeout_ms=500, max_records=2000)
-                rows: list[tuple[str, int, int]] = []
-                deleted: list[str] = []
-                for tp, records in batches.items():
-                    for r in records:
-                        if r.key is None:
-                            continue
-                        exec_id = r.key.decode("utf-8", "replace")
-                        if r.value is None:
-                            deleted.append(exec_id)
-                            self.recent.pop(exec_id)
-                            continue
-                        rows.append((exec_id, tp.partition, r.offset))
-                        self.recent.put(exec_id, r.value, tp.partition, r.offset)
-                        self._tell(exec_id, r.value)
-                async with asyncio.timeout(self.settings.request_timeout_s * 5):
-                    positions = {tp.partition: await self._follower.position(tp)
-                                 for tp in self._tps}
-                if rows or deleted or positions != self._positions:
-                    await self._run(self._index.write, rows, deleted, positions)
-                async with self._progress:
-                    self._positions = positions
-                    self._progress.notify_all()
+                batches = await self._follower.getmany(timeout_ms=500, max_records=_MAX_RECORDS)
+                count = sum(len(records) for records in batches.values())
+                if self.lag_ms and 0 < count < _MAX_RECORDS:
+                    # At once, before the consumer's background task sends its next fetch:
+                    # the next batch is read lag_ms from now (not after a full batch: then
+                    # the index is catching up, as fast as it can).
+                    paused = list(self._tps)
+                    self._follower.pause(*paused)
+                    resume_at = time.monotonic() + self.lag_ms / 1000
+                await self._index_batch(batches)
+                if paused:
+                    await asyncio.sleep(max(0.0, resume_at - time.monotonic()))
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep following through broker restarts
                 log.exception("reading %s failed; retrying", self.settings.results_topic)
                 await asyncio.sleep(0.5)
+            finally:
+                if paused:
+                    with contextlib.suppress(Exception):  # unassigned since: nothing to resume
+                        self._follower.resume(*paused)
+
+    async def _index_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        assert self._follower is not None and self._index is not None
+        rows: list[tuple[str, int, int]] = []
+        deleted: list[str] = []
+        for tp, records in batches.items():
+            for r in records:
+                if r.key is None:
+                    continue
+                exec_id = r.key.decode("utf-8", "replace")
+                if r.value is None:
+                    deleted.append(exec_id)
+                    self.recent.pop(exec_id)
+                    continue
+                rows.append((exec_id, tp.partition, r.offset))
+                self.recent.put(exec_id, r.value, tp.partition, r.offset)
+                self._tell(exec_id, r.value)
+        async with asyncio.timeout(self.settings.request_timeout_s * 5):
+            positions = {tp.partition: await self._follower.position(tp) for tp in self._tps}
+        if rows or deleted or positions != self._positions:
+            await self._run(self._index.write, rows, deleted, positions)
+        async with self._progress:
+            self._positions = positions
+            self._progress.notify_all()
+
+    async def _apply_changes(self) -> None:
+        """Apply what :meth:`follow` asked for, between two batches."""
+        changes, self._changes = self._changes, []
+        try:
+            await self._apply(self._wanted, self.settings.request_timeout_s * 5)
+        except BaseException:
+            self._changes[:0] = changes  # tried again on the next round
+            raise
+        for done in changes:
+            if not done.done():
+                done.set_result(None)
 
     def _tell(self, exec_id: str, value: bytes) -> None:
         for fn in self._listeners:

@@ -9,6 +9,7 @@
     runstream bench compare A B
     runstream bench latency [--requests 300]
     runstream bench speed [--profile]     # every speed goal's figure, one command
+    runstream bench idle [--seconds 30]   # CPU of an idle system, per process
 
 A workload is a shipped name (braindrill, hello, polyglot, cpu, sleep, hostile)
 or a TOML file; its [load] table gives defaults that the flags override. Each
@@ -33,7 +34,7 @@ from runstream.services.bench.targets import TARGETS
 from runstream.services.bench.workload import builtin_names, load_workload
 from runstream.services.settings import Settings
 
-SUBCOMMANDS = ("run", "replay", "report", "compare", "latency", "speed")
+SUBCOMMANDS = ("run", "replay", "report", "compare", "latency", "speed", "idle")
 
 
 def _target_flags(p: argparse.ArgumentParser) -> None:
@@ -180,6 +181,10 @@ async def main(settings: Settings, argv: list[str]) -> int:
         from runstream.services.bench.speed import main as speed_main
 
         return await speed_main(settings, argv)
+    if argv[:1] == ["idle"]:
+        from runstream.services.bench.idle import main as idle_main
+
+        return await idle_main(settings, argv)
     if not argv or argv[0] not in SUBCOMMANDS or argv[0] == "latency":
         # The original command: `runstream bench [latency] [--requests N] ...`.
         from runstream.services.bench.latency import main as latency_main

@@ -38,13 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from runstream.services.bench import procs
 from runstream.services.bench._budget import CpuWindow, budget_markdown, categorise
 from runstream.services.settings import Settings
 
-ROLES = {"ingress": re.compile(r"\brunstream\b.*\bingress$"),
-         "workers": re.compile(r"\brunstream\b.*\bworker$"),
-         "broker": re.compile(r"kafka\.Kafka\b")}
-TICK = os.sysconf("SC_CLK_TCK")
 GOALS = {"added_p50_ms": 3.0, "added_p99_ms": 8.0, "ratio_hello": 0.90,
          "ratio_braindrill": 0.90, "bwrap_fixed_ms": 4.0, "docker_javascript_ms": 150.0}
 
@@ -77,37 +74,6 @@ def _run(argv: Sequence[str], timeout_s: float) -> Child:
                  usage.ru_utime + usage.ru_stime, proc.returncode)
 
 
-def processes() -> dict[int, str]:
-    """pid -> role of the system's processes on this host (not this command's)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
-            continue
-        for role, rx in ROLES.items():
-            if rx.search(cmd):
-                found[int(entry.name)] = role
-    return found
-
-
-def _ticks(pid: int) -> int:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    fields = stat.rpartition(")")[2].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime
-
-
-def _machine_busy_s() -> float:
-    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in first[:8]]
-    return (sum(values) - values[3] - values[4]) / TICK  # minus idle and iowait
-
-
 async def _closed(args: argparse.Namespace, workload: str, target: str, out: Path,
                   extra: Sequence[str] = ()) -> tuple[dict[str, Any], Child]:
     folder = out / f"{workload}-{target}"
@@ -126,13 +92,13 @@ async def _closed(args: argparse.Namespace, workload: str, target: str, out: Pat
     return orjson.loads((folder / "report.json").read_bytes()), child
 
 
-def _spies(procs: dict[int, str], out: Path,
+def _spies(found: dict[int, str], out: Path,
            seconds: int) -> dict[str, tuple[subprocess.Popen[bytes], Path]]:
     """py-spy on the ingress and on one worker (samples that hold the GIL: Python CPU)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     spies = {}
     for role in ("ingress", "workers"):
-        pid = min(p for p, r in procs.items() if r == role)
+        pid = min(p for p, r in found.items() if r == role)
         raw = out / f"profile-{role}.txt"
         spies[role] = (subprocess.Popen(
             [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "--gil",
@@ -143,17 +109,18 @@ def _spies(procs: dict[int, str], out: Path,
 
 async def _profiled_pipeline(args: argparse.Namespace, out: Path) -> tuple[
         dict[str, Any], CpuWindow, dict[str, Counter[str]]]:
-    procs = processes()
-    if not any(r == "ingress" for r in procs.values()):
-        raise SystemExit("no runstream ingress runs on this host: start ./deploy.sh local")
-    spies = _spies(procs, out, int(args.duration + args.warmup)) if args.profile else {}
-    before = {pid: _ticks(pid) for pid in procs}
-    busy0, t0 = _machine_busy_s(), time.monotonic()
+    found = procs.processes(args.bootstrap)
+    if not any(r == "ingress" for r in found.values()):
+        raise SystemExit(f"no runstream ingress on {args.bootstrap} runs on this host: "
+                         "start ./deploy.sh local")
+    spies = _spies(found, out, int(args.duration + args.warmup)) if args.profile else {}
+    before = {pid: procs.ticks(pid) for pid in found}
+    busy0, t0 = procs.machine_busy_s(), time.monotonic()
     report, child = await _closed(args, "hello", "http", out)
-    busy, wall = _machine_busy_s() - busy0, time.monotonic() - t0
+    busy, wall = procs.machine_busy_s() - busy0, time.monotonic() - t0
     by_role: dict[str, float] = {}
-    for pid, role in procs.items():
-        by_role[role] = by_role.get(role, 0.0) + (_ticks(pid) - before[pid]) / TICK
+    for pid, role in found.items():
+        by_role[role] = by_role.get(role, 0.0) + (procs.ticks(pid) - before[pid]) / procs.TICK
     by_role["load generator"] = child.cpu_s
     profiles = {}
     for role, (proc, raw) in spies.items():
@@ -166,6 +133,26 @@ async def _profiled_pipeline(args: argparse.Namespace, out: Path) -> tuple[
     # The whole invocation's CPU and answers (the warm-up's too): both sides alike.
     total = report["requests"]["completed"]
     return report, CpuWindow(total, wall, busy, by_role), profiles
+
+
+async def _budget_only(args: argparse.Namespace, out: Path) -> int:
+    hello, window, profiles = await _profiled_pipeline(args, out)
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    text = "\n".join([
+        f"runstream bench speed --budget-only, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{os.cpu_count()} cores, load average now {load}; hello, closed loop "
+        f"{args.clients} clients: {hello['throughput_rps']:.1f} per s", "",
+        budget_markdown(window, profiles)])
+    print("\n" + text)
+    (out / "speed.md").write_text(text + "\n", encoding="utf-8")
+    (out / "speed.json").write_bytes(orjson.dumps(
+        {"figures": {"hello_rps": hello["throughput_rps"],
+                     "cpu_ms_per_request": {r: window.per_request_ms(r)
+                                            for r in window.by_role}},
+         "profiles": {k: dict(v) for k, v in profiles.items()}},
+        option=orjson.OPT_INDENT_2))
+    print(f"\nwritten: {out / 'speed.md'}  {out / 'speed.json'}")
+    return 0
 
 
 def _latency(args: argparse.Namespace) -> tuple[dict[str, float], str]:
@@ -223,10 +210,16 @@ async def main(settings: Settings, argv: list[str]) -> int:
     p.add_argument("--sandbox-runs", type=int, default=21)
     p.add_argument("--profile", action="store_true", help="py-spy the ingress and a worker")
     p.add_argument("--pin-client", metavar="CPUS", help="taskset -c CPUS for the load generator")
+    p.add_argument("--budget-only", action="store_true",
+                   help="only the pipeline's hello loop and its CPU per request (about "
+                        "30 s: no latency, direct, braindrill or sandbox runs)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
+    args.bootstrap = settings.bootstrap_servers
     out = args.out or Path("bench-results") / time.strftime("speed-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
+    if args.budget_only:
+        return await _budget_only(args, out)
 
     latency, latency_text = _latency(args)
     print(latency_text.strip(), flush=True)

@@ -52,6 +52,11 @@ def _from_json(body: bytes) -> tuple[ExecutionRequest, bool]:
     return request_from_doc(doc), "id" in doc
 
 
+def _streamed_from_json(body: bytes) -> tuple[ExecutionRequest, bool]:
+    req, named = _from_json(body)
+    return replace(req, events=True), named
+
+
 class Ingress:
     """Route handlers bound to one gateway, registry and settings."""
 
@@ -110,7 +115,10 @@ class Ingress:
 
     async def create_execution(self, request: Request) -> Response:
         wait_s = _wait_param(request, self.settings.ingress_wait_s)
-        exec_id, result = await self._execute(request, _from_json, wait_s)
+        # ?wait=0: the client follows the run some other way, maybe its events (the
+        # playground streams them): ask for them (RUNSTREAM_EVENTS_PRODUCE=requested).
+        build = _from_json if wait_s > 0 else _streamed_from_json
+        exec_id, result = await self._execute(request, build, wait_s)
         if result is None:
             return _pending(exec_id)
         return Response(result, media_type=JSON)

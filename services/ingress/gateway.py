@@ -42,7 +42,7 @@ from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.correlator import Correlator
 from runstream.streams.eventfeed import EventFeed
-from runstream.streams.events import EventPublisher
+from runstream.streams.events import EventPublisher, wants_events
 from runstream.streams.kafka import SEQUENCE_LOST
 from runstream.streams.producer import RenewingProducer
 from runstream.streams.results import ResultStore
@@ -282,7 +282,8 @@ class Gateway:
                 "than partitions); it is safe to retry with the same id")
         req = replace(req, reply_to=ReplyTo(self.settings.replies_topic, partition),
                       enqueued_at=datetime.now(UTC))
-        if self.event_writer is not None:  # fire-and-forget, alongside the request
+        if self.event_writer is not None and wants_events(self.settings, req):
+            # fire-and-forget, alongside the request
             self.event_writer.emit(event_queued(req.id, req.enqueued_at or datetime.now(UTC),
                                                 req.language))
         producer = self._producer.producer

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.settings import Settings
-from runstream.streams import kafka
 from runstream.streams.results import ResultStore
 from runstream.streams.topics import ensure_topics
 
@@ -23,16 +21,6 @@ pytestmark = pytest.mark.kafka
 async def settings(fresh_settings: Settings, tmp_path: Path) -> Settings:
     await ensure_topics(fresh_settings)
     return replace(fresh_settings, index_dir=str(tmp_path / "index"))
-
-
-@pytest.fixture
-async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    p = kafka.producer(settings, client_id="test-results-producer")
-    await kafka.start(p, settings)
-    try:
-        yield p
-    finally:
-        await kafka.close(p)
 
 
 def result(exec_id: str, status: str = "ok", pad: int = 0) -> bytes:
