@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from runstream.schemas.codec import decode_request, encode_request, result_to_doc
-from runstream.schemas.codec import validate_result_doc
+from runstream.schemas.codec import (
+    decode_request,
+    encode_request,
+    result_to_doc,
+    validate_result_doc,
+)
 from runstream.schemas.errors import InvalidRequest
 from runstream.schemas.models import (
     ExecutionResult,
@@ -60,7 +64,8 @@ def test_a_wrong_line_is_named_in_the_comment() -> None:
     assert check(StandardChecker(), b"1\n3\n", "1\n2\n") == "line 2: expected '2', got '3'"
 
 
-def _phase(code: int | None = 0, *, out: bytes = b"", err: bytes = b"", **kw: object) -> PhaseResult:
+def _phase(code: int | None = 0, *, out: bytes = b"", err: bytes = b"",
+           **kw: object) -> PhaseResult:
     return PhaseResult(stdout=out, stderr=err, exit_code=code, **kw)  # type: ignore[arg-type]
 
 
