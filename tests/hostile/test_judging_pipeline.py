@@ -8,12 +8,15 @@ next ordinary request still succeeds (README "Checkers and scored tests").
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from runstream.schemas.codec import validate_result_doc
 
 from tests.e2e.test_events import collect
@@ -344,3 +347,41 @@ async def test_each_test_verdict_is_an_event(running: System) -> None:
     assert [(t["test"], t["status"], t["score"]) for t in tested] == [
         (0, "ok", 2), (1, "wrong_answer", 0)]
     assert tested[1]["comment"] == "line 1: expected '3', got '2'"
+
+
+# -- the Kafka path ---------------------------------------------------------------
+
+async def test_a_kafka_producer_sends_a_judged_request(running: System) -> None:
+    """Another team's producer, straight onto the requests topic: checker and points."""
+    env = running.env
+    bootstrap, reply_topic = env["RUNSTREAM_BOOTSTRAP_SERVERS"], env["RUNSTREAM_REPLIES_TOPIC"]
+    exec_id = f"team-judged-{uuid.uuid4().hex}"
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="latest")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        tp = TopicPartition(reply_topic, 1)
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        await consumer.position(tp)
+        doc = {"id": exec_id, "language": "python", "source": ANY_PAIR,
+               "reply_to": {"topic": reply_topic, "partition": 1},
+               "checker": {"language": "python", "source": PAIR_CHECKER_PY},
+               "tests": [{"stdin": "2", "points": 3, "group": "g"},
+                         {"stdin": "7", "points": 4, "group": "g"}]}
+        await producer.send_and_wait(env["RUNSTREAM_REQUESTS_TOPIC"], orjson.dumps(doc),
+                                     key=exec_id.encode())
+        async with asyncio.timeout(120):
+            while True:
+                msg = await consumer.getone()
+                if msg.key == exec_id.encode():
+                    break
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    result = orjson.loads(msg.value)
+    validate_result_doc(result)
+    assert statuses(result) == ["ok", "ok"], result
+    assert (result["score"], result["max_score"]) == (7, 7)
+    assert result["groups"] == [{"name": "g", "score": 7, "max_score": 7}]
