@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from runstream.schemas.codec import validate_result_doc
 
 from tests.e2e.test_events import collect
 from tests.hostile.test_pipeline_hostile import _settled
-from tests.system import System
+from tests.system import TEAM_REPLY_PARTITION, System, team_clients
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 
@@ -154,6 +153,13 @@ def test_a_checker_that_does_not_compile_is_a_judge_error(running: System) -> No
     assert doc["status"] == "internal_error", doc
     assert doc["message"] == "judge error: the checker did not compile"
     assert doc["judge_compile"]["exit_code"] != 0 and doc["tests"] == []
+
+
+def test_a_checker_in_a_language_not_served_is_refused(running: System) -> None:
+    doc = post(running, {"language": "python", "source": ANY_PAIR, "checker": {
+        "language": "no-such-language", "source": "x"}, "tests": [{"stdin": "1"}]})
+    assert doc["status"] == "rejected", doc
+    assert doc["message"].startswith("checker: language 'no-such-language' is not supported")
 
 
 # -- scored tests, groups, stopping -----------------------------------------------
@@ -319,6 +325,19 @@ def test_an_interactor_that_never_answers_is_the_programs_time_limit(
     assert not _settled(running, backend), "processes of the interaction outlived it"
 
 
+def test_an_interactor_cannot_reach_the_programs_files(running: System) -> None:
+    # The program plants its secret, then waits for the interactor, which looks for it
+    # everywhere it can reach, says what it found and ends the conversation.
+    waiter = PLANTER.replace("print(1)", "print('planted', flush=True)") + "input()\n"
+    doc = post(running, {"language": "python", "source": waiter,
+                         "interactor": {"language": "python", "source": "input()\n" + SNOOPER},
+                         "tests": [{"stdin": ""}]})
+    test = doc["tests"][0]
+    assert test["comment"] == "found []", test  # nothing of the program's
+    # The interactor accepted; the program, its stdin ended, failed on its own.
+    assert test["status"] == "runtime_error", test
+
+
 def test_an_interactor_that_spins_is_a_judge_error(running: System, backend: str) -> None:
     doc = post(running, {"language": "python", "source": GUESSER, "limits": {"wall_ms": 5000},
                          "interactor": {"language": "python", "source": "while True: pass\n",
@@ -354,19 +373,11 @@ async def test_each_test_verdict_is_an_event(running: System) -> None:
 async def test_a_kafka_producer_sends_a_judged_request(running: System) -> None:
     """Another team's producer, straight onto the requests topic: checker and points."""
     env = running.env
-    bootstrap, reply_topic = env["RUNSTREAM_BOOTSTRAP_SERVERS"], env["RUNSTREAM_REPLIES_TOPIC"]
     exec_id = f"team-judged-{uuid.uuid4().hex}"
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="latest")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await consumer.start()
-    await producer.start()
-    try:
-        tp = TopicPartition(reply_topic, 1)
-        consumer.assign([tp])
-        await consumer.seek_to_end(tp)
-        await consumer.position(tp)
+    async with team_clients(env, auto_offset_reset="latest") as (producer, consumer):
         doc = {"id": exec_id, "language": "python", "source": ANY_PAIR,
-               "reply_to": {"topic": reply_topic, "partition": 1},
+               "reply_to": {"topic": env["RUNSTREAM_REPLIES_TOPIC"],
+                            "partition": TEAM_REPLY_PARTITION},
                "checker": {"language": "python", "source": PAIR_CHECKER_PY},
                "tests": [{"stdin": "2", "points": 3, "group": "g"},
                          {"stdin": "7", "points": 4, "group": "g"}]}
@@ -377,9 +388,6 @@ async def test_a_kafka_producer_sends_a_judged_request(running: System) -> None:
                 msg = await consumer.getone()
                 if msg.key == exec_id.encode():
                     break
-    finally:
-        await consumer.stop()
-        await producer.stop()
     result = orjson.loads(msg.value)
     validate_result_doc(result)
     assert statuses(result) == ["ok", "ok"], result
