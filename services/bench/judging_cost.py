@@ -4,7 +4,8 @@
 (root for bwrap). Each round runs, interleaved, the same Python program on T
 tests judged five ways: the default comparison (``lines``), the ``floats``
 standard checker, a checker program in Python and one in C (compiled once,
-then from the compile cache), and a Python interactor; the whole execution
+then from the compile cache), and a Python interactor (one exchange per test,
+then 200, for the relay's cost per exchange); the whole execution
 is timed as the worker runs it (without Kafka). Prints a Markdown table of
 medians: per execution, per test, and per test over the plain tests.
 """
@@ -36,10 +37,16 @@ CHECKER_C = ("#include <stdio.h>\nint main(int c, char **v) { long n, a, b;\n"
 # The interactor sends n, the program answers "n n+1" as above.
 INTERACTOR = ("import sys\nn = int(open(sys.argv[1]).read())\nprint(n, flush=True)\n"
               "a, b = map(int, input().split())\nsys.exit(0 if a + b == 2 * n + 1 else 1)\n")
+#: Exchanges of the chatty interaction: its cost over the one-exchange one is the relay's.
+EXCHANGES = 200
+CHATTY_PROGRAM = "while True:\n    n = int(input())\n    print(n, n + 1, flush=True)\n"
+CHATTY_INTERACTOR = (
+    f"import sys\nfor n in range({EXCHANGES}):\n    print(n, flush=True)\n"
+    "    a, b = map(int, input().split())\n    if a + b != 2 * n + 1:\n        sys.exit(1)\n")
 
 
 def requests(tests: int) -> dict[str, dict[str, Any]]:
-    """The five ways of judging the same program on ``tests`` tests (request documents)."""
+    """The ways of judging the same program on ``tests`` tests (request documents)."""
     plain = [{"stdin": str(n), "expected_output": f"{n} {n + 1}"} for n in range(tests)]
     bare = [{"stdin": str(n)} for n in range(tests)]
     base = {"language": "python", "source": PROGRAM}
@@ -53,6 +60,9 @@ def requests(tests: int) -> dict[str, dict[str, Any]]:
             "language": "c", "source": CHECKER_C}},
         "interactor (python)": {**base, "tests": bare, "interactor": {
             "language": "python", "source": INTERACTOR}},
+        f"interactor (python), {EXCHANGES} exchanges": {
+            "language": "python", "source": CHATTY_PROGRAM, "tests": bare, "interactor": {
+                "language": "python", "source": CHATTY_INTERACTOR}},
     }
 
 
@@ -75,7 +85,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
                 began = time.perf_counter()
                 result = await executor.execute(req)
                 took = (time.perf_counter() - began) * 1000
-                if result.status != "ok":
+                chatty = name.endswith("exchanges")
+                # The chatty program ends on the closed pipe (EOFError): its verdict is
+                # runtime_error, the interactor's accepted every exchange.
+                if result.status != ("runtime_error" if chatty else "ok") or any(
+                        t.judge is not None and t.judge.exit_code not in (0, None)
+                        for t in result.tests):
                     print(f"{name}: {result.status} {result.message}", file=sys.stderr)
                     return 1
                 if round_:
@@ -90,6 +105,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
         median = statistics.median(found)
         print(f"| {name} | {median:.0f} | {median / args.tests:.1f} | "
               f"{median / args.tests - plain:+.1f} |")
+    one = statistics.median(times["interactor (python)"])
+    many = statistics.median(times[f"interactor (python), {EXCHANGES} exchanges"])
+    print(f"\none exchange through the relay (program -> interactor -> program): "
+          f"{(many - one) / args.tests / (EXCHANGES - 1):.2f} ms")
     return 0
 
 
