@@ -113,12 +113,11 @@ class Pipe:
         return await self._items.get()
 
 
-def _relay(pipe: Pipe, also: PhaseOutput | None) -> PhaseOutput:
+def _relay(pipe: Pipe) -> PhaseOutput:
+    """A phase's output sink that hands its stdout to ``pipe`` (stderr stays its own)."""
     def sink(stream: str, data: bytes) -> None:
         if stream == "stdout":
             pipe.write(data)
-        if also is not None:
-            also(stream, data)
     return sink
 
 
@@ -141,14 +140,14 @@ async def interact(judge: JudgeProgram, stdin: bytes, run: Run,
 
     async def program() -> PhaseResult:
         try:
-            return await run(to_program, _relay(to_judge, None))
+            return await run(to_program, _relay(to_judge))
         finally:
             to_judge.close()
 
     async def interactor() -> PhaseResult:
         try:
             return await judge.ws.run(argv, stdin=to_judge, limits=judge_limits,
-                                      language=judge.language, output=_relay(to_program, None))
+                                      language=judge.language, output=_relay(to_program))
         finally:
             to_program.close()
 

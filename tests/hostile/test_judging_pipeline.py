@@ -236,8 +236,8 @@ def test_an_interactor_rejects_a_wrong_strategy(running: System) -> None:
     assert doc["tests"][1]["comment"] == "too many guesses"
 
 
-def test_a_c_interactor_compiles_and_runs(running: System) -> None:
-    interactor = """#include <stdio.h>
+def test_a_c_interactor_compiles_once_per_worker(running: System) -> None:
+    interactor = f"/* {uuid.uuid4().hex} */\n" + """#include <stdio.h>
 int main(int argc, char **argv) {
     int x, g, q; FILE *in = fopen(argv[1], "r");
     if (!in || fscanf(in, "%d", &x) != 1) return 3;
@@ -249,11 +249,17 @@ int main(int argc, char **argv) {
     return 1;
 }
 """
-    doc = post(running, {"language": "python", "source": GUESSER,
-                         "interactor": {"language": "c", "source": interactor},
-                         "tests": [{"stdin": "64"}]})
-    assert statuses(doc) == ["ok"], doc
-    assert doc["judge_compile"]["exit_code"] == 0
+    seen: Counter[tuple[str, str]] = Counter()
+    for secret in (64, 3, 99):
+        doc = post(running, {"language": "python", "source": GUESSER,
+                             "interactor": {"language": "c", "source": interactor},
+                             "tests": [{"stdin": str(secret)}]})
+        assert statuses(doc) == ["ok"], doc
+        assert doc["judge_compile"]["exit_code"] == 0
+        seen[(doc["worker"], doc["judge_compile"]["cache"])] += 1
+    workers = {w for w, _ in seen}
+    assert all(seen[(w, "miss")] <= 1 for w in workers), seen
+    assert sum(seen[(w, "hit")] for w in workers) >= 3 - len(workers), seen
 
 
 # -- hostile checkers and interactors ---------------------------------------------
