@@ -13,6 +13,7 @@ from tests.e2e.test_playground_browser import (
     browser,  # noqa: F401  (the fixture)
     open_playground,
     set_field,
+    shoot,
     text,
     type_program,
     verdict,
@@ -46,6 +47,7 @@ def test_a_floats_checker_with_points(browser: WebDriver, system: System) -> Non
         "OK", "Wrong answer"]
     assert "expected 0.7, got 0.6666666666666666" in rows[1].text
     assert "Score2 / 5" in text(browser, "#metrics")
+    shoot(browser, "playground-judging")
 
 
 def test_an_interactor_pasted_in(browser: WebDriver, system: System) -> None:  # noqa: F811
