@@ -33,6 +33,7 @@ SHELL = "/bin/sh"
 _VERDICTS = {0: Status.OK, 1: Status.WRONG_ANSWER, 2: Status.PRESENTATION_ERROR,
              7: Status.PARTIAL}
 FAILED = 3
+PRELUDE_FAILED = "runstream: cannot write the test's files into the judge's workspace"
 #: How much of a judge program's message becomes the test's comment.
 COMMENT_CHARS = 1024
 
@@ -44,10 +45,13 @@ def judge_argv(argv: Sequence[str], files: Sequence[tuple[str, int]],
     The program is then called with the files' names and ``extra`` (e.g. the
     interactor's output file) as its arguments.
     """
-    copies = "".join(f"head -c {int(size)} > {shlex.quote(name)} && "
-                     for name, size in files)
+    copies = " && ".join(f"head -c {int(size)} > {shlex.quote(name)}" for name, size in files)
     names = " ".join(shlex.quote(n) for n in [*(name for name, _ in files), *extra])
-    return [SHELL, "-c", f'{copies}exec "$@" {names}', "runstream-judge", *argv]
+    # A copy that fails (the judge's own workspace full, or a name it took) must not
+    # pass for a verdict: it is testlib's "judge failed".
+    guard = (f'{{ {copies}; }} || {{ echo "{PRELUDE_FAILED}" >&2; exit {FAILED}; }}; '
+             if files else "")
+    return [SHELL, "-c", f'{guard}exec "$@" {names}', "runstream-judge", *argv]
 
 
 @dataclass(frozen=True, slots=True)

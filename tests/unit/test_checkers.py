@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import orjson
 import pytest
 from runstream.schemas.codec import (
@@ -96,10 +99,24 @@ def test_judge_errors_name_what_went_wrong() -> None:
     assert timed.comment == "judge error: the interactor exceeded its wall-time limit (1000 ms)"
 
 
+def test_judge_argv_files_that_cannot_be_written_are_a_judge_failure(tmp_path: Path) -> None:
+    # The prelude itself, in a plain shell: the copy into a directory fails.
+    (tmp_path / "in").mkdir()
+    argv = judge_argv(["/bin/echo", "ran"], [("in", 2)])
+    done = subprocess.run(argv, input=b"ab", cwd=tmp_path, capture_output=True, timeout=10)
+    assert done.returncode == 3 and b"cannot write the test's files" in done.stderr
+    ok = judge_argv(["/bin/echo", "ran"], [("other", 2)])
+    done = subprocess.run(ok, input=b"ab", cwd=tmp_path, capture_output=True, timeout=10)
+    assert (done.returncode, done.stdout) == (0, b"ran other\n")
+    assert (tmp_path / "other").read_bytes() == b"ab"
+
+
 def test_judge_argv_writes_the_files_then_execs() -> None:
     argv = judge_argv(["/usr/bin/python3", "main.py"], [("in", 3), ("out", 0)], ["x y"])
     assert argv[:2] == ["/bin/sh", "-c"]
-    assert argv[2] == "head -c 3 > in && head -c 0 > out && exec \"$@\" in out 'x y'"
+    assert argv[2] == ("{ head -c 3 > in && head -c 0 > out; } || { echo \"runstream: cannot "
+                       "write the test's files into the judge's workspace\" >&2; exit 3; }; "
+                       "exec \"$@\" in out 'x y'")
     assert argv[4:] == ["/usr/bin/python3", "main.py"]
 
 
