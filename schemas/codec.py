@@ -8,7 +8,6 @@ field (as a dotted path) and the problem.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import json
 import re
@@ -22,13 +21,24 @@ import jsonschema
 import orjson
 
 from .errors import InvalidRequest, MalformedPayload
+from .judging import (
+    decode_files,
+    files_to_doc,
+    judging_from_doc,
+    judging_to_doc,
+    limits_to_doc,
+    requested_limits,
+    result_extras,
+    test_fields_from_doc,
+    test_fields_to_doc,
+    test_result_extras,
+)
 from .models import (
     Callback,
     ExecutionRequest,
     ExecutionResult,
     PhaseResult,
     ReplyTo,
-    RequestedLimits,
     SourceFile,
     TestCase,
 )
@@ -153,20 +163,6 @@ def _parse_time(value: str, field: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _decode_file(index: int, item: dict[str, Any]) -> SourceFile:
-    content: str = item["content"]
-    if item.get("encoding", "utf8") == "base64":
-        try:
-            data = base64.b64decode(content, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise InvalidRequest(
-                f"files.{index}.content: not valid base64 ({e})", field=f"files.{index}.content"
-            ) from e
-    else:
-        data = content.encode("utf-8", "surrogatepass")
-    return SourceFile(name=item.get("name"), content=data)
-
-
 def request_from_doc(doc: dict[str, Any], *, key: bytes | None = None) -> ExecutionRequest:
     """Validate a parsed request document and build the typed request.
 
@@ -188,20 +184,17 @@ def request_from_doc(doc: dict[str, Any], *, key: bytes | None = None) -> Execut
     if "source" in doc and "files" in doc:
         raise InvalidRequest("give either 'source' or 'files', not both", field="source")
     if "files" in doc:
-        files = tuple(_decode_file(i, f) for i, f in enumerate(doc["files"]))
-        names = [f.name for f in files if f.name is not None]
-        if len(names) != len(set(names)):
-            raise InvalidRequest("files: two files have the same name", field="files")
+        files = decode_files("files", doc["files"])
     else:
         files = (SourceFile(name=None, content=doc["source"].encode("utf-8", "surrogatepass")),)
-    limits = RequestedLimits(**{k: v for k, v in doc.get("limits", {}).items()
-                                if k in RequestedLimits.__slots__})
+    limits = requested_limits(doc)
     reply = doc.get("reply_to")
     tests = tuple(
         TestCase(
             stdin=t.get("stdin", "").encode("utf-8", "surrogatepass"),
             expected_output=t.get("expected_output"),
             name=t.get("name"),
+            **test_fields_from_doc(t),
         )
         for t in doc.get("tests", ())
     )
@@ -229,6 +222,7 @@ def request_from_doc(doc: dict[str, Any], *, key: bytes | None = None) -> Execut
         key_id=doc.get("key_id"),
         interactive=interactive,
         events=doc.get("events") is True,
+        **judging_from_doc(doc),
     )
 
 
@@ -275,14 +269,7 @@ def encode_request(req: ExecutionRequest) -> bytes:
         "schema": "runstream.request.v1",
         "id": req.id,
         "language": req.language,
-        "files": [
-            {
-                **({"name": f.name} if f.name is not None else {}),
-                "content": base64.b64encode(f.content).decode("ascii"),
-                "encoding": "base64",
-            }
-            for f in req.files
-        ],
+        "files": files_to_doc(req.files),
     }
     if req.version is not None:
         doc["version"] = req.version
@@ -296,12 +283,11 @@ def encode_request(req: ExecutionRequest) -> bytes:
                 "stdin": t.stdin.decode("utf-8", "surrogatepass"),
                 **({"expected_output": t.expected_output} if t.expected_output is not None else {}),
                 **({"name": t.name} if t.name is not None else {}),
+                **test_fields_to_doc(t.checker, t.points, t.group),
             }
             for t in req.tests
         ]
-    limits = {k: getattr(req.limits, k) for k in RequestedLimits.__slots__}
-    if any(v is not None for v in limits.values()):
-        doc["limits"] = {k: v for k, v in limits.items() if v is not None}
+    limits_to_doc(doc, req.limits)
     if req.deadline is not None:
         doc["deadline"] = _time(req.deadline)
     if req.reply_to is not None:
@@ -320,6 +306,7 @@ def encode_request(req: ExecutionRequest) -> bytes:
         doc["interactive"] = True
     if req.events:  # likewise
         doc["events"] = True
+    judging_to_doc(doc, req.checker, req.checker_program, req.interactor, req.stop_on_failure)
     return orjson.dumps(doc)
 
 
@@ -372,7 +359,8 @@ def result_to_doc(result: ExecutionResult) -> dict[str, Any]:
         "compile": phase_to_doc(result.compile) if result.compile else None,
         "run": phase_to_doc(result.run) if result.run else None,
         "tests": [
-            {"index": t.index, "name": t.name, "status": str(t.status), "run": phase_to_doc(t.run)}
+            {"index": t.index, "name": t.name, "status": str(t.status), "run": phase_to_doc(t.run),
+             **test_result_extras(t, phase_to_doc)}
             for t in result.tests
         ],
         "timestamps": {
@@ -381,6 +369,7 @@ def result_to_doc(result: ExecutionResult) -> dict[str, Any]:
             "finished": _time(result.finished),
         },
         "metadata": result.metadata,
+        **result_extras(result, phase_to_doc),
     }
 
 

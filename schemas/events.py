@@ -20,7 +20,7 @@ import orjson
 
 from .codec import _validate, parse_json_object
 from .errors import InvalidRequest, RunstreamError
-from .models import PhaseResult
+from .models import PhaseResult, TestResult
 
 EVENT_SCHEMA = "event.v1.json"
 SCHEMA_NAME = "runstream.event.v1"
@@ -38,6 +38,8 @@ class EventType(enum.StrEnum):
     COMPILE = "compile"
     STDOUT = "stdout"
     STDERR = "stderr"
+    #: A test was run and judged (README "Checkers and scored tests").
+    TEST = "test"
     FINISHED = "finished"
 
 
@@ -112,6 +114,18 @@ def compiled(exec_id: str, attempt: str, seq: int, at: datetime, phase: PhaseRes
         "memory_kb": phase.memory_kb})
 
 
+def tested(exec_id: str, attempt: str, seq: int, at: datetime, result: TestResult) -> Event:
+    details: dict[str, Any] = {
+        "test": result.index, "status": str(result.status), "exit_code": result.run.exit_code,
+        "signal": result.run.signal, "wall_ms": result.run.wall_ms,
+        "cpu_ms": result.run.cpu_ms, "memory_kb": result.run.memory_kb}
+    if result.score is not None:
+        details["score"] = result.score
+    if result.comment is not None:
+        details["comment"] = result.comment
+    return Event(exec_id, EventType.TEST, at, seq, attempt, details)
+
+
 def finished(exec_id: str, attempt: str, seq: int, at: datetime, status: str) -> Event:
     return Event(exec_id, EventType.FINISHED, at, seq, attempt, {"status": status})
 
@@ -166,11 +180,14 @@ _OPTIONAL: dict[str, Any] = {
     "position": lambda v: _is_int(v, low=0), "truncated": lambda v: isinstance(v, bool),
     "status": lambda v: _is_str(v, null=True), "exit_code": lambda v: _is_int(v, null=True),
     "signal": lambda v: _is_str(v, null=True), "wall_ms": _is_int, "cpu_ms": _is_int,
-    "memory_kb": _is_int, "result": lambda v: isinstance(v, dict)}
+    "memory_kb": _is_int, "result": lambda v: isinstance(v, dict),
+    "score": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "comment": _is_str}
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "stdout": ("phase", "data", "encoding", "position"),
     "stderr": ("phase", "data", "encoding", "position"),
-    "finished": ("status",), "compile": ("status", "exit_code", "wall_ms")}
+    "finished": ("status",), "compile": ("status", "exit_code", "wall_ms"),
+    "test": ("test", "status", "wall_ms")}
 
 
 def _check(doc: Mapping[str, Any]) -> str | None:

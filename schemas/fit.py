@@ -54,8 +54,9 @@ def _utf8_prefix(data: bytes, size: int) -> bytes:
 
 
 def _streams(result: ExecutionResult) -> list[_Stream]:
-    phases = [p for p in (result.compile, result.run) if p is not None]
+    phases = [p for p in (result.compile, result.run, result.judge_compile) if p is not None]
     phases += [t.run for t in result.tests]
+    phases += [t.judge for t in result.tests if t.judge is not None]
     return [_Stream(p, name) for p in phases for name in ("stdout", "stderr")]
 
 

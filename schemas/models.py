@@ -22,6 +22,12 @@ class Status(enum.StrEnum):
     TIME_LIMIT_EXCEEDED = "time_limit_exceeded"
     MEMORY_LIMIT_EXCEEDED = "memory_limit_exceeded"
     OUTPUT_LIMIT_EXCEEDED = "output_limit_exceeded"
+    #: A checker or interactor (README "Checkers and scored tests") said so: testlib's 2.
+    PRESENTATION_ERROR = "presentation_error"
+    #: A checker or interactor gave part of the test's points (testlib's 7).
+    PARTIAL = "partial"
+    #: A test not run because an earlier one failed and the request asked to stop there.
+    SKIPPED = "skipped"
     EXPIRED = "expired"
     REJECTED = "rejected"
     INTERNAL_ERROR = "internal_error"
@@ -35,6 +41,23 @@ class SourceFile:
     content: bytes
 
 
+#: The standard checkers (README "Checkers and scored tests"); "lines" is the default.
+CHECKER_KINDS = ("exact", "lines", "tokens", "floats", "unordered", "case_insensitive")
+
+
+@dataclass(frozen=True, slots=True)
+class StandardChecker:
+    """How a test's output is compared with its expected output, without a program.
+
+    ``abs_error`` and ``rel_error``: for ``floats``, a number is accepted when it is
+    within either of them of the expected one.
+    """
+
+    kind: str = "lines"
+    abs_error: float = 0.0
+    rel_error: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class TestCase:
     """One input and its expected output; the program is compiled once for all."""
@@ -44,6 +67,12 @@ class TestCase:
     stdin: bytes
     expected_output: str | None
     name: str | None = None
+    #: This test's standard checker, over the request's.
+    checker: StandardChecker | None = None
+    #: What passing the test is worth; None: the test is not scored.
+    points: float | None = None
+    #: The subtask the test belongs to: a group scores only if all its tests pass.
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +85,16 @@ class RequestedLimits:
     processes: int | None = None
     output_kb: int | None = None
     file_size_kb: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A judge's own program (checker or interactor), compiled once per request."""
+
+    language: str
+    files: tuple[SourceFile, ...]
+    version: str | None = None
+    limits: RequestedLimits = field(default_factory=RequestedLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +170,14 @@ class ExecutionRequest:
     interactive: bool = False
     #: The client will follow the run's live events (README "Streaming events").
     events: bool = False
+    #: The request's standard checker (each test may choose another).
+    checker: StandardChecker = field(default_factory=StandardChecker)
+    #: A checker program, run after each test (testlib's convention); over ``checker``.
+    checker_program: Program | None = None
+    #: An interactor, run beside the program on each test (testlib's convention).
+    interactor: Program | None = None
+    #: Stop at the first test that does not pass (the others are ``skipped``).
+    stop_on_failure: bool = False
 
 
 @dataclass(slots=True)
@@ -165,6 +212,12 @@ class TestResult:
     status: Status
     run: PhaseResult
     name: str | None = None
+    #: Points earned (a scored test only).
+    score: float | None = None
+    #: The checker's or interactor's message, or why it failed (a judge error).
+    comment: str | None = None
+    #: The checker's or interactor's own run.
+    judge: PhaseResult | None = None
 
 
 @dataclass(slots=True)
@@ -184,3 +237,10 @@ class ExecutionResult:
     started: datetime | None = None
     finished: datetime | None = None
     metadata: dict[str, Any] | None = None
+    #: The checker's or interactor's compile step, when it has one.
+    judge_compile: PhaseResult | None = None
+    #: Scored tests: the points earned and the points there were; None otherwise.
+    score: float | None = None
+    max_score: float | None = None
+    #: Scored groups: name -> (earned, possible), in the order they first appear.
+    groups: dict[str, tuple[float, float]] | None = None

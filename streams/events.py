@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from runstream.schemas import events
 from runstream.schemas.events import Event
-from runstream.schemas.models import ExecutionRequest, Limits, PhaseResult
+from runstream.schemas.models import ExecutionRequest, Limits, PhaseResult, TestResult
 from runstream.services.execution.languages import Language
 from runstream.services.execution.sandbox.base import PhaseOutput
 from runstream.services.logs import Throttled
@@ -219,6 +219,12 @@ class ExecutionEvents:
     def compiled(self, result: PhaseResult, *, failed: bool) -> None:
         self.publisher.emit(events.compiled(self.exec_id, self.attempt, self._next(),
                                             datetime.now(UTC), result, failed=failed))
+
+    @_never_raises
+    def tested(self, result: TestResult) -> None:
+        # The run's phase_ended flushed its output: the verdict comes after it.
+        self.publisher.emit(events.tested(self.exec_id, self.attempt, self._next(),
+                                          datetime.now(UTC), result))
 
     @_never_raises
     def finished(self, status: str) -> None:

@@ -21,13 +21,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from runstream.services.broker import LocalBroker
 
 # Below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
@@ -307,3 +308,28 @@ async def busy_worker(system: System, slots: int, timeout_s: float,
                 return name
         await asyncio.sleep(0.05)
     raise AssertionError(f"no worker had {slots} runs going within {timeout_s}s")
+
+
+#: The reply partition another team's producer names in its requests' reply_to.
+TEAM_REPLY_PARTITION = 1
+
+
+@contextlib.asynccontextmanager
+async def team_clients(env: dict[str, str], **consumer_args: Any,
+                       ) -> AsyncIterator[tuple[AIOKafkaProducer, AIOKafkaConsumer]]:
+    """Another team's producer, and a consumer at the end of its reply partition (the
+    replies topic's partition 1: any existing topic will do)."""
+    bootstrap = env["RUNSTREAM_BOOTSTRAP_SERVERS"]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **consumer_args)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        tp = TopicPartition(env["RUNSTREAM_REPLIES_TOPIC"], TEAM_REPLY_PARTITION)
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        await consumer.position(tp)
+        yield producer, consumer
+    finally:
+        await consumer.stop()
+        await producer.stop()

@@ -24,6 +24,9 @@ A workload file (``services/bench/workloads/*.toml``, or any path)::
     expect_stdout = "hello world"   # optional: checked judge-style (trailing blanks ignored)
     compare = "stdout"              # replay checks status and stdout (default) or "status" only
     limits = { wall_ms = 1000 }     # optional, over the workload's
+    tests = [{ stdin = "1", expected_output = "2", points = 1 }]  # optional, as the request's
+    checker = "tokens"              # optional: checker, interactor, stop_on_failure travel
+                                    # as the request's (README "Checkers and scored tests")
 
 ``{{seed}}`` in a program's source or stdin is replaced by a per-request integer
 drawn from the workload's generator, so programs that use randomness are
@@ -48,6 +51,8 @@ import orjson
 
 SEED_TOKEN = "{{seed}}"
 LIMIT_KEYS = ("wall_ms", "cpu_ms", "memory_mb", "processes", "output_kb", "file_size_kb")
+#: A program's keys that go into its request as they are (the request schema checks them).
+JUDGING_KEYS = ("tests", "checker", "interactor", "stop_on_failure")
 
 
 class WorkloadError(ValueError):
@@ -67,6 +72,8 @@ class Program:
     expect_stdout: str | None = None
     compare: str = "stdout"
     limits: Mapping[str, int] = field(default_factory=dict)
+    #: Tests and judging fields of the request (JUDGING_KEYS), as the TOML gives them.
+    judging: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def seeded(self) -> bool:
@@ -152,7 +159,8 @@ def parse_workload(text: str, source: str = "") -> Workload:
             name=p["name"], language=p["language"], source=p["source"], weight=weight,
             stdin=p.get("stdin", ""), expect_status=p.get("expect_status"),
             expect_stdout=p.get("expect_stdout"), compare=compare,
-            limits={**common, **_limits(p.get("limits", {}), f"{where}.limits")}))
+            limits={**common, **_limits(p.get("limits", {}), f"{where}.limits")},
+            judging={k: p[k] for k in JUDGING_KEYS if k in p}))
     if not programs:
         raise WorkloadError(f"{source}: a workload needs at least one [[programs]]")
     if len({p.name for p in programs}) != len(programs):
@@ -209,6 +217,7 @@ def payload_for(program: Program, exec_id: str, program_seed: int) -> dict[str, 
         doc["stdin"] = program.stdin.replace(SEED_TOKEN, str(program_seed))
     if program.limits:
         doc["limits"] = dict(program.limits)
+    doc.update(program.judging)
     return doc
 
 

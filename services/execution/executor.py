@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 from runstream.schemas.errors import InvalidRequest
@@ -19,7 +20,6 @@ from runstream.schemas.models import (
     Limits,
     PhaseResult,
     Status,
-    TestResult,
 )
 from runstream.services.errors import SandboxError
 from runstream.services.execution.compilecache import (
@@ -29,10 +29,19 @@ from runstream.services.execution.compilecache import (
     cacheable,
     compile_key,
 )
+from runstream.services.execution.judge import (
+    JudgeProgram,
+    Pipe,
+    Refused,
+    judge_test,
+    open_judge,
+    skipped,
+)
 from runstream.services.execution.languages import Language, Registry, render
 from runstream.services.execution.progress import COMPILE, RUN, Progress
-from runstream.services.execution.sandbox.base import LiveInput, Sandbox, Workspace
+from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput, Sandbox, Workspace
 from runstream.services.execution.sandbox.factory import create_sandbox
+from runstream.services.execution.scoring import totals
 from runstream.services.execution.verdict import (
     compile_failed,
     compile_limit_message,
@@ -140,13 +149,56 @@ class Executor:
                                           RUN, None)
                 result.status = judge_run(result.run, None, language.heap_exhausted)
                 return
-            for index, test in enumerate(req.tests):
-                phase: PhaseResult = await _phase(ws, argv, test.stdin, limits, language,
-                                                  progress, RUN, index)
-                status = judge_run(phase, test.expected_output, language.heap_exhausted)
-                result.tests.append(TestResult(index=index, status=status, run=phase,
-                                               name=test.name))
-            result.status = overall(result.tests)
+            async with AsyncExitStack() as stack:
+                judge = await self._open_judge(stack, req, result)
+                if not isinstance(judge, Refused):
+                    await self._tests(req, ws, argv, limits, language, judge, result, progress)
+
+    async def _open_judge(self, stack: AsyncExitStack, req: ExecutionRequest,
+                          result: ExecutionResult) -> JudgeProgram | Refused | None:
+        """The request's checker program or interactor, compiled in its own workspace."""
+        program = req.interactor or req.checker_program
+        if program is None:
+            return None
+        role = "interactor" if req.interactor is not None else "checker"
+
+        async def compile_(ws: Workspace, files: list[tuple[str, bytes]], argv: list[str],
+                           limits: Limits, language: Language) -> PhaseResult:
+            return await self._compile(ws, files, argv, limits, language, None)
+
+        judge, result.judge_compile = await open_judge(
+            stack, self.sandbox, self.registry, self.settings, req.id, program, role,
+            compile_)
+        if isinstance(judge, Refused):
+            result.status = Status.INTERNAL_ERROR
+            result.message = judge.message
+        return judge
+
+    async def _tests(self, req: ExecutionRequest, ws: Workspace, argv: list[str],
+                     limits: Limits, language: Language, judge: JudgeProgram | None,
+                     result: ExecutionResult, progress: Progress | None) -> None:
+        """Run and judge each test; score them; stop at a failure if asked to."""
+        failed = False
+        for index in range(len(req.tests)):
+            if failed and req.stop_on_failure:
+                result.tests.append(skipped(req, index))
+                continue
+
+            async def run(stdin: bytes | Pipe, also: PhaseOutput | None,
+                          index: int = index) -> PhaseResult:
+                return await _phase(ws, argv, stdin, limits, language, progress, RUN, index,
+                                    also)
+
+            test = await judge_test(req, index, judge, run, limits, language.heap_exhausted)
+            result.tests.append(test)
+            failed = failed or test.status is not Status.OK
+            if progress is not None:
+                progress.tested(test)
+        result.status = overall(result.tests)
+        scored = totals(req.tests, result.tests)
+        if scored is not None:
+            result.score, result.max_score, result.groups = (scored.score, scored.max_score,
+                                                             scored.groups)
 
     async def _compile(self, ws: Workspace, files: list[tuple[str, bytes]], argv: list[str],
                        limits: Limits, language: Language,
@@ -184,17 +236,27 @@ class Executor:
 
 async def _phase(ws: Workspace, argv: list[str], stdin: bytes | LiveInput, limits: Limits,
                  language: Language, progress: Progress | None, name: str,
-                 test: int | None) -> PhaseResult:
-    """One phase in ``ws``; its output goes to ``progress`` as it is written."""
-    if progress is None:
+                 test: int | None, also: PhaseOutput | None = None) -> PhaseResult:
+    """One phase in ``ws``; its output goes to ``progress`` (and ``also``) as it is written."""
+    if progress is None and also is None:
         return await ws.run(argv, stdin=stdin, limits=limits, language=language)
+    if progress is None:
+        return await ws.run(argv, stdin=stdin, limits=limits, language=language, output=also)
     result: PhaseResult | None = None
+    sink = progress.output(name, test)
     try:
         result = await ws.run(argv, stdin=stdin, limits=limits, language=language,
-                              output=progress.output(name, test))
+                              output=sink if also is None else _both(sink, also))
         return result
     finally:
         progress.phase_ended(name, test, result)
+
+
+def _both(first: PhaseOutput, second: PhaseOutput) -> PhaseOutput:
+    def sink(stream: str, data: bytes) -> None:
+        second(stream, data)  # the interactor's pipe first: it is the program's conversation
+        first(stream, data)
+    return sink
 
 
 async def start_executor(settings: Settings, catalogue: Registry | None = None) -> Executor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from runstream.schemas.models import Limits, PhaseResult
+from runstream.schemas.models import Limits, PhaseResult, TestResult
 from runstream.services.execution.languages import Language
 from runstream.services.execution.sandbox.base import PhaseOutput
 
@@ -34,4 +34,8 @@ class Progress(Protocol):
 
     def compiled(self, result: PhaseResult, *, failed: bool) -> None:
         """The compile step ended."""
+        ...
+
+    def tested(self, result: TestResult) -> None:
+        """A test was run and judged (its verdict, score and comment)."""
         ...

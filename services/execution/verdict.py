@@ -94,6 +94,6 @@ def compile_limit_message(phase: PhaseResult, limits: Limits) -> str | None:
 def overall(tests: Sequence[TestResult]) -> Status:
     """The verdict of a request with tests: the first test that did not pass decides."""
     for test in tests:
-        if test.status is not Status.OK:
+        if test.status not in (Status.OK, Status.SKIPPED):
             return test.status
     return Status.OK

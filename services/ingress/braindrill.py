@@ -45,6 +45,10 @@ STATUS: dict[str, int] = {
     "rejected": 422,
     "expired": 503,  # queued past its deadline: the service was too busy
     "internal_error": 500,
+    # Only from a checker program or interactor, which braindrill requests do not have.
+    "presentation_error": 200,
+    "partial": 200,
+    "skipped": 200,
 }
 # The same status as an unknown language on /v1/executions; only the body differs.
 UNSUPPORTED_STATUS = 400

@@ -50,8 +50,12 @@ def slot_ttl_s(req: ExecutionRequest, settings: Settings, now: datetime) -> floa
     """
     until_deadline = ((req.deadline - now).total_seconds() if req.deadline is not None
                       else settings.ingress_deadline_s)
-    runs = 1 + len(req.tests)
-    run_s = (settings.compile_wall_ms + runs * settings.max_wall_ms) / 1000
+    judged = req.checker_program is not None or req.interactor is not None
+    # A checker program runs after each test, an interactor beside it (and outlives it
+    # by a second); either has a compile step of its own.
+    runs = 1 + len(req.tests) * (2 if judged else 1)
+    compiles = 2 if judged else 1
+    run_s = (compiles * settings.compile_wall_ms + runs * settings.max_wall_ms) / 1000
     return min(MAX_SLOT_S, max(0.0, until_deadline)) + run_s + 30.0
 
 

@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from runstream.schemas.codec import validate_result_doc
 
-from tests.system import System
+from tests.system import TEAM_REPLY_PARTITION, System, team_clients
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 
@@ -201,20 +200,12 @@ async def test_languages_lists_detected_versions(client: httpx.AsyncClient) -> N
 async def test_kafka_producers_of_other_teams(system: System) -> None:
     """Another team produces straight onto the topic and reads its own reply topic."""
     env = system.env
-    bootstrap = env["RUNSTREAM_BOOTSTRAP_SERVERS"]
-    reply_topic = env["RUNSTREAM_REPLIES_TOPIC"]  # any existing topic will do: use partition 1
+    reply_topic = env["RUNSTREAM_REPLIES_TOPIC"]
     exec_id = f"team-{uuid.uuid4().hex}"
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="latest")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await consumer.start()
-    await producer.start()
-    try:
-        tp = TopicPartition(reply_topic, 1)
-        consumer.assign([tp])
-        await consumer.seek_to_end(tp)
-        await consumer.position(tp)
+    async with team_clients(env, auto_offset_reset="latest") as (producer, consumer):
         doc = {"id": exec_id, "language": "ruby", "source": "puts 6*7",
-               "reply_to": {"topic": reply_topic, "partition": 1}, "metadata": {"team": "b"}}
+               "reply_to": {"topic": reply_topic, "partition": TEAM_REPLY_PARTITION},
+               "metadata": {"team": "b"}}
         await producer.send_and_wait(env["RUNSTREAM_REQUESTS_TOPIC"], orjson.dumps(doc),
                                      key=exec_id.encode())
         # Garbage with a key gets a `rejected` result; garbage without one is only logged.
@@ -229,9 +220,6 @@ async def test_kafka_producers_of_other_teams(system: System) -> None:
         result = orjson.loads(msg.value)
         assert result["status"] == "ok" and result["run"]["stdout"] == "42\n"
         assert result["metadata"] == {"team": "b"}
-    finally:
-        await consumer.stop()
-        await producer.stop()
     async with httpx.AsyncClient(base_url=system.url, timeout=30) as c:
         got = await c.get(f"/v1/executions/garbage-{exec_id}?wait=20")
         assert got.json()["status"] == "rejected"
@@ -244,21 +232,12 @@ async def test_kafka_producers_of_other_teams(system: System) -> None:
 async def test_a_request_delivered_twice_is_answered_once(system: System) -> None:
     """Duplicates on the topic (a producer retry, a re-delivery) run and answer once."""
     env = system.env
-    bootstrap = env["RUNSTREAM_BOOTSTRAP_SERVERS"]
     reply_topic, requests = env["RUNSTREAM_REPLIES_TOPIC"], env["RUNSTREAM_REQUESTS_TOPIC"]
     dup, sentinel = f"dup-{uuid.uuid4().hex}", f"sentinel-{uuid.uuid4().hex}"
-    tp = TopicPartition(reply_topic, 1)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await consumer.start()
-    await producer.start()
-    try:
-        consumer.assign([tp])
-        await consumer.seek_to_end(tp)
-        await consumer.position(tp)
+    async with team_clients(env) as (producer, consumer):
         for exec_id in (dup, dup, dup, sentinel):
             doc = {"id": exec_id, "language": "python", "source": "print(1)",
-                   "reply_to": {"topic": reply_topic, "partition": 1}}
+                   "reply_to": {"topic": reply_topic, "partition": TEAM_REPLY_PARTITION}}
             # One partition: the worker that owns it sees all four, in order.
             await producer.send_and_wait(requests, orjson.dumps(doc), key=exec_id.encode(),
                                          partition=0)
@@ -266,7 +245,4 @@ async def test_a_request_delivered_twice_is_answered_once(system: System) -> Non
         async with asyncio.timeout(60):
             while sentinel.encode() not in seen or dup.encode() not in seen:
                 seen.append((await consumer.getone()).key)
-    finally:
-        await consumer.stop()
-        await producer.stop()
     assert seen.count(dup.encode()) == 1, seen

@@ -5,12 +5,14 @@ from __future__ import annotations
 from itertools import islice
 
 import pytest
+from runstream.schemas.codec import request_from_doc
 from runstream.services.bench.workload import (
     WorkloadError,
     builtin_names,
     generate,
     load_workload,
     parse_workload,
+    payload_for,
     payload_hash,
     replay_id,
     sequence_hash,
@@ -97,3 +99,12 @@ def test_shipped_set_covers_the_issue() -> None:
 def test_bad_workloads_are_refused(text: str, fragment: str) -> None:
     with pytest.raises(WorkloadError, match=fragment):
         parse_workload(text)
+
+
+def test_the_judging_workload_sends_checkers_and_interactors_as_requests() -> None:
+    w = load_workload("judging")
+    requests = {p.name: request_from_doc(payload_for(p, f"x-{p.name}", 1)) for p in w.programs}
+    assert requests["floats"].checker.kind == "floats" and requests["floats"].tests[0].points
+    assert requests["checker-program"].checker_program is not None
+    assert requests["interactor"].interactor is not None
+    assert all(len(r.tests) == 4 for r in requests.values())

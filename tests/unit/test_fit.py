@@ -57,3 +57,16 @@ def test_trimming_never_splits_a_utf8_character() -> None:
                              run=PhaseResult(stdout="é€😀".encode() * 200_000))
     doc = orjson.loads(fit_result(result, 256 * 1024))
     assert doc["run"]["encoding"] == "utf8"  # still text, not base64
+
+
+def test_a_judge_programs_output_is_trimmed_too() -> None:
+    # A checker that writes a MiB per test (its output cap) on 8 tests.
+    result = _big_tests()
+    for test in result.tests:
+        test.judge = PhaseResult(stdout=b"\x01" * MIB, exit_code=0)
+        test.comment = "ok"
+    payload = fit_result(result, 8 * MIB)
+    assert len(payload) <= 8 * MIB
+    doc = orjson.loads(payload)
+    validate_result_doc(doc)
+    assert all(t["judge"]["stdout_truncated"] and t["comment"] == "ok" for t in doc["tests"])

@@ -58,6 +58,11 @@ BY_VERDICT = {
     "expired": INTERNAL_ERROR,
     "rejected": INTERNAL_ERROR,
     "internal_error": INTERNAL_ERROR,
+    # Judge0 has no checkers of runstream's: a Judge0 request never gets these; were it
+    # to, they are not accepted.
+    "presentation_error": WRONG_ANSWER,
+    "partial": WRONG_ANSWER,
+    "skipped": INTERNAL_ERROR,
 }
 
 

@@ -24,7 +24,7 @@ from runstream.services.ingress.piston.runtimes import semver_of
 
 # Verdicts that are answers (200); the others are refusals or failures of ours.
 _ANSWERED = {"ok", "wrong_answer", "runtime_error", "compile_error", "time_limit_exceeded",
-             "memory_limit_exceeded", "output_limit_exceeded"}
+             "memory_limit_exceeded", "output_limit_exceeded", "presentation_error", "partial"}
 _REFUSED = {"rejected": 400, "expired": 503}
 
 

@@ -58,6 +58,9 @@ export const VERDICTS = {
   expired: "Expired",
   rejected: "Rejected",
   internal_error: "Internal error",
+  presentation_error: "Presentation error",
+  partial: "Partial",
+  skipped: "Skipped",
   other: "Other",
 };
 

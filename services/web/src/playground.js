@@ -4,6 +4,7 @@ import "./style.css";
 import { ApiError, languages as fetchLanguages, newId, result, run } from "./client.js";
 import { $, authHeaders, fill, h, verdictLabel } from "./dom.js";
 import { Editor } from "./editor.js";
+import { judgingFields, restoreJudging, setupJudging } from "./judging.js";
 import { LiveOutput, clearOutput, setBadge, showMessage, showResult } from "./render.js";
 
 const LAST_LANGUAGE = "runstream-language";
@@ -66,10 +67,15 @@ function numberField(id) {
 }
 
 function testRows() {
-  return [...document.querySelectorAll("#test-list .test")].map((row) => ({
-    stdin: row.querySelector(".test-stdin").value,
-    expected_output: row.querySelector(".test-expected").value,
-  }));
+  return [...document.querySelectorAll("#test-list .test")].map((row) => {
+    const test = {
+      stdin: row.querySelector(".test-stdin").value,
+      expected_output: row.querySelector(".test-expected").value,
+    };
+    const points = row.querySelector(".test-points").value.trim();
+    if (points !== "") test.points = Number(points);
+    return test;
+  });
 }
 
 function addTest(test = { stdin: "", expected_output: "" }) {
@@ -78,10 +84,12 @@ function addTest(test = { stdin: "", expected_output: "" }) {
     h("label", {}, `Test ${n} input`, h("textarea", { className: "test-stdin", rows: "2", spellcheck: "false" })),
     h("label", {}, `Test ${n} expected output`,
       h("textarea", { className: "test-expected", rows: "2", spellcheck: "false" })),
+    h("label", {}, "Points", h("input", { className: "test-points", type: "number", min: "0", step: "any" })),
     h("button", { type: "button", className: "secondary", onclick: () => { row.remove(); renumber(); } },
       `Remove test ${n}`));
   row.querySelector(".test-stdin").value = test.stdin ?? "";
   row.querySelector(".test-expected").value = test.expected_output ?? "";
+  row.querySelector(".test-points").value = Number.isFinite(test.points) ? String(test.points) : "";
   $("#test-list").append(row);
   return row;
 }
@@ -109,7 +117,9 @@ function buildRequest() {
     if (value !== undefined) limits[name] = value;
   }
   if (Object.keys(limits).length) request.limits = limits;
-  const saved = { language: request.language, source: request.source, stdin: request.stdin, args, tests };
+  const judging = tests.length ? judgingFields() : {};
+  Object.assign(request, judging);
+  const saved = { language: request.language, source: request.source, stdin: request.stdin, args, tests, ...judging };
   if (JSON.stringify(saved).length <= MAX_METADATA) request.metadata = { playground: saved };
   return request;
 }
@@ -180,6 +190,7 @@ function restore(doc) {
   for (const test of Array.isArray(saved.tests) ? saved.tests : []) {
     if (test && typeof test === "object") addTest(test);
   }
+  restoreJudging(saved);
 }
 
 async function reopen(id) {
@@ -236,6 +247,7 @@ async function main() {
     showError(error);
     return;
   }
+  setupJudging([...state.byName.keys()]);
   const id = new URLSearchParams(location.search).get("id");
   const remembered = localStorage.getItem(LAST_LANGUAGE);
   const first = state.byName.has(remembered) ? remembered : state.byName.has("python") ? "python" : [...state.byName.keys()][0];

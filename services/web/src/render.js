@@ -55,7 +55,9 @@ function testRow(test, index) {
     h("td", {}, String(Number.isInteger(test?.index) ? test.index + 1 : index + 1)),
     h("td", {}, h("span", { className: `badge small v-${verdictClass(status)}` }, verdictLabel(status))),
     h("td", {}, ms(num(run.wall_ms))),
-    h("td", {}, h("pre", { className: "cell", tabindex: "0" }, stdout || stderr)));
+    h("td", {}, h("pre", { className: "cell", tabindex: "0" }, stdout || stderr)),
+    h("td", {}, Number.isFinite(test?.score) ? String(test.score) : "–"),
+    h("td", {}, typeof test?.comment === "string" ? test.comment : ""));
 }
 
 /** Fill the result panel from a result document (schema runstream.result.v1). */
@@ -82,6 +84,7 @@ export function showResult(result) {
   const version = [result.language, result.version].filter((v) => typeof v === "string").join(" ");
   if (version) items.push(...metric("Language", version));
   if (typeof result.worker === "string") items.push(...metric("Worker", result.worker));
+  if (Number.isFinite(result.score)) items.push(...metric("Score", `${result.score} / ${result.max_score}`));
   fill($("#metrics"), items);
   showMessage(typeof result.message === "string" ? result.message : "");
   $("#compile-box").hidden = !compile;
@@ -121,6 +124,9 @@ export class LiveOutput {
       case "stdout":
       case "stderr":
         this.chunk(event);
+        break;
+      case "test": // a test's verdict as it finishes
+        if (Number.isInteger(event.test)) setBadge(`Test ${event.test + 1}: ${verdictLabel(event.status)}`);
         break;
       case "finished":
         if (typeof event.status === "string") setBadge(verdictLabel(event.status), event.status);
