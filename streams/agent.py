@@ -92,6 +92,8 @@ class Agent:
         #: The group member id of the last assignment ("" before the first).
         self._member_id = ""
         self._slot_freed = asyncio.Event()
+        #: Told the partitions owned after each rebalance (the worker follows their results).
+        self.on_owned: Callable[[frozenset[TopicPartition]], None] | None = None
         handler.owns = self.confirm
 
     # -- what Faust's consumer asks (streams/faust_overrides.py) ---------------
@@ -170,6 +172,8 @@ class Agent:
         for tp in lost:
             self.redelivery_end.pop(tp, None)
         new = assigned - previous
+        if self.on_owned is not None:
+            self.on_owned(self.owned)
         if new:
             await self._mark_redeliveries(new, end_offsets)
         log.info("partitions: %d owned (%d new, %d lost)", len(assigned), len(new), len(lost))

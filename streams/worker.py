@@ -25,6 +25,7 @@ from runstream.services.execution.sandbox.base import Sandbox
 from runstream.services.settings import Settings
 from runstream.streams import faust_app
 from runstream.streams.agent import Agent
+from runstream.streams.copartition import co_partitions
 from runstream.streams.events import EventPublisher
 from runstream.streams.handling import Handler
 from runstream.streams.producer import RenewingProducer
@@ -62,6 +63,7 @@ class WorkerProcess:
         #: Live stdin of interactive executions (README "Piston-compatible API").
         self.stdin = StdinFeed(settings, name=f"worker-{settings.worker_id}")
         self.stop_requested = asyncio.Event()
+        self._following: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Serve until :attr:`stop_requested` is set, then stop within the bound."""
@@ -86,6 +88,7 @@ class WorkerProcess:
                           self.store, catalogue,
                           events=self.events, stdin=self.stdin)
         agent = Agent(s, handler)
+        agent.on_owned = self._follow_results
         self.app = faust_app.build(
             s, agent, [s.requests_topic, *(language_topic(s, lang.name)
                                            for lang in executor.registry)])
@@ -120,6 +123,8 @@ class WorkerProcess:
                 await asyncio.wait_for(self.app.stop(), _APP_STOP_BOUND_S)
             except Exception as e:
                 log.warning("stopping the Faust app took too long or failed (%r)", e)
+        if self._following is not None:
+            self._following.cancel()
         await self.store.stop()
         await self.stdin.stop()
         await self.producer.stop()
@@ -127,6 +132,34 @@ class WorkerProcess:
             await self.events.stop(timeout_s=1.0)
         if self.sandbox is not None:
             await asyncio.wait_for(self.sandbox.stop(), 5.0)
+
+    def _follow_results(self, owned: frozenset[Any]) -> None:
+        """Follow the results partitions of the request partitions owned (co-partitioning).
+
+        In the background, the latest assignment winning: a lookup of an id whose
+        partition is not followed follows it first (``ResultStore.get``), so a late
+        change costs a lookup some time, never a wrong "not stored".
+        """
+        s = self.settings
+        counts = {s.requests_topic: s.requests_partitions}
+        wanted: set[int] | None = set()
+        for topic in {tp.topic for tp in owned}:
+            source = counts.get(topic, s.language_topic_partitions)
+            parts = co_partitions((tp.partition for tp in owned if tp.topic == topic),
+                                  source, s.results_partitions)
+            if parts is None or wanted is None:
+                wanted = None
+            else:
+                wanted |= parts
+        if self._following is not None:
+            self._following.cancel()
+        self._following = asyncio.create_task(self._follow(wanted), name="follow-results")
+
+    async def _follow(self, wanted: set[int] | None) -> None:
+        try:
+            await self.store.follow(wanted)
+        except TimeoutError:
+            log.info("the results index applies the new partitions later")
 
     async def _announce(self, registry: Registry) -> None:
         """Tell ingresses what this worker serves (compacted topic, keyed by worker id)."""
