@@ -125,8 +125,23 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+def _inner(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For "valid under none of these" (anyOf) on a field, the alternative's own error.
+
+    The one deepest in the document, a pattern first: ``checker.language`` holding a
+    NUL says so, not "not valid under any of the given schemas".
+    """
+    if error.validator != "anyOf" or not error.absolute_path or not error.context:
+        return error
+    best = max(error.context, key=lambda e: (len(e.absolute_path), e.validator == "pattern"))
+    if len(best.absolute_path) <= len(error.absolute_path) and best.validator != "pattern":
+        return error
+    return _inner(best)
+
+
 def _validate(doc: Any, schema: str) -> None:
-    errors = sorted(_validator(schema).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    errors = sorted((_inner(e) for e in _validator(schema).iter_errors(doc)),
+                    key=lambda e: list(e.absolute_path))
     if errors:
         # The first error is enough to act on; more are listed for the patient.
         first = errors[0]

@@ -47,6 +47,13 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
      "U+000D (carriage return)"),
     ({"id": "abc\n"}, "id", "U+000A (newline) at position 3"),
     ({"reply_to": {"topic": "replies\n"}}, "reply_to.topic", "U+000A (newline)"),
+    # A judge program is a program too (issue 24): its language and version reach a process.
+    ({"tests": [{"stdin": "", "expected_output": ""}],
+      "checker": {"language": "py\0thon", "source": "print(1)"}},
+     "checker.language", "U+0000 (NUL) at position 2"),
+    ({"tests": [{"stdin": "", "expected_output": ""}],
+      "interactor": {"language": "python", "version": "3\n", "source": "print(1)"}},
+     "interactor.version", "U+000A (newline) at position 1"),
 ]
 
 
