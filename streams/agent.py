@@ -141,6 +141,17 @@ class Agent:
             safe: int | None = self.ledger.safe_offset(tp)
         return safe
 
+    def should_commit(self, tp: TopicPartition, offset: int) -> bool:
+        """Whether ``offset`` is ahead of what the broker last accepted for ``tp``."""
+        with self.lock:
+            last = self.ledger.last_committed(tp)
+        return last is None or offset > last
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
+        """The broker accepted ``offsets`` as committed."""
+        with self.lock:
+            self.ledger.committed(offsets)
+
     def progressed(self) -> list[TopicPartition]:
         """Partitions owned whose ledger has taken something (candidates for a commit)."""
         with self.lock:

@@ -29,6 +29,12 @@ is a class attribute. The numbers are those of the README's table and of the tes
    fetched batch (stock skips those records and counts them as a gap it commits over).
 8. **Membership fencing.** The heartbeat watch (``membership.py``) is installed on the
    consumer that this thread starts; confirmations wake the main loop thread-safely.
+10. **A failed commit is no crash, and is tried again.** Stock
+    ``AIOKafkaConsumerThread._commit`` crashes the app on any commit error (a coordinator
+    moving), and ``Consumer._commit_offsets`` records the offsets as committed even when
+    the commit failed, so they were never tried again. Ours logs, returns False, and
+    compares with what the broker accepted (``_should_commit``). (9, what a worker does
+    not need turned off, is in ``faust_app.py``.)
 
 :func:`check` runs at start-up: the Faust version must be the pinned one, and each name
 overridden or used here must exist with the expected parameters, so an upgrade fails
@@ -46,13 +52,16 @@ from typing import Any, cast
 
 import aiokafka
 import faust
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from runstream.schemas.errors import RunstreamError
+from runstream.services.logs import Throttled
 from runstream.streams import kafka
 from runstream.streams.agent import Agent
 
 log = logging.getLogger(__name__)
+_warn = Throttled(log)
 
 #: The faust-streaming release every override here was read against and tested with.
 FAUST_VERSION = "0.15.3"
@@ -92,6 +101,18 @@ class Consumer(faust_aiokafka.Consumer):
             if gap:
                 gap.chop(0, safe)
         return safe
+
+    def _should_commit(self, tp: Any, offset: int) -> bool:
+        # Stock compares with the offsets it recorded as committed, also after a commit
+        # that failed (``_commit_offsets`` records them either way): a failed commit was
+        # then never tried again. Ours: what the broker accepted.
+        return agent_of(self.app).should_commit(tp, offset)
+
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        done = await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        if done:
+            agent_of(self.app).committed(dict(offsets))
+        return done
 
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[Any]:
         return (tp for tp in agent_of(self.app).progressed()
@@ -138,7 +159,11 @@ _NOTHING_ASSIGNED_WAIT_S = 0.25
 
 
 def _commit_bound(consumer: Consumer) -> float:
-    return float(agent_of(consumer.app).settings.request_timeout_s) * 2
+    return _commit_bound_s(agent_of(consumer.app))
+
+
+def _commit_bound_s(agent: Agent) -> float:
+    return float(agent.settings.request_timeout_s) * 2
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -175,6 +200,27 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             self._fetch_records, consumer, active_partitions, timeout=timeout,
             max_records=max(1, agent_of(self.app).fetchable()))
 
+    async def _commit(self, offsets: Any) -> bool:
+        # 10: stock crashes the whole app on any commit error (a coordinator moving, a
+        # broker restarting). The offsets stay uncommitted and the next interval tries
+        # again: what is re-read meanwhile is answered from the result store.
+        consumer = self._ensure_consumer()
+        agent = agent_of(self.app)
+        owned = self.assignment()
+        offsets = {TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(offset, "")
+                   for tp, offset in offsets.items() if tp in owned}
+        if not offsets:
+            return False
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), _commit_bound_s(agent))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            _warn.warning("commit", "committing %d offsets failed (%r); tried again at the "
+                          "next commit", len(offsets), e)
+            return False
+        return True
+
     async def keep_poll_clock(self) -> None:
         """Count as a fetch for aiokafka's max_poll_interval_ms, without taking records."""
         await self.call_thread(self._touch_poll_clock)
@@ -198,6 +244,10 @@ class Transport(faust_aiokafka.Transport):
 _NAMES: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
     (faust_consumer.Consumer, "_new_offset", ("self", "tp")),
     (faust_consumer.Consumer, "_filter_tps_with_pending_acks", ("self", "topics")),
+    (faust_consumer.Consumer, "_should_commit", ("self", "tp", "offset")),
+    (faust_consumer.Consumer, "_commit_offsets", ("self", "offsets", "start_new_transaction")),
+    (faust_aiokafka.AIOKafkaConsumerThread, "_commit", ("self", "offsets")),
+    (faust_aiokafka.AIOKafkaConsumerThread, "assignment", ("self",)),
     (faust_consumer.Consumer, "on_partitions_revoked", ("self", "revoked")),
     (faust_consumer.Consumer, "on_partitions_assigned",
      ("self", "assigned", "generation_id")),

@@ -75,6 +75,11 @@ class OffsetLedger(Generic[TP]):
             if part is not None:
                 part.committed = offset
 
+    def last_committed(self, tp: TP) -> int | None:
+        """The offset the broker last accepted as committed for ``tp`` (None: none yet)."""
+        part = self._parts.get(tp)
+        return part.committed if part else None
+
     def holds(self, tp: TP, offset: int) -> bool:
         """True while ``offset`` of ``tp`` is taken, not finished, and not forgotten."""
         part = self._parts.get(tp)

@@ -20,6 +20,7 @@ import faust
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.errors import KafkaConnectionError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP as FaustTP
 from runstream.services.settings import Settings
@@ -143,10 +144,11 @@ async def test_1_ours_holds_the_commit_while_the_lowest_offset_runs(ours: Any) -
     await _settle_except(agent, 1)
     # Faust's own ack list would allow 2590; the ledger says 2585 still runs.
     consumer._acked[TP] = [2586, 2587, 2588, 2589]
-    assert consumer._filter_committable_offsets([TP]) == {}
+    assert consumer._filter_committable_offsets([TP]).get(TP, 2585) == 2585
     recorder = _wire(consumer, {TP})
     await consumer.commit()
-    assert recorder.commits == []
+    assert all(c[TP] <= 2585 for c in recorder.commits), recorder.commits
+    recorder.commits.clear()
     first.set()
     await _settle(agent)
     await consumer.commit()
@@ -463,3 +465,79 @@ def test_the_check_fails_when_an_overridden_name_changes(
     monkeypatch.setattr(faust_aiokafka.Consumer.__mro__[2], "_wait_next_records", renamed)
     with pytest.raises(faust_overrides.FaustMismatch, match="_wait_next_records"):
         faust_overrides.check()
+
+
+# 10. A failed commit is no crash, and is tried again ------------------------------------
+
+class _FailingCommits:
+    """An aiokafka consumer whose offset commits fail (a coordinator moving)."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    async def commit(self, offsets: Any) -> None:
+        self.tries += 1
+        raise KafkaConnectionError("injected: the group coordinator moved")
+
+
+async def test_10_stock_faust_crashes_the_app_on_a_failed_commit(stock: faust.App) -> None:
+    thread = stock.consumer._thread
+    thread._consumer = _FailingCommits()
+    thread.assignment = lambda: {TP}
+    crashed: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    thread.crash = crash
+    assert await thread._commit({TP: 5}) is False
+    assert crashed and isinstance(crashed[0], KafkaConnectionError)
+
+
+async def test_10_ours_logs_and_tries_again_at_the_next_commit(ours: Any) -> None:
+    app, agent, _ = ours
+    thread = app.consumer._thread
+    failing = thread._consumer = _FailingCommits()
+    thread.assignment = lambda: {TP}
+    crashed: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    thread.crash = crash
+    assert await thread._commit({TP: 5}) is False
+    assert crashed == [] and failing.tries == 1
+
+
+async def test_10_stock_never_retries_an_offset_whose_commit_failed(stock: faust.App) -> None:
+    consumer = stock.consumer
+    consumer.assignment = lambda: {TP}
+
+    async def failed(offsets: Any) -> bool:
+        return False
+
+    consumer._commit = failed
+    consumer._acked[TP] = [10, 11]
+    await consumer.commit()
+    recorder = _wire(consumer, {TP})
+    consumer._acked[TP] = [10, 11]
+    await consumer.commit()
+    assert recorder.commits == []  # 12 was "committed" by the failed attempt
+
+
+async def test_10_ours_commits_again_what_failed(ours: Any) -> None:
+    app, agent, _ = ours
+    acks = _Acks()
+    await _take(agent, acks, 10, 11)
+    await _settle(agent)
+    consumer = app.consumer
+    consumer.assignment = lambda: {TP}
+
+    async def failed(offsets: Any) -> bool:
+        return False
+
+    consumer._commit = failed
+    await consumer.commit()
+    recorder = _wire(consumer, {TP})
+    await consumer.commit()
+    assert recorder.commits == [{TP: 12}]
