@@ -495,7 +495,7 @@ async def test_10_stock_faust_crashes_the_app_on_a_failed_commit(stock: faust.Ap
 
 
 async def test_10_ours_logs_and_tries_again_at_the_next_commit(ours: Any) -> None:
-    app, agent, _ = ours
+    app, _, _ = ours
     thread = app.consumer._thread
     failing = thread._consumer = _FailingCommits()
     thread.assignment = lambda: {TP}
