@@ -283,15 +283,23 @@ class ResultStore:
         await asyncio.wait_for(asyncio.shield(done), timeout_s)
 
     async def _follow_partition_of(self, exec_id: str, timeout_s: float) -> None:
-        """Follow the partition of ``exec_id`` too, if it is not followed."""
-        wanted = self._wanted
-        if wanted is None or not self._all:
+        """Follow the partition of ``exec_id`` too, unless it is read already.
+
+        "Read" is what the follower was assigned, not what was asked for: a follow()
+        asked a moment ago (a worker's rebalance) is applied between two batches, and
+        until then :meth:`caught_up` would not wait for that partition, so a lookup would
+        say "not stored" of a result that is (and a re-delivery would run twice).
+        """
+        if not self._all:
             return
         part = partition_for(exec_id.encode(), len(self._all))
-        if part not in wanted:
+        if any(tp.partition == part for tp in self._tps) and not self._changes:
+            return
+        wanted = self._wanted
+        if wanted is not None and part not in wanted:
             log.info("results index %s: %r is in partition %d, not followed: following it",
                      self.name, exec_id, part)
-            await self.follow(wanted | {part}, timeout_s=timeout_s)
+        await self.follow(None if wanted is None else wanted | {part}, timeout_s=timeout_s)
 
     async def stop(self) -> None:
         """Stop following and close everything; bounded whatever the broker does."""

@@ -115,6 +115,24 @@ async def test_following_other_partitions_on_a_rebalance_resumes_where_each_stop
         await store.stop()
 
 
+async def test_a_lookup_right_after_a_rebalance_waits_for_the_new_partitions(
+        settings: Settings, producer: AIOKafkaProducer) -> None:
+    # A worker's rebalance asks the store to follow new partitions in the background and
+    # at once checks a re-delivered id against it: the answer must not be a false "none"
+    # because the change was asked for but not yet applied (the chaos suite's run twice).
+    stored = id_in(4, settings)
+    await publish(producer, settings, stored)
+    store = ResultStore(settings, name="co-race", partitions={3}, lag_ms=100)
+    await store.start(timeout_s=20)
+    try:
+        asked = asyncio.create_task(store.follow({3, 4}, timeout_s=10))
+        await asyncio.sleep(0)  # the follow is asked for, not yet applied
+        assert await store.get(stored, timeout_s=10, exact=True) == orjson.dumps({"id": stored})
+        await asked
+    finally:
+        await store.stop()
+
+
 async def test_a_lagging_store_reads_every_result_of_bursts_between_its_pauses(
         settings: Settings, producer: AIOKafkaProducer) -> None:
     store = ResultStore(settings, name="co-lag", lag_ms=100)
