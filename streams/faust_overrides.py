@@ -121,7 +121,7 @@ class Consumer(faust_aiokafka.Consumer):
     # 2. Revocation ----------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         try:
-            await asyncio.wait_for(self.commit(revoked), _commit_bound(self))
+            await asyncio.wait_for(self.commit(revoked), _commit_bound_s(agent_of(self.app)))
         except Exception as e:  # the next owner re-reads what was not committed
             log.warning("committing the revoked partitions failed (%r)", e)
         await super().on_partitions_revoked(revoked)
@@ -156,10 +156,6 @@ class Consumer(faust_aiokafka.Consumer):
 
 
 _NOTHING_ASSIGNED_WAIT_S = 0.25
-
-
-def _commit_bound(consumer: Consumer) -> float:
-    return _commit_bound_s(agent_of(consumer.app))
 
 
 def _commit_bound_s(agent: Agent) -> float:
