@@ -480,22 +480,8 @@ class _FailingCommits:
         raise KafkaConnectionError("injected: the group coordinator moved")
 
 
-async def test_10_stock_faust_crashes_the_app_on_a_failed_commit(stock: faust.App) -> None:
-    thread = stock.consumer._thread
-    thread._consumer = _FailingCommits()
-    thread.assignment = lambda: {TP}
-    crashed: list[BaseException] = []
-
-    async def crash(exc: BaseException) -> None:
-        crashed.append(exc)
-
-    thread.crash = crash
-    assert await thread._commit({TP: 5}) is False
-    assert crashed and isinstance(crashed[0], KafkaConnectionError)
-
-
-async def test_10_ours_logs_and_tries_again_at_the_next_commit(ours: Any) -> None:
-    app, _, _ = ours
+def _failing_thread(app: faust.App) -> tuple[Any, _FailingCommits, list[BaseException]]:
+    """The app's consumer thread over failing commits, its crashes recorded."""
     thread = app.consumer._thread
     failing = thread._consumer = _FailingCommits()
     thread.assignment = lambda: {TP}
@@ -505,6 +491,18 @@ async def test_10_ours_logs_and_tries_again_at_the_next_commit(ours: Any) -> Non
         crashed.append(exc)
 
     thread.crash = crash
+    return thread, failing, crashed
+
+
+async def test_10_stock_faust_crashes_the_app_on_a_failed_commit(stock: faust.App) -> None:
+    thread, _, crashed = _failing_thread(stock)
+    assert await thread._commit({TP: 5}) is False
+    assert crashed and isinstance(crashed[0], KafkaConnectionError)
+
+
+async def test_10_ours_logs_and_tries_again_at_the_next_commit(ours: Any) -> None:
+    app, _, _ = ours
+    thread, failing, crashed = _failing_thread(app)
     assert await thread._commit({TP: 5}) is False
     assert crashed == [] and failing.tries == 1
 
