@@ -60,7 +60,7 @@ class Event(Protocol):
 class Ack(Protocol):
     """Acks an event to Faust once its answer is stored (``Stream.ack``)."""
 
-    def __call__(self, event: Any) -> Awaitable[bool]: ...
+    def __call__(self, event: Event) -> Awaitable[bool]: ...
 
 
 class Agent:
@@ -208,7 +208,7 @@ class Agent:
         async for event in events:
             await self.take(event, ack)
 
-    async def take(self, event: Any, ack: Ack) -> None:
+    async def take(self, event: Event, ack: Ack) -> None:
         """Run ``event``'s record, unless the ledger has it already.
 
         Every record the stream yields is taken: Faust's position has moved past it,
@@ -242,7 +242,7 @@ class Agent:
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         self.tasks.pop(task, None)
 
-    async def _handle(self, tp: TopicPartition, d: Delivery, event: Any, ack: Ack) -> None:
+    async def _handle(self, tp: TopicPartition, d: Delivery, event: Event, ack: Ack) -> None:
         acquired = released = False
 
         def release() -> None:

@@ -14,7 +14,6 @@ them), the leader topic and the data directory (there are no tables).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import faust
@@ -23,8 +22,6 @@ from faust.sensors.monitor import Monitor
 from runstream.services.settings import Settings
 from runstream.streams import faust_overrides
 from runstream.streams.agent import Agent
-
-log = logging.getLogger(__name__)
 
 
 class _Boot(BootStrategy):
