@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -346,17 +346,39 @@ async def test_6_the_assignor_reads_the_agent_from_another_thread(ours: Any) -> 
 # 7. Flow control: fetch only for free slots --------------------------------------------
 
 def _fetch_recorder(app: faust.App) -> tuple[Any, list[dict[str, Any]]]:
-    """The app's consumer thread, with its calls into the thread recorded, not run."""
+    """The app's consumer thread, with its fetches recorded, not run.
+
+    Stock hands each fetch to the thread through ``call_thread``; ours straight to the
+    thread's loop (11), which runs in a thread of its own here, as in a worker.
+    """
     calls: list[dict[str, Any]] = []
 
     async def call_thread(fun: Any, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        calls.append({"via": "method queue", **kwargs})
+        return {}
+
+    async def fetch_records(consumer: Any, active: Any, **kwargs: Any) -> dict[Any, Any]:
+        assert threading.current_thread() is not threading.main_thread()
         calls.append(kwargs)
         return {}
 
     thread = app.consumer._thread
     thread._consumer = thread._create_worker_consumer(app.transport)
     thread.call_thread = call_thread
+    thread._fetch_records = fetch_records
     return thread, calls
+
+
+@pytest.fixture
+def consumer_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in a thread of its own: a consumer thread's loop."""
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    runner.join(5)
+    loop.close()
 
 
 async def test_7_stock_fetches_max_poll_records_whatever_is_free(stock: faust.App) -> None:
@@ -365,9 +387,11 @@ async def test_7_stock_fetches_max_poll_records_whatever_is_free(stock: faust.Ap
     assert calls[0]["max_records"] == thread._consumer._max_poll_records
 
 
-async def test_7_ours_fetches_only_as_many_records_as_free_slots(ours: Any) -> None:
+async def test_7_ours_fetches_only_as_many_records_as_free_slots(
+        ours: Any, consumer_loop: asyncio.AbstractEventLoop) -> None:
     app, agent, handler = ours
     thread, calls = _fetch_recorder(app)
+    thread.thread_loop = consumer_loop
     handler.gate = asyncio.Event()
     await _take(agent, _Acks(), 1, 2, 3)
     await thread.getmany({TP}, 1.0)
@@ -539,3 +563,115 @@ async def test_10_ours_commits_again_what_failed(ours: Any) -> None:
     recorder = _wire(consumer, {TP})
     await consumer.commit()
     assert recorder.commits == [{TP: 12}]
+
+
+# 11. What a record costs -------------------------------------------------------------
+
+class _TaskCount:
+    """Counts the tasks made on the running loop while it is installed."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def __enter__(self) -> _TaskCount:
+        loop = asyncio.get_running_loop()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+            self.made += 1
+            return asyncio.Task(coro, loop=loop, **kw)
+
+        loop.set_task_factory(factory)  # type: ignore[arg-type]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.get_running_loop().set_task_factory(None)
+
+
+async def _deliver(value: str) -> str:
+    return value
+
+
+async def test_11_stock_makes_four_tasks_to_deliver_a_record(stock: faust.App) -> None:
+    consumer = stock.consumer
+    with _TaskCount() as count:
+        result = await consumer.wait_first(_deliver("r"), consumer.suspend_flow.wait())
+    assert result.results == ["r"] and not result.stopped
+    assert count.made >= 4
+
+
+async def test_11_ours_delivers_a_record_that_need_not_wait_without_a_task(ours: Any) -> None:
+    app, _, _ = ours
+    consumer = app.consumer
+    with _TaskCount() as count:
+        result = await consumer.wait_first(_deliver("r"), consumer.suspend_flow.wait())
+    assert result.results == ["r"] and not result.stopped
+    assert count.made == 0
+
+
+async def test_11_ours_still_races_a_delivery_that_waits_against_a_rebalance(
+        ours: Any) -> None:
+    app, _, _ = ours
+    consumer = app.consumer
+    gate = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def blocked() -> str:
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "late"
+
+    racing = asyncio.create_task(consumer.wait_first(blocked(), consumer.suspend_flow.wait()))
+    await asyncio.sleep(0)
+    consumer.suspend_flow.set()  # a rebalance starts: the delivery is abandoned
+    result = await asyncio.wait_for(racing, 5)
+    consumer.suspend_flow.clear()
+    assert result.results == [True] and not result.stopped
+    await asyncio.wait_for(cancelled.wait(), 5)
+
+
+async def test_11_ours_finishes_a_delivery_that_had_to_wait(ours: Any) -> None:
+    app, _, _ = ours
+    consumer = app.consumer
+    gate = asyncio.Event()
+
+    async def waits() -> str:
+        await gate.wait()
+        return "delivered"
+
+    racing = asyncio.create_task(consumer.wait_first(waits(), consumer.suspend_flow.wait()))
+    await asyncio.sleep(0)
+    gate.set()
+    result = await asyncio.wait_for(racing, 5)
+    assert result.results == ["delivered"] and not result.stopped
+
+
+async def test_11_ours_propagates_a_delivery_that_fails_in_its_first_step(ours: Any) -> None:
+    app, _, _ = ours
+
+    async def fails() -> None:
+        raise ValueError("undecodable")
+
+    with pytest.raises(ValueError, match="undecodable"):
+        await app.consumer.wait_first(fails(), app.consumer.suspend_flow.wait())
+
+
+async def test_11_stock_checks_every_partition_for_livelock(stock: faust.App) -> None:
+    consumer = stock.consumer
+    checked: list[Any] = []
+    consumer.assignment = lambda: {FaustTP("t", 0), FaustTP("t", 1)}
+    consumer.verify_event_path = lambda now, tp: checked.append(tp)
+    await consumer.verify_all_partitions_active()
+    assert len(checked) == 2
+
+
+async def test_11_ours_has_no_livelock_check(ours: Any) -> None:
+    app, _, _ = ours
+    consumer = app.consumer
+    checked: list[Any] = []
+    consumer.assignment = lambda: {FaustTP("t", 0), FaustTP("t", 1)}
+    consumer.verify_event_path = lambda now, tp: checked.append(tp)
+    await consumer.verify_all_partitions_active()
+    assert checked == []
