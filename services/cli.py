@@ -82,7 +82,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_callbacks(settings: Settings, args: argparse.Namespace) -> int:
-    """Run a webhook deliverer without HTTP until SIGINT/SIGTERM (README "Webhooks")."""
+    """Run a webhook deliverer without HTTP until SIGINT/SIGTERM (docs/webhooks.md)."""
     from runstream.services.ingress.webhooks import run_deliverer
 
     async def deliver() -> None:
@@ -97,7 +97,7 @@ def cmd_callbacks(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
-    """API keys (README "API keys and quotas"): create (the key is shown once), list, revoke."""
+    """API keys (docs/keys.md): create (the key is shown once), list, revoke."""
     import orjson
     from runstream.schemas.keys import record_to_doc
     from runstream.services.execution.languages import Registry
@@ -154,8 +154,8 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = sub.add_parser("keys", help="API keys: create, list, revoke (README \"API keys "
-                          "and quotas\")")
+    keys = sub.add_parser("keys", help="API keys: create, list, revoke "
+                          "(docs/keys.md)")
     keys.set_defaults(func=cmd_keys)
     actions = keys.add_subparsers(dest="keys_command", required=True)
     create = actions.add_parser("create", help="create a key; prints it once")

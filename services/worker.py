@@ -51,7 +51,7 @@ async def _main(settings: Settings) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    # Served from the start, so that a slow start-up can be watched too (README "Metrics").
+    # Served from the start, so that a slow start-up can be watched too (docs/metrics.md).
     stop_metrics = (metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
                     if settings.worker_metrics_port else None)
     sampler = asyncio.create_task(

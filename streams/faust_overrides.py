@@ -1,10 +1,10 @@
 """Every change runstream makes to Faust, and every private Faust or aiokafka name it uses.
 
-Stock faust-streaming is wrong for a code runner in known ways (README "How runstream
-uses Faust"). Each fix is a subclass here, selected through Faust's own extension point:
+Stock faust-streaming is wrong for a code runner in known ways (docs/faust.md).
+Each fix is a subclass here, selected through Faust's own extension point:
 the transport is chosen by the broker URL's scheme (``runstream://``, registered in the
 ``faust.transports`` entry-point group by ``pyproject.toml``), and ``Transport.Consumer``
-is a class attribute. The numbers are those of the README's table and of the tests in
+is a class attribute. The numbers are those of docs/faust.md's table and of the tests in
 ``tests/unit/faust/``:
 
 1. **The commit rule.** Stock ``Consumer._new_offset`` commits past a running offset
@@ -329,8 +329,8 @@ def check() -> None:
     if faust.__version__ != FAUST_VERSION:
         raise FaustMismatch(
             f"faust-streaming {faust.__version__} is installed, but runstream's overrides "
-            f"(streams/faust_overrides.py) were written for {FAUST_VERSION}: read the "
-            "README's 'How runstream uses Faust' before changing the pin")
+            f"(streams/faust_overrides.py) were written for {FAUST_VERSION}: read "
+            "docs/faust.md before changing the pin")
     for owner, name, params in _NAMES:
         attr = inspect.getattr_static(owner, name, None)
         if attr is None:

@@ -60,7 +60,7 @@ class WorkerProcess:
         self.sandbox: Sandbox | None = None
         self.events = (EventPublisher(settings, client_id=f"runstream-worker-{settings.worker_id}"
                                       "-events") if settings.events_enabled else None)
-        #: Live stdin of interactive executions (README "Piston-compatible API").
+        #: Live stdin of interactive executions (docs/piston.md).
         self.stdin = StdinFeed(settings, name=f"worker-{settings.worker_id}")
         self.stop_requested = asyncio.Event()
         self._following: asyncio.Task[None] | None = None

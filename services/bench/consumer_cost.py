@@ -9,7 +9,7 @@ commits) with a stand-in handler that answers at once, so that only the consumer
 is measured: no sandbox, no publishing. ``--trickle-ms N`` sends one record every N ms
 while the app runs (records arrive one at a time, as they do under light load);
 without it the records wait as a backlog and are read in batches. Prints the process's
-CPU time (both threads) per record. The README's "What Faust costs" table came from it.
+CPU time (both threads) per record. The "What Faust costs" table of docs/faust.md came from it.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ A workload file (``services/bench/workloads/*.toml``, or any path)::
     limits = { wall_ms = 1000 }     # optional, over the workload's
     tests = [{ stdin = "1", expected_output = "2", points = 1 }]  # optional, as the request's
     checker = "tokens"              # optional: checker, interactor, stop_on_failure travel
-                                    # as the request's (README "Checkers and scored tests")
+                                    # as the request's (docs/judging.md)
 
 ``{{seed}}`` in a program's source or stdin is replaced by a per-request integer
 drawn from the workload's generator, so programs that use randomness are

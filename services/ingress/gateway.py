@@ -93,7 +93,7 @@ class Gateway:
                      else f"ingress-{socket.gethostname()}-{settings.ingress_port}")
         self.store = store or ResultStore(settings, name=self.name)
         self.store.add_listener(self._on_result)
-        # Live events (README "Streaming events"): every event read, for any stream here;
+        # Live events (docs/events.md): every event read, for any stream here;
         # this ingress itself writes only "queued".
         self.events = EventFeed(settings, name=self.name) if settings.events_enabled else None
         self.event_writer = (EventPublisher(settings, client_id=f"runstream-{self.name}-events")

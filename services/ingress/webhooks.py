@@ -238,7 +238,7 @@ class Webhooks:
         """Bounded: a deliverer drops what it holds (resumed elsewhere) and leaves its group.
 
         Side by side: a broker that is gone costs about 15 s here, within the
-        gateway's own close (README "Stopping and rolling deploys").
+        gateway's own close (docs/stopping.md).
         """
         await asyncio.gather(
             self.deliverer.stop() if self.deliverer is not None else asyncio.sleep(0),

@@ -57,8 +57,8 @@ CHECKS = [
 # An undocumented method: 405 with Allow. Not under /api/v2 (Piston's 404, above).
 UNSUPPORTED_METHOD = checks.unsupported_method
 # The one 5xx the document promises: Piston's interactive WebSocket is not served, and a
-# plain HTTP request to it (any method) is told so with 501 Not Implemented (README,
-# Piston-compatible API). Its status, content type and body are still checked.
+# plain HTTP request to it (any method) is told so with 501 Not Implemented (docs/piston.md).
+# Its status, content type and body are still checked.
 NOT_IMPLEMENTED = "/api/v2/connect"
 
 # The document the ingress serves is built by a pure function: load it here so that

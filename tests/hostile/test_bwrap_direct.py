@@ -232,7 +232,7 @@ async def test_environment_of_the_worker_is_invisible(sandbox: BwrapSandbox,
 
 
 async def test_what_a_run_can_see_of_the_host(sandbox: BwrapSandbox) -> None:
-    """README "What a run can see": every row marked hidden, on bwrap (issue 23)."""
+    """docs/sandbox.md "What a run can see": every row marked hidden, on bwrap (issue 23)."""
     r = await run_code(sandbox, "python", HOST_FACTS_PY)
     assert r.exit_code == 0, r.stderr
     facts = json.loads(r.stdout)

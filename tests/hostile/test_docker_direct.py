@@ -57,7 +57,7 @@ async def assert_clean_and_healthy(sb: DockerSandbox) -> None:
 
 
 async def test_what_a_run_can_see_of_the_host(docker_sandbox: DockerSandbox) -> None:
-    """README "What a run can see": every row marked hidden, on docker (issue 23)."""
+    """docs/sandbox.md "What a run can see": every row marked hidden, on docker (issue 23)."""
     r = await run_code(docker_sandbox, "python", HOST_FACTS_PY)
     assert r.exit_code == 0, r.stderr
     facts = json.loads(r.stdout)

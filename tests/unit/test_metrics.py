@@ -1,4 +1,4 @@
-"""Metrics: the names, types and labels the README lists, and the hooks that feed them."""
+"""Metrics: the names, types and labels docs/metrics.md lists, and the hooks that feed them."""
 
 from __future__ import annotations
 

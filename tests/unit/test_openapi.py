@@ -194,10 +194,10 @@ def test_the_builder_refuses_a_path_documented_twice() -> None:
         build([op, op], title="t", version="1", description="d")
 
 
-def test_the_readme_example_prints_the_documented_paths() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+def test_the_docs_example_prints_the_documented_paths() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "openapi.md").read_text(encoding="utf-8")
     doc = document()
-    assert f"# {doc['openapi']} {sorted(doc['paths'])}" in readme
+    assert f"# {doc['openapi']} {sorted(doc['paths'])}" in page
 
 
 # -- Judge0, Piston, events, deliveries, API keys -------------------------------------------

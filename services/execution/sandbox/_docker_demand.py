@@ -23,7 +23,7 @@ WINDOW_S = 30.0  # the recent past the rate of takes is measured over
 MIN_SPAN_S = 1.0  # a rate is never measured over less (a first burst is not infinite)
 SMOOTHING = 0.3  # weight of a new sample in the moving averages of hold and start times
 # Before any sample: a hello-world's execution and a container's start on this
-# machine class (README "How fast is it").
+# machine class (docs/speed.md).
 FIRST_HOLD_S = 0.15
 FIRST_START_S = 0.25
 

@@ -282,7 +282,7 @@ class DockerSandbox:
             security_opt=["no-new-privileges"],
             init=True,  # reaps the orphans of setsid daemons
             # Its own cgroup namespace: /proc/self/cgroup and /sys/fs/cgroup show "/",
-            # not the host's /docker/<container id> (README "What a run can see").
+            # not the host's /docker/<container id> (docs/sandbox.md "What a run can see").
             cgroupns="private",
             tmpfs={"/box": box, "/tmp": f"size={mb}m,mode=1777,exec"},
             shm_size=mb * 1024 * 1024,
