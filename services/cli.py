@@ -104,7 +104,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     if args.keys_command == "create":
         languages = None
         if args.languages:
-            registry = Registry.load(settings.languages_file or None)
+            registry = Registry.from_settings(settings)
             languages = tuple(sorted({registry.resolve(name.strip()).name
                                       for name in args.languages.split(",") if name.strip()}))
         record, key = asyncio.run(create_key(
