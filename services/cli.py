@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from runstream.schemas.errors import RunstreamError
 from runstream.services.logs import configure as configure_logging
+from runstream.services.process import EXIT_OK, StopSignals, killed_by
 from runstream.services.settings import Settings
 
 log = logging.getLogger("runstream")
@@ -36,15 +37,9 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
         print(f"Kafka {broker.version} jars cached in {broker.libs}")
         return 0
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            log.warning("second signal: killing the broker now")
-            broker.kill()
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    # Synchronous handlers: this process's main thread waits on ``stop``, not on a loop.
+    StopSignals(lambda _: stop.set(), on_second=lambda _: broker.kill(),
+                second="second signal: killing the broker now", log=log).install()
     try:
         broker.start()
         created = asyncio.run(ensure_topics(settings))
@@ -87,13 +82,13 @@ def cmd_callbacks(settings: Settings, args: argparse.Namespace) -> int:
 
     async def deliver() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        # run_deliverer bounds its own stop; a second signal changes nothing.
+        StopSignals(lambda _: stop.set(), on_second=None, log=log).install(
+            asyncio.get_running_loop())
         await run_deliverer(settings, stop)
 
     asyncio.run(deliver())
-    return 0
+    return EXIT_OK
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
@@ -109,7 +104,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     if args.keys_command == "create":
         languages = None
         if args.languages:
-            registry = Registry.load(settings.languages_file or None)
+            registry = Registry.from_settings(settings)
             languages = tuple(sorted({registry.resolve(name.strip()).name
                                       for name in args.languages.split(",") if name.strip()}))
         record, key = asyncio.run(create_key(
@@ -243,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runstream {args.command}: {e.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        return killed_by(signal.SIGINT)
 
 
 if __name__ == "__main__":

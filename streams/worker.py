@@ -75,7 +75,7 @@ class WorkerProcess:
 
     async def _start(self) -> Agent:
         s = self.settings
-        catalogue = Registry.load(s.languages_file or None)
+        catalogue = Registry.from_settings(s)
         executor = await start_executor(s, catalogue)
         self.sandbox = executor.sandbox
         await ensure_topics(s)  # the language topics of a newer registry, if missing

@@ -75,10 +75,6 @@ class Program:
     #: Tests and judging fields of the request (JUDGING_KEYS), as the TOML gives them.
     judging: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def seeded(self) -> bool:
-        return SEED_TOKEN in self.source or SEED_TOKEN in self.stdin
-
 
 @dataclass(frozen=True)
 class Workload:

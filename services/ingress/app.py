@@ -256,7 +256,7 @@ def create_app(settings: Settings, registry: Registry | None = None,
     (``auth.py``); ``keys`` is the key store to use (default: one following the
     keys topic). Without it, ``keys`` is ignored.
     """
-    registry = registry or Registry.load(settings.languages_file or None)
+    registry = registry or Registry.from_settings(settings)
     gateway = gateway or Gateway(settings)
     ingress = Ingress(settings, registry, gateway)
     if not settings.auth_required:  # docs/keys.md

@@ -242,14 +242,12 @@ def test_unsupported_options_are_refused_like_a_judge0_that_disabled_them() -> N
     errors = errors_of({"language_id": 71, "source_code": b64("x"), "compiler_options": "-O2",
                         "additional_files": "UEsFBg==", "enable_network": True,
                         "enable_per_process_and_thread_time_limit": "true",
-                        "callback_url": "http://example.test/cb",
                         "command_line_arguments": "x" * 513})
     assert errors == {
         "compiler_options": ["setting compiler options is not allowed"],
         "additional_files": ["setting additional files is not allowed"],
         "enable_network": ["enabling network is not allowed"],
         "enable_per_process_and_thread_time_limit": ["this option cannot be enabled"],
-        "callback_url": ["setting callback is not allowed"],
         "command_line_arguments": ["is too long (maximum is 512 characters)"],
     }
 
@@ -260,10 +258,12 @@ def test_text_that_is_not_utf8_is_refused_for_stdin() -> None:
     assert list(errors) == ["stdin"]  # binary source is fine: files travel as bytes
 
 
-def test_callback_url_when_callbacks_are_enabled() -> None:
-    config = Judge0Config.from_settings(SETTINGS, callbacks=True)
-    assert errors_of({"language_id": 71, "source_code": b64("x"), "callback_url": "ftp://x"},
-                     config=config) == {"callback_url": ["is not a valid http(s) URL"]}
+def test_callback_url_is_taken_when_it_is_an_http_url() -> None:
+    assert errors_of({"language_id": 71, "source_code": b64("x"), "callback_url": "ftp://x"}
+                     ) == {"callback_url": ["is not a valid http(s) URL"]}
+    req = parse({"language_id": 71, "source_code": b64("x"),
+                 "callback_url": "http://example.test/cb"})
+    assert req.callback is not None and req.callback.url == "http://example.test/cb"
 
 
 # -- results -> submissions ----------------------------------------------------------
@@ -467,7 +467,7 @@ def test_config_info_has_the_39_keys_the_sdk_requires() -> None:
     assert parsed.max_submission_batch_size == 20
     assert info["max_cpu_time_limit"] == SETTINGS.max_cpu_ms / 1000
     assert info["max_memory_limit"] == SETTINGS.max_memory_mb * 1024
-    assert info["enable_callbacks"] is False
+    assert info["enable_callbacks"] is True
 
 
 def test_about_names_a_version_the_sdk_has_a_table_for() -> None:

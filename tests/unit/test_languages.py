@@ -118,6 +118,18 @@ def test_judge0_ids_and_piston_names_name_one_language_each() -> None:
         "tcl", "scheme", "basic", "objectivec", "ada"}
 
 
+def test_the_registry_of_the_settings_is_the_languages_file_else_the_shipped_one(
+        tmp_path: Path) -> None:
+    from runstream.services.settings import Settings
+
+    assert Registry.from_settings(Settings.from_env({})).names() == REGISTRY.names()
+    python = (Path(__file__).parents[2] / "services" / "languages.toml").read_text()
+    only = tmp_path / "only-python.toml"
+    only.write_text(python[python.index("[python]"):].split("\n[", 1)[0] + "\n")
+    chosen = Registry.from_settings(Settings.from_env({"RUNSTREAM_LANGUAGES_FILE": str(only)}))
+    assert chosen.names() == ["python"]
+
+
 async def test_a_worker_with_an_unknown_language_in_its_profile_does_not_start() -> None:
     from runstream.services.execution.executor import start_executor
     from runstream.services.settings import Settings
