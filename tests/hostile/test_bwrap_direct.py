@@ -25,8 +25,8 @@ from pathlib import Path
 import pyseccomp
 import pytest
 from runstream.services.execution.languages import render
-from runstream.services.execution.sandbox import _mount, _seccomp, versions
-from runstream.services.execution.sandbox.bwrap import BwrapSandbox
+from runstream.services.execution.sandbox import versions
+from runstream.services.execution.sandbox.bwrap import BwrapSandbox, _mount, _seccomp
 
 from ._programs import (
     BUSY_LOOP_PY,
@@ -492,7 +492,7 @@ WORKER = """
 import asyncio, dataclasses, sys
 from runstream.services.settings import Settings
 from runstream.services.execution.languages import Registry
-from runstream.services.execution.sandbox import _mount
+from runstream.services.execution.sandbox.bwrap import _mount
 from runstream.services.execution.sandbox.bwrap import BwrapSandbox
 async def main():
     s = Settings.from_env({}, sandbox_cgroup_name=sys.argv[1], sandbox_run_dir=sys.argv[2])

@@ -19,7 +19,7 @@ def test_a_sample_belongs_to_its_innermost_known_frame() -> None:
         "run (uvicorn/server.py:1);submit (services/ingress/gateway.py:2);"
         "send (aiokafka/producer/producer.py:3) 5",
         # the worker spawning a sandbox: the spawn, though asyncio is outermost
-        "_run (asyncio/events.py:80);run (services/execution/sandbox/_run.py:9);"
+        "_run (asyncio/events.py:80);run (services/execution/sandbox/bwrap/_run.py:9);"
         "_execute_child (subprocess.py:1834) 7",
         "select (selectors.py:468) 2",
         "mystery (elsewhere.py:1) 1",

@@ -24,7 +24,7 @@ from runstream.services.execution.compilecache import (
     safe_mode,
 )
 from runstream.services.execution.languages import Registry
-from runstream.services.execution.sandbox._docker_snapshot import from_tar, with_artefacts
+from runstream.services.execution.sandbox.docker._snapshot import from_tar, with_artefacts
 
 C = Registry.load().resolve("c")
 LIMITS = Limits(20000, 20000, 1024, 64, 64, 262144)

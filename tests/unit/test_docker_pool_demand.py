@@ -6,12 +6,12 @@ import itertools
 
 import pytest
 from runstream.services.execution.languages import Registry
-from runstream.services.execution.sandbox._docker_demand import (
+from runstream.services.execution.sandbox.docker._demand import (
     FIRST_HOLD_S,
     FIRST_START_S,
     PoolDemand,
 )
-from runstream.services.execution.sandbox._docker_pool import WarmPool
+from runstream.services.execution.sandbox.docker._pool import WarmPool
 
 JS = "runstream/javascript"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from runstream.schemas.models import Limits
 from runstream.services.execution.languages import Language
-from runstream.services.execution.sandbox import command, rlimits
+from runstream.services.execution.sandbox import rlimits
+from runstream.services.execution.sandbox.bwrap import command
 from runstream.services.execution.sandbox.environment import PATH
 
 LIMITS = Limits(wall_ms=5000, cpu_ms=2500, memory_mb=256, processes=64, output_kb=1024,

@@ -8,8 +8,9 @@ import time
 import pytest
 from runstream.schemas.models import Limits
 from runstream.services.execution.languages import Language
-from runstream.services.execution.sandbox import command, rlimits
-from runstream.services.execution.sandbox._docker_exec import phase_argv
+from runstream.services.execution.sandbox import rlimits
+from runstream.services.execution.sandbox.bwrap import command
+from runstream.services.execution.sandbox.docker._exec import phase_argv
 from runstream.services.execution.sandbox.environment import program_env
 from runstream.services.execution.sandbox.supervision import (
     CPU,

@@ -20,7 +20,7 @@ import sys
 
 import pyseccomp
 import pytest
-from runstream.services.execution.sandbox import _seccomp as sc
+from runstream.services.execution.sandbox.bwrap import _seccomp as sc
 
 EPERM, ENOSYS = 1, 38
 PROBE = 999  # an errno no call returns by itself

@@ -7,7 +7,7 @@ code, is only parsed here, never extracted. Only regular files and directories
 are taken, with permission bits only; any other member (a symlink, a hard link,
 a device, a fifo) or more than the bounds makes the snapshot unusable (None).
 Restoring rewrites the submission's tar with the artefacts added, so the first
-phase unpacks both (see ``_docker_exec.phase_argv``).
+phase unpacks both (see ``_exec.phase_argv``).
 """
 
 from __future__ import annotations

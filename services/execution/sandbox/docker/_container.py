@@ -1,7 +1,7 @@
 """One execution's container as the worker drives it: its phases, limits, accounting, kill.
 
 With the engine on this host, accounting and killing go through the
-container's cgroup (see :mod:`._docker_host`); otherwise through the API:
+container's cgroup (see :mod:`._host`); otherwise through the API:
 the stats endpoint for CPU and memory, ``State.OOMKilled`` for OOM kills and
 a ``kill -9 -1`` exec as the sandbox uid for stray processes.
 """
@@ -19,17 +19,17 @@ from typing import Any
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.errors import SandboxError
 from runstream.services.execution.languages import Language
-from runstream.services.execution.sandbox import _docker_host as host
-from runstream.services.execution.sandbox._docker_engine import DockerEngine
-from runstream.services.execution.sandbox._docker_exec import (
+from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
+from runstream.services.execution.sandbox.cgroup import RunCgroup
+from runstream.services.execution.sandbox.docker import _host as host
+from runstream.services.execution.sandbox.docker._engine import DockerEngine
+from runstream.services.execution.sandbox.docker._exec import (
     PHASE_OVERHEAD,
     ExecStream,
     phase_argv,
     raw_socket,
     signal_script,
 )
-from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
-from runstream.services.execution.sandbox.cgroup import RunCgroup
 from runstream.services.execution.sandbox.environment import program_env
 from runstream.services.execution.sandbox.supervision import (
     API_POLL_S,

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from runstream.schemas.models import Limits
 from runstream.services.errors import SandboxError
-from runstream.services.execution.sandbox._mount import write_all
-from runstream.services.execution.sandbox.command import native_argv
+from runstream.services.execution.sandbox.bwrap._mount import write_all
+from runstream.services.execution.sandbox.bwrap.command import native_argv
 
 SOURCE = Path(__file__).with_name("launcher.c")
 COMPILERS = ("cc", "gcc", "clang")

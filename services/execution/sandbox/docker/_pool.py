@@ -2,7 +2,7 @@
 
 A container is handed out once and never returns to the pool: the execution
 that took it is its only one, and it is removed after. How many are kept per
-image follows the recent demand (see :mod:`._docker_demand`). The pool grows
+image follows the recent demand (see :mod:`._demand`). The pool grows
 when an execution is over, never while one runs: starting a container costs
 CPU that a running program would lose (node's start-up measured ~30 ms slower
 beside one). It shrinks whenever it is looked at, and a janitor looks every
@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from runstream.services.errors import SandboxError
 from runstream.services.execution.languages import Language
-from runstream.services.execution.sandbox._docker_demand import PoolDemand
+from runstream.services.execution.sandbox.docker._demand import PoolDemand
 
 log = logging.getLogger(__name__)
 

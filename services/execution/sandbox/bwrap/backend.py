@@ -22,16 +22,16 @@ from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.errors import SandboxError
 from runstream.services.execution.compilecache import Artefact, SnapshotBounds
 from runstream.services.execution.languages import Language
-from runstream.services.execution.sandbox import (
+from runstream.services.execution.sandbox import versions
+from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
+from runstream.services.execution.sandbox.bwrap import (
     _launcher,
     _mount,
     _seccomp,
     _snapshot,
     command,
-    versions,
 )
-from runstream.services.execution.sandbox._run import Launch, supervise
-from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
+from runstream.services.execution.sandbox.bwrap._run import Launch, supervise
 from runstream.services.execution.sandbox.cgroup import CgroupTree, RunCgroup
 from runstream.services.execution.sandbox.scope import alive, new_scope
 from runstream.services.execution.sandbox.supervision import KILL_WAIT_S

@@ -26,7 +26,7 @@ from runstream.services.execution.compilecache import (
     plain_path,
     safe_mode,
 )
-from runstream.services.execution.sandbox._mount import (
+from runstream.services.execution.sandbox.bwrap._mount import (
     DIR_FLAGS,
     NEW_FILE_FLAGS,
     open_parents,

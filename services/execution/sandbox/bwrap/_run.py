@@ -23,8 +23,8 @@ from functools import partial
 import orjson
 from runstream.schemas.models import Limits, PhaseResult
 from runstream.services.errors import SandboxError
-from runstream.services.execution.sandbox._mount import write_all
 from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
+from runstream.services.execution.sandbox.bwrap._mount import write_all
 from runstream.services.execution.sandbox.cgroup import RunCgroup
 from runstream.services.execution.sandbox.supervision import (
     KILL_WAIT_S,

@@ -8,7 +8,7 @@ is a root-owned ``sleep`` bounded by ``sandbox_docker_lifetime_s``: a container
 whose worker vanished kills itself. Each phase is a ``docker exec`` as the
 sandbox uid (~70 ms against ~180 ms for starting a container), with rlimits and
 an in-container ``timeout -s KILL`` backstop; the files travel in the first
-exec's stdin as a tar (see :mod:`._docker_exec`). Between phases the previous
+exec's stdin as a tar (see :mod:`._exec`). Between phases the previous
 phase's stray processes are killed. Every container is labelled with the
 worker's scope so that a worker starting on the same host removes the
 containers of dead workers.
@@ -33,18 +33,18 @@ from runstream.services.errors import SandboxError
 from runstream.services.execution.compilecache import Artefact, SnapshotBounds
 from runstream.services.execution.languages import Language
 from runstream.services.execution.sandbox import versions
-from runstream.services.execution.sandbox._docker_container import ExecutionContainer
-from runstream.services.execution.sandbox._docker_demand import PoolDemand
-from runstream.services.execution.sandbox._docker_engine import DockerEngine
-from runstream.services.execution.sandbox._docker_exec import PHASE_OVERHEAD, files_tar
-from runstream.services.execution.sandbox._docker_pool import WarmPool
-from runstream.services.execution.sandbox._docker_snapshot import (
+from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
+from runstream.services.execution.sandbox.docker._container import ExecutionContainer
+from runstream.services.execution.sandbox.docker._demand import PoolDemand
+from runstream.services.execution.sandbox.docker._engine import DockerEngine
+from runstream.services.execution.sandbox.docker._exec import PHASE_OVERHEAD, files_tar
+from runstream.services.execution.sandbox.docker._pool import WarmPool
+from runstream.services.execution.sandbox.docker._snapshot import (
     SNAPSHOT_ARGV,
     from_tar,
     snapshot_limits,
     with_artefacts,
 )
-from runstream.services.execution.sandbox.base import LiveInput, PhaseOutput
 from runstream.services.execution.sandbox.environment import MASKED, program_env
 from runstream.services.execution.sandbox.scope import alive, new_scope
 from runstream.services.execution.sandbox.supervision import KILL_WAIT_S
