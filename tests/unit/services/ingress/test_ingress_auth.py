@@ -20,8 +20,8 @@ from runstream.streams.keys import KeyStore
 from starlette.applications import Starlette
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from tests.unit.test_ingress_app import HELLO, FakeGateway, assert_problem, fake
-from tests.unit.test_keys import NOW
+from tests.unit.schemas.test_keys import NOW
+from tests.unit.services.ingress.test_ingress_app import HELLO, FakeGateway, assert_problem, fake
 
 
 class FakeKeys(KeyStore):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from runstream.services.settings import Settings
 
-from tests.unit.test_ingress_app import FakeGateway, in_process
+from tests.unit.services.ingress.test_ingress_app import FakeGateway, in_process
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from runstream.services.ingress.app import create_app
 from runstream.services.ingress.docs import ASSETS
 from runstream.services.settings import Settings
 
-from tests.unit.test_ingress_app import FakeGateway
+from tests.unit.services.ingress.test_ingress_app import FakeGateway
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ async def test_the_page_loads_only_shipped_assets(client: httpx.AsyncClient) -> 
 
 
 def test_the_assets_are_package_data() -> None:
-    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    pyproject = (Path(__file__).parents[4] / "pyproject.toml").read_text()
     assert '"runstream.services.ingress" = ["static/*"]' in pyproject
     assert ASSETS.name == "static" and (ASSETS / "swagger-ui-bundle.js").stat().st_size > 10**6
     assert (ASSETS / "swagger-ui.LICENSE").is_file()

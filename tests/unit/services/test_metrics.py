@@ -15,7 +15,7 @@ from runstream.services.ingress.app import create_app
 from runstream.services.settings import Settings
 from starlette.applications import Starlette
 
-from tests.unit.test_ingress_app import FakeGateway
+from tests.unit.services.ingress.test_ingress_app import FakeGateway
 
 WORKER_METRICS = {
     "runstream_executions": ("counter", {"language", "status"}),

@@ -24,7 +24,7 @@ from runstream.schemas.errors import InvalidRequest
 from runstream.schemas.models import Callback, ExecutionRequest, SourceFile
 from runstream.services.settings import Settings
 
-from tests.unit.test_ingress_app import PROBLEM, FakeGateway, in_process
+from tests.unit.services.ingress.test_ingress_app import PROBLEM, FakeGateway, in_process
 
 HELLO: dict[str, Any] = {"language": "python", "source": "print(1)"}
 

@@ -46,7 +46,7 @@ def test_every_setting_is_documented() -> None:
 def test_readme_documents_every_setting() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
     assert Settings.markdown_table() in readme, "regenerate with `runstream settings`"
 
 

@@ -47,12 +47,12 @@ from runstream.services.ingress.piston.runtimes import packages as piston_packag
 from runstream.services.settings import Settings
 from starlette.routing import Mount, Route
 
-from tests.unit.test_ingress_app import FakeGateway
-from tests.unit.test_ingress_auth import FakeKeys, issue
-from tests.unit.test_judge0_wire import CATALOG, b64, finished, parse
-from tests.unit.test_keys import NOW
-from tests.unit.test_piston_wire import available as piston_available
-from tests.unit.test_piston_wire import job as piston_job
+from tests.unit.schemas.test_keys import NOW
+from tests.unit.services.ingress.judge0.test_judge0_wire import CATALOG, b64, finished, parse
+from tests.unit.services.ingress.piston.test_piston_wire import available as piston_available
+from tests.unit.services.ingress.piston.test_piston_wire import job as piston_job
+from tests.unit.services.ingress.test_ingress_app import FakeGateway
+from tests.unit.services.ingress.test_ingress_auth import FakeKeys, issue
 
 
 def _refs(node: Any) -> Iterator[str]:
@@ -195,7 +195,7 @@ def test_the_builder_refuses_a_path_documented_twice() -> None:
 
 
 def test_the_readme_example_prints_the_documented_paths() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[4] / "README.md").read_text(encoding="utf-8")
     doc = document()
     assert f"# {doc['openapi']} {sorted(doc['paths'])}" in readme
 

@@ -24,8 +24,8 @@ from runstream.services.ingress.app import create_app
 from runstream.services.settings import Settings
 from starlette.applications import Starlette
 
-from tests.unit.test_ingress_app import FakeGateway
-from tests.unit.test_ingress_auth import FakeKeys, issue
+from tests.unit.services.ingress.test_ingress_app import FakeGateway
+from tests.unit.services.ingress.test_ingress_auth import FakeKeys, issue
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 INIT = {"type": "init", "language": "python", "version": "*",

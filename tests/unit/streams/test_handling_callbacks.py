@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from runstream.schemas.webhooks import decode_job
 
-from tests.unit.test_handling import RESULTS, SETTINGS, _delivery, _handle, _handler
+from tests.unit.streams.test_handling import RESULTS, SETTINGS, _delivery, _handle, _handler
 
 JOBS = SETTINGS.callbacks_topic
 HOOK = {"url": "https://example.com/hook", "method": "PUT", "format": "judge0"}
