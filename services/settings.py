@@ -307,7 +307,8 @@ class Settings:
     sandbox_tmpfs_mb: int = _setting(64, "Size of each run's working directory and /tmp.", low=1)
     sandbox_launcher: str = _setting(
         "native", "First program of each bwrap run: `native` builds runstream's own launcher "
-        "(services/execution/sandbox/launcher.c, with the host's C compiler, at start-up) and "
+        "(services/execution/sandbox/bwrap/launcher.c, with the host's C compiler, at start-up) "
+        "and "
         "falls back to `shell` (dash, then setpriv) where it cannot; `shell` always uses dash "
         "and setpriv. Both join the run's cgroups, set its rlimits and drop root before bwrap; "
         "native saves ~3 ms per run.", choices=("native", "shell"))

@@ -5,7 +5,7 @@ Each fix is a subclass here, selected through Faust's own extension point:
 the transport is chosen by the broker URL's scheme (``runstream://``, registered in the
 ``faust.transports`` entry-point group by ``pyproject.toml``), and ``Transport.Consumer``
 is a class attribute. The numbers are those of docs/faust.md's table and of the tests in
-``tests/unit/faust/``:
+``tests/unit/streams/test_faust_overrides.py``:
 
 1. **The commit rule.** Stock ``Consumer._new_offset`` commits past a running offset
    (faust-streaming #606: its head-gap guard is off by one and skipped when the committed

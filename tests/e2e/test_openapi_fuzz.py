@@ -10,7 +10,7 @@ method the document does not list must get 405 with an Allow header (not on
 API keys are on (RUNSTREAM_AUTH_REQUIRED, as in the compose cluster): every
 generated request carries a key with no rate or concurrency limit, so the routes
 behind the key check are fuzzed; the check's own 401/403 answers are held to the
-document by tests/unit/test_openapi.py (the real middleware, every operation).
+document by tests/unit/services/ingress/test_openapi.py (the real middleware, every operation).
 
 Not fuzzed: GET /v1/executions/{id}/events. It is an open Server-Sent Events
 stream (up to RUNSTREAM_INGRESS_EVENTS_STREAM_S per request) that a generated
