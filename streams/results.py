@@ -87,10 +87,6 @@ class RecentResults:
         if old is not None:
             self._bytes -= len(old[0])
 
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
     def __len__(self) -> int:
         return len(self._items)
 
