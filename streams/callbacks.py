@@ -31,6 +31,7 @@ from runstream.schemas.webhooks import encode_job
 from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
 from runstream.streams import kafka
+from runstream.streams.committer import Committer
 from runstream.streams.ledger import OffsetLedger
 from runstream.streams.publish import PermanentPublishError, Publisher
 from runstream.streams.results import ResultStore
@@ -81,6 +82,7 @@ class JobConsumer:
         self.client_id = client_id
         self.consumer: AIOKafkaConsumer | None = None
         self.ledger: OffsetLedger[TopicPartition] = OffsetLedger()
+        self.commits = Committer(self.ledger)
         self.owned: set[TopicPartition] = set()
         self.jobs: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -175,16 +177,11 @@ class JobConsumer:
     async def commit(self) -> None:
         """Commit, per owned partition, up to its lowest unfinished job (bounded in time)."""
         assert self.consumer is not None
-        offsets = {tp: o for tp, o in self.ledger.committable(self.owned).items()}
-        if not offsets:
-            return
         try:
-            await asyncio.wait_for(self.consumer.commit(offsets),
-                                   self.settings.request_timeout_s * 2)
+            await self.commits.commit(self.consumer.commit, self.owned,
+                                      self.settings.request_timeout_s * 2)
         except (KafkaError, TimeoutError, OSError) as e:
             self._warn.warning("commit", "committing webhook jobs failed (%r); retried", e)
-            return
-        self.ledger.committed(offsets)
 
     async def _cancel(self, keys: list[tuple[TopicPartition, int]]) -> None:
         tasks = [t for k in keys if (t := self.jobs.get(k)) is not None]
