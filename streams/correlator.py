@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from runstream.services.settings import Settings
-from runstream.streams.follower import Follower
+from runstream.streams.follower import STOP_S, Follower
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +102,12 @@ class Correlator(Follower):
         else:
             self._has_partition.clear()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = STOP_S) -> None:
         """Stop following; waiters still waiting are cancelled."""
         for fut in list(self.waiting.values()):
             if not fut.done():
                 fut.cancel()
-        await super().stop()
+        await super().stop(timeout_s)
 
     def assigned(self) -> bool:
         return (self._consumer is not None and bool(self._consumer.assignment())

@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from runstream.schemas.events import InvalidEvent, decode_event
+from runstream.schemas.events import decode_event
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.eventbuffer import RecentEvents, Stored
@@ -110,13 +110,8 @@ class EventFeed(Follower):
 
     # -- following -------------------------------------------------------------
     def _on_record(self, record: Any) -> None:
-        if record.value is None:
-            return
-        try:
-            event = decode_event(record.value)
-        except InvalidEvent as e:
-            self._warn.warning("invalid", "skipping a record of %s[%d]@%d: %s", record.topic,
-                               record.partition, record.offset, e.message)
+        event = self._decoded(record, decode_event)
+        if event is None:
             return
         stored = Stored(record.offset, event, bytes(record.value))
         if self.recent.add(stored):

@@ -23,15 +23,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from runstream.schemas.errors import RunstreamError
 from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: How long stopping waits for the following task, and for the consumer to close.
 STOP_S = 5.0
@@ -87,14 +91,16 @@ class Follower:
             await self.stop()
             raise
 
-    async def stop(self) -> None:
-        """Stop following and close the consumer; bounded whatever the broker does."""
+    async def stop(self, timeout_s: float = STOP_S) -> None:
+        """Stop following and close the consumer (within ``timeout_s``); bounded."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, STOP_S)
             self._task = None
-        await kafka.close(self._consumer, timeout_s=STOP_S)
+        if self._consumer is not None:
+            await self._closing()
+        await kafka.close(self._consumer, timeout_s=timeout_s)
         self._consumer = None
 
     async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
@@ -103,6 +109,9 @@ class Follower:
 
     async def _ready(self, deadline: float) -> None:
         """What :meth:`start` waits for once following (nothing by default)."""
+
+    async def _closing(self) -> None:
+        """What :meth:`stop` does once following stopped, before the consumer closes."""
 
     # -- positions -------------------------------------------------------------
     def _set_positions(self, tps: list[TopicPartition], positions: dict[int, int]) -> None:
@@ -171,3 +180,18 @@ class Follower:
     def _on_record(self, record: Any) -> None:
         """What one record read does."""
         raise NotImplementedError
+
+    def _decoded(self, record: Any, decode: Callable[[bytes], T]) -> T | None:
+        """``record``'s value decoded; None for a tombstone or a value ``decode`` refuses.
+
+        A refused value (a RunstreamError) is skipped: one bad record must not stop the
+        follower; it is logged, at most every ten seconds.
+        """
+        if record.value is None:
+            return None
+        try:
+            return decode(record.value)
+        except RunstreamError as e:
+            self._warn.warning("invalid", "skipping a record of %s[%d]@%d: %s", record.topic,
+                               record.partition, record.offset, e.message)
+            return None

@@ -286,9 +286,10 @@ class ResultStore(Follower):
                      self.name, exec_id, part)
         await self.follow(None if wanted is None else wanted | {part}, timeout_s=timeout_s)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = STOP_S) -> None:
         """Stop following and close everything; bounded whatever the broker does."""
-        await asyncio.gather(super().stop(), kafka.close(self._reader, timeout_s=STOP_S))
+        await asyncio.gather(super().stop(timeout_s), kafka.close(self._reader,
+                                                                  timeout_s=timeout_s))
         if self._index is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._run(self._index.close), 5)

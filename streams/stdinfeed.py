@@ -20,7 +20,7 @@ from collections import deque
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from runstream.schemas.stdin import InvalidStdin, StdinKind, StdinMessage, decode_stdin
+from runstream.schemas.stdin import StdinKind, StdinMessage, decode_stdin
 from runstream.services.execution.sandbox.base import Input
 from runstream.services.settings import Settings
 from runstream.streams import kafka
@@ -119,13 +119,8 @@ class StdinFeed(Follower):
         if now - self._expired_at >= EXPIRE_EVERY_S:
             self._expired_at = now
             self.buffers.expire(now)
-        if record.value is None:
-            return
-        try:
-            msg = decode_stdin(record.value)
-        except InvalidStdin as e:
-            self._warn.warning("invalid", "skipping a record of %s[%d]@%d: %s", record.topic,
-                               record.partition, record.offset, e.message)
+        msg = self._decoded(record, decode_stdin)
+        if msg is None:
             return
         if self.buffers.add(msg, now):
             live = self._open.get(msg.id)
