@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable
 from typing import Generic, TypeVar
 
 from runstream.streams.ledger import OffsetLedger
@@ -43,9 +43,8 @@ class Committer(Generic[TP]):
         with self.lock:
             self.ledger.committed(offsets)
 
-    def progressed(self, owned: Iterable[TP]) -> list[TP]:
+    def progressed(self, owned: Collection[TP]) -> list[TP]:
         """Partitions of ``owned`` whose ledger has taken something (candidates to commit)."""
-        owned = set(owned)
         with self.lock:
             return [tp for tp in self.ledger.partitions() if tp in owned]
 
