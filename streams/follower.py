@@ -80,8 +80,7 @@ class Follower:
     async def start(self, timeout_s: float = 30.0) -> None:
         """Connect, assign, follow, and wait until ready; bounded by ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        self._consumer = kafka.consumer(self.settings, client_id=self.client_id,
-                                        **self._consumer_options)
+        self._consumer = self._new_consumer()
         try:
             await kafka.start(self._consumer, self.settings, timeout_s=timeout_s)
             await self._assign(self._consumer, deadline)
@@ -102,6 +101,10 @@ class Follower:
             await self._closing()
         await kafka.close(self._consumer, timeout_s=timeout_s)
         self._consumer = None
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        """The consumer to follow with (not started yet)."""
+        return kafka.consumer(self.settings, client_id=self.client_id, **self._consumer_options)
 
     async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
         """Assign the partitions to read (or subscribe), each at its first position."""
