@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -29,6 +30,7 @@ from runstream.schemas.models import ReplyTo
 from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
 from runstream.streams.kafka import SEQUENCE_LOST
+from runstream.streams.producer import Renewable
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +47,21 @@ class PermanentPublishError(Exception):
 
 
 class Publisher:
-    """Writes records with bounded attempts and knows which topics exist."""
+    """Writes records with bounded attempts and knows which topics exist.
 
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer,
+    ``producers`` is the :class:`~.producer.RenewingProducer` (or any
+    :class:`~.producer.Renewable`) it sends with: a producer whose sequence was lost
+    (SEQUENCE_LOST) is replaced by it, once however many sends saw it fail.
+    ``Publisher(settings, producer, renew)``, a started producer and the renew
+    function of its RenewingProducer, is the same thing in the older form.
+    """
+
+    def __init__(self, settings: Settings, producers: Renewable | AIOKafkaProducer,
                  renew: Renew | None = None) -> None:
         self.settings = settings
-        self.producer = producer
-        #: Replaces a producer whose sequence was lost (SEQUENCE_LOST) with a new one.
-        self.renew = renew
-        self._renew_lock = asyncio.Lock()
+        self.producers: Renewable = (
+            _Handed(cast(AIOKafkaProducer, producers), renew) if renew is not None
+            else cast(Renewable, producers))
         self._partitions: dict[str, int] = {}
         self._checked = 0.0
         self._refresh_lock = asyncio.Lock()
@@ -75,19 +83,18 @@ class Publisher:
                     f"{reply_to.topic!r} has partitions 0..{count - 1}")
         return None
 
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The producer sent with now."""
+        return self.producers.producer
+
     async def _renew(self, failed: AIOKafkaProducer) -> None:
         """A new producer in place of ``failed`` (once, however many sends saw it fail)."""
-        if self.renew is None:
+        try:
+            await self.producers.renew(failed)
+        except Exception as e:  # the broker still away: the next attempt asks again
+            self._warn.warning("renew", "a new producer could not start (%r)", e)
             await asyncio.sleep(_BACKOFF_S[-1])
-            return
-        async with self._renew_lock:
-            if self.producer is not failed:
-                return  # another send renewed it already
-            try:
-                self.producer = await self.renew(failed)
-            except Exception as e:  # the broker still away: the next attempt asks again
-                self._warn.warning("renew", "a new producer could not start (%r)", e)
-                await asyncio.sleep(_BACKOFF_S[-1])
 
     async def _refresh_metadata(self) -> bool:
         """Read every topic's partition count; False if the broker did not answer."""
@@ -144,3 +151,18 @@ class Publisher:
                                    "writing a %s to %s failed (attempt %d), retrying: %r",
                                    what, topic, attempt, e)
                 await asyncio.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S)) - 1])
+
+
+class _Handed:
+    """A started producer and its renew function, handed in apart (the older form)."""
+
+    def __init__(self, producer: AIOKafkaProducer, renew: Renew) -> None:
+        self.producer = producer
+        self._renew = renew
+
+    async def renew(self, failed: AIOKafkaProducer) -> AIOKafkaProducer:
+        # RenewingProducer.renew replaces a failed producer once and hands every later
+        # caller with the same failed one the new producer: no lock needed here.
+        if self.producer is failed:
+            self.producer = await self._renew(failed)
+        return self.producer

@@ -13,6 +13,7 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError, RecordTooLargeError
 from runstream.schemas.models import ReplyTo
 from runstream.services.settings import Settings
+from runstream.streams.producer import RenewingProducer
 from runstream.streams.publish import PermanentPublishError, Publisher
 
 SETTINGS = Settings.from_env({}, worker_publish_attempt_s=1.0)
@@ -53,9 +54,22 @@ class FakeProducer:
         fut.set_result(Meta())
         return fut
 
+    async def stop(self) -> None:
+        pass
+
+
+class Producers:
+    """Implements ``streams.producer.Renewable`` over one fake producer (never renewed)."""
+
+    def __init__(self, producer: FakeProducer) -> None:
+        self.producer = producer
+
+    async def renew(self, failed: FakeProducer) -> FakeProducer:
+        return self.producer
+
 
 async def test_reply_to_is_checked_against_the_topics_that_exist() -> None:
-    pub = Publisher(SETTINGS, FakeProducer({"mine": 2}))  # type: ignore[arg-type]
+    pub = Publisher(SETTINGS, Producers(FakeProducer({"mine": 2})))  # type: ignore[arg-type]
     assert await pub.check_reply_to(ReplyTo("mine", 1)) is None
     assert "does not exist" in (await pub.check_reply_to(ReplyTo("nowhere")) or "")
     assert "out of range" in (await pub.check_reply_to(ReplyTo("mine", 5)) or "")
@@ -63,14 +77,14 @@ async def test_reply_to_is_checked_against_the_topics_that_exist() -> None:
 
 async def test_a_transient_failure_is_retried_until_stored() -> None:
     producer = FakeProducer({"mine": 1}, KafkaTimeoutError(), failures=2)
-    pub = Publisher(SETTINGS, producer)  # type: ignore[arg-type]
+    pub = Publisher(SETTINGS, Producers(producer))  # type: ignore[arg-type]
     await pub.send("mine", b"k", b"v")
     assert producer.sends == 3
 
 
 async def test_a_record_the_broker_refuses_fails_at_once() -> None:
     producer = FakeProducer({"mine": 1}, RecordTooLargeError(), failures=99)
-    pub = Publisher(SETTINGS, producer)  # type: ignore[arg-type]
+    pub = Publisher(SETTINGS, Producers(producer))  # type: ignore[arg-type]
     with pytest.raises(PermanentPublishError):
         await pub.send("mine", b"k", b"v")
     assert producer.sends == 1
@@ -79,7 +93,7 @@ async def test_a_record_the_broker_refuses_fails_at_once() -> None:
 async def test_a_topic_deleted_after_the_check_is_not_retried_forever() -> None:
     # aiokafka waits for a missing topic's metadata and times out: that looks transient.
     producer = FakeProducer({"mine": 1}, KafkaTimeoutError(), failures=99)
-    pub = Publisher(SETTINGS, producer)  # type: ignore[arg-type]
+    pub = Publisher(SETTINGS, Producers(producer))  # type: ignore[arg-type]
     assert await pub.check_reply_to(ReplyTo("mine")) is None
     del producer.cluster._topics["mine"]
     pub._checked = 0.0  # the cache is older than a second: the next failure asks again
@@ -87,23 +101,30 @@ async def test_a_topic_deleted_after_the_check_is_not_retried_forever() -> None:
         await asyncio.wait_for(pub.send("mine", b"k", b"v"), 10)
 
 
-async def test_a_lost_sequence_is_passed_with_a_new_producer_once() -> None:
+@pytest.mark.parametrize("form", ["whole", "handed"])
+async def test_a_lost_sequence_is_passed_with_a_new_producer_once(form: str) -> None:
     # aiokafka's idempotent producer, after giving up on a batch while the broker
     # restarted, meets OutOfOrderSequenceNumber on that partition for ever (seen in a
-    # chaos run); a real broker cannot be made to do that on cue, so it is faked.
+    # chaos run); a real broker cannot be made to do that on cue, so it is faked. The
+    # renewal is the real RenewingProducer's, starting fake producers. "handed": the
+    # older form, a started producer and the RenewingProducer's renew passed apart.
     from aiokafka.errors import OutOfOrderSequenceNumber
 
     stuck = FakeProducer({"results": 1}, OutOfOrderSequenceNumber(), failures=10**6)
     fresh = FakeProducer({"results": 1})
-    renewed: list[object] = []
+    started: list[FakeProducer] = []
 
-    async def renew(failed: object) -> FakeProducer:
-        renewed.append(failed)
-        return fresh
+    async def factory(timeout_s: float) -> FakeProducer:
+        started.append(stuck if not started else fresh)
+        return started[-1]
 
-    pub = Publisher(SETTINGS, stuck, renew)  # type: ignore[arg-type]
+    producers = RenewingProducer(SETTINGS, client_id="t", factory=factory)  # type: ignore[arg-type]
+    first = await producers.start()
+    pub = (Publisher(SETTINGS, producers) if form == "whole"
+           else Publisher(SETTINGS, first, producers.renew))
     sends = [pub.send("results", b"k", b"v") for _ in range(3)]
     metas = await asyncio.wait_for(asyncio.gather(*sends), 10)
     assert [m.offset for m in metas] == [1, 1, 1]
-    assert renewed == [stuck], "three sends that met the lost sequence renew it once"
+    assert started == [stuck, fresh], "three sends that met the lost sequence renew it once"
     assert pub.producer is fresh and fresh.sends == 3
+    await producers.stop()
