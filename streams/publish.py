@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -37,7 +35,6 @@ log = logging.getLogger(__name__)
 #: Errors that the same record to the same topic would meet again.
 PERMANENT = (InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError,
              TopicAuthorizationFailedError, UnknownTopicOrPartitionError)
-Renew = Callable[[AIOKafkaProducer], Awaitable[AIOKafkaProducer]]
 _METADATA_TTL_S = 10.0
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -49,19 +46,14 @@ class PermanentPublishError(Exception):
 class Publisher:
     """Writes records with bounded attempts and knows which topics exist.
 
-    ``producers`` is the :class:`~.producer.RenewingProducer` (or any
+    ``producers`` is the started :class:`~.producer.RenewingProducer` (or any
     :class:`~.producer.Renewable`) it sends with: a producer whose sequence was lost
     (SEQUENCE_LOST) is replaced by it, once however many sends saw it fail.
-    ``Publisher(settings, producer, renew)``, a started producer and the renew
-    function of its RenewingProducer, is the same thing in the older form.
     """
 
-    def __init__(self, settings: Settings, producers: Renewable | AIOKafkaProducer,
-                 renew: Renew | None = None) -> None:
+    def __init__(self, settings: Settings, producers: Renewable) -> None:
         self.settings = settings
-        self.producers: Renewable = (
-            _Handed(cast(AIOKafkaProducer, producers), renew) if renew is not None
-            else cast(Renewable, producers))
+        self.producers = producers
         self._partitions: dict[str, int] = {}
         self._checked = 0.0
         self._refresh_lock = asyncio.Lock()
@@ -151,18 +143,3 @@ class Publisher:
                                    "writing a %s to %s failed (attempt %d), retrying: %r",
                                    what, topic, attempt, e)
                 await asyncio.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S)) - 1])
-
-
-class _Handed:
-    """A started producer and its renew function, handed in apart (the older form)."""
-
-    def __init__(self, producer: AIOKafkaProducer, renew: Renew) -> None:
-        self.producer = producer
-        self._renew = renew
-
-    async def renew(self, failed: AIOKafkaProducer) -> AIOKafkaProducer:
-        # RenewingProducer.renew replaces a failed producer once and hands every later
-        # caller with the same failed one the new producer: no lock needed here.
-        if self.producer is failed:
-            self.producer = await self._renew(failed)
-        return self.producer

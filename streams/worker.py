@@ -84,7 +84,7 @@ class WorkerProcess:
         if self.events is not None:
             await self.events.start()
         await self.stdin.start()  # before any request is taken: its input is kept
-        handler = Handler(s, executor, Publisher(s, self.producer.producer, self.producer.renew),
+        handler = Handler(s, executor, Publisher(s, self.producer),
                           self.store, catalogue,
                           events=self.events, stdin=self.stdin)
         agent = Agent(s, handler)

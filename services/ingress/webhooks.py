@@ -87,7 +87,8 @@ class Deliverer:
                              timeout_s=s.callback_timeout_s, connections=s.callback_concurrency)
         # With renewal: a lost producer sequence would otherwise fail every later
         # delivery record for ever (the worker and the ingress renew theirs too).
-        self.publisher = Publisher(s, await self.producer.start(timeout_s), self.producer.renew)
+        await self.producer.start(timeout_s)
+        self.publisher = Publisher(s, self.producer)
         await self.jobs.start(timeout_s)
         if not s.callback_secret:
             log.warning("RUNSTREAM_CALLBACK_SECRET is empty: webhooks of requests without "

@@ -101,13 +101,11 @@ async def test_a_topic_deleted_after_the_check_is_not_retried_forever() -> None:
         await asyncio.wait_for(pub.send("mine", b"k", b"v"), 10)
 
 
-@pytest.mark.parametrize("form", ["whole", "handed"])
-async def test_a_lost_sequence_is_passed_with_a_new_producer_once(form: str) -> None:
+async def test_a_lost_sequence_is_passed_with_a_new_producer_once() -> None:
     # aiokafka's idempotent producer, after giving up on a batch while the broker
     # restarted, meets OutOfOrderSequenceNumber on that partition for ever (seen in a
     # chaos run); a real broker cannot be made to do that on cue, so it is faked. The
-    # renewal is the real RenewingProducer's, starting fake producers. "handed": the
-    # older form, a started producer and the RenewingProducer's renew passed apart.
+    # renewal is the real RenewingProducer's, starting fake producers.
     from aiokafka.errors import OutOfOrderSequenceNumber
 
     stuck = FakeProducer({"results": 1}, OutOfOrderSequenceNumber(), failures=10**6)
@@ -119,9 +117,8 @@ async def test_a_lost_sequence_is_passed_with_a_new_producer_once(form: str) -> 
         return started[-1]
 
     producers = RenewingProducer(SETTINGS, client_id="t", factory=factory)  # type: ignore[arg-type]
-    first = await producers.start()
-    pub = (Publisher(SETTINGS, producers) if form == "whole"
-           else Publisher(SETTINGS, first, producers.renew))
+    await producers.start()
+    pub = Publisher(SETTINGS, producers)
     sends = [pub.send("results", b"k", b"v") for _ in range(3)]
     metas = await asyncio.wait_for(asyncio.gather(*sends), 10)
     assert [m.offset for m in metas] == [1, 1, 1]
