@@ -96,7 +96,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     import orjson
     from runstream.schemas.keys import record_to_doc
     from runstream.services.execution.languages import Registry
-    from runstream.streams.keys import create_key, read_keys, revoke_key
+    from runstream.streams.api_keys import create_key, read_keys, revoke_key
 
     def public(doc: dict[str, object]) -> dict[str, object]:  # never a secret, nor its hash
         return {k: v for k, v in doc.items() if k not in ("hash", "webhook_secret", "schema")}

@@ -1,6 +1,6 @@
 """The worker process: run the worker app until a signal, and stop within a bound.
 
-The first SIGTERM/SIGINT starts the drain (see ``streams/worker.py``); the process
+The first SIGTERM/SIGINT starts the drain (see ``streams/worker_node.py``); the process
 shell's watchdog (``services/process.py``) ends the process if anything holds the
 stop past the drain bound plus ``CLOSE_BUDGET_S``; a second signal exits at once.
 """
@@ -14,8 +14,8 @@ import logging
 from runstream.services import metrics
 from runstream.services.process import EXIT_OK, StopSignals
 from runstream.services.settings import Settings
-from runstream.streams import telemetry
-from runstream.streams.worker import CLOSE_BUDGET_S, WorkerProcess
+from runstream.streams import worker_metrics
+from runstream.streams.worker_node import CLOSE_BUDGET_S, WorkerNode
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def run_worker(settings: Settings) -> int:
 
 
 async def _main(settings: Settings) -> int:
-    worker = WorkerProcess(settings)
+    worker = WorkerNode(settings)
 
     def drain(signum: int) -> None:
         log.info("signal %d: draining for up to %.0f s", signum, settings.worker_drain_s)
@@ -38,7 +38,7 @@ async def _main(settings: Settings) -> int:
     stop_metrics = (metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
                     if settings.worker_metrics_port else None)
     sampler = asyncio.create_task(
-        telemetry.sample(lambda: worker.agent,
+        worker_metrics.sample(lambda: worker.agent,
                          lambda: worker.app.consumer if worker.app and worker.agent else None),
         name="metrics")
     try:
@@ -49,7 +49,7 @@ async def _main(settings: Settings) -> int:
             stop_metrics()
 
 
-async def _serve(worker: WorkerProcess, settings: Settings, stop: StopSignals) -> int:
+async def _serve(worker: WorkerNode, settings: Settings, stop: StopSignals) -> int:
     running = asyncio.create_task(worker.run(), name="worker")
     stopped = asyncio.create_task(worker.stop_requested.wait())
     await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)

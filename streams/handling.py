@@ -31,11 +31,11 @@ from runstream.services.execution.executor import Executor, now
 from runstream.services.execution.languages import Registry
 from runstream.services.logs import Throttled, bind_execution
 from runstream.services.settings import Settings
-from runstream.streams.callbacks import publish_job
-from runstream.streams.events import EventPublisher, wants_events
+from runstream.streams.event_publisher import EventPublisher, wants_events
 from runstream.streams.publish import PermanentPublishError, Publisher
-from runstream.streams.stdinfeed import StdinFeed
+from runstream.streams.stdin_feed import StdinFeed
 from runstream.streams.topics import language_topic
+from runstream.streams.webhook_jobs import publish_job
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """When a webhook is tried again, when it is given up, and where it may go: pure rules.
 
-No I/O here: the deliverer (:mod:`runstream.streams.callbacks` and the
+No I/O here: the deliverer (:mod:`runstream.streams.webhook_jobs` and the
 ingress's ``webhooks``) asks these functions and does what they say.
 """
 

@@ -24,9 +24,9 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("execution, verdict", r"services/execution/"),
     ("result index (sqlite)", r"streams/results\.py|sqlite3"),
     ("validation, JSON codec", r"schemas/|jsonschema|referencing|orjson"),
-    ("live events", r"streams/event|ingress/events\.py"),
+    ("live events", r"streams/event|ingress/event_stream\.py"),
     ("metrics, logs", r"prometheus_client|/logging/|services/logs\.py|services/metrics\.py|"
-                      r"telemetry\.py"),
+                      r"_metrics\.py"),
     ("Kafka: produce", r"aiokafka/producer"),
     ("Kafka: fetch, consume", r"aiokafka/consumer"),
     ("Kafka: protocol, connections", r"aiokafka/"),

@@ -1,7 +1,7 @@
 """What an execution tells while it runs: the seam between the executor and live events.
 
 The executor knows nothing of Kafka: the worker hands it a :class:`Progress`
-(``streams/events.py`` publishes it as events). Every call must return at once
+(``streams/event_publisher.py`` publishes it as events). Every call must return at once
 and never raise; a lost progress report is acceptable, a delayed run is not.
 """
 

@@ -24,17 +24,17 @@ from runstream.services.ingress import braindrill
 from runstream.services.ingress.auth import ApiKeyAuth
 from runstream.services.ingress.bodies import BodyBudget
 from runstream.services.ingress.docs import docs_routes
-from runstream.services.ingress.events import EventStreams
+from runstream.services.ingress.event_stream import EventStreams
 from runstream.services.ingress.gateway import Gateway
+from runstream.services.ingress.http_metrics import HttpMetrics, metrics_endpoint
 from runstream.services.ingress.judge0.routes import judge0_routes
 from runstream.services.ingress.piston.routes import piston_routes
 from runstream.services.ingress.problems import HANDLERS, JSON, Draining, json_response
-from runstream.services.ingress.telemetry import HttpMetrics, metrics_endpoint
 from runstream.services.ingress.ui import ui_routes
 from runstream.services.ingress.webhooks import Webhooks
 from runstream.services.logs import bind_execution
 from runstream.services.settings import Settings
-from runstream.streams.keys import KeyStore
+from runstream.streams.api_keys import KeyStore
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request

@@ -28,7 +28,7 @@ from runstream.services.ingress.caller import reset_key, set_key
 from runstream.services.ingress.problems import problem
 from runstream.services.ingress.quotas import RateLimits
 from runstream.services.settings import Settings
-from runstream.streams.keys import KeyStore
+from runstream.streams.api_keys import KeyStore
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)

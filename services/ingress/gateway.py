@@ -41,8 +41,8 @@ from runstream.services.ingress.quotas import InFlight
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.correlator import Correlator
-from runstream.streams.eventfeed import EventFeed
-from runstream.streams.events import EventPublisher, wants_events
+from runstream.streams.event_feed import EventFeed
+from runstream.streams.event_publisher import EventPublisher, wants_events
 from runstream.streams.kafka import SEQUENCE_LOST
 from runstream.streams.producer import RenewingProducer
 from runstream.streams.results import ResultStore

@@ -49,11 +49,11 @@ from runstream.services.ingress.problems import JSON
 from runstream.services.ingress.webhook_bodies import KeySecrets, RenderError, Secrets, render
 from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
-from runstream.streams.callbacks import JobConsumer, delivery_log
-from runstream.streams.keys import KeyStore
+from runstream.streams.api_keys import KeyStore
 from runstream.streams.producer import RenewingProducer
 from runstream.streams.publish import PermanentPublishError, Publisher
 from runstream.streams.results import ResultStore
+from runstream.streams.webhook_jobs import JobConsumer, delivery_log
 from runstream.streams.webhook_policy import RetryPolicy
 from starlette.requests import Request
 from starlette.responses import Response

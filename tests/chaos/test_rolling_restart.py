@@ -39,7 +39,7 @@ from tests.system import System, busy_worker
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 
 DRAIN_S = 10.0  # this row's RUNSTREAM_WORKER_DRAIN_S (default 20)
-CLOSE_BUDGET_S = 8.0  # streams/worker.py CLOSE_BUDGET_S: a stop's time beyond the drain
+CLOSE_BUDGET_S = 8.0  # streams/worker_node.py CLOSE_BUDGET_S: a stop's time beyond the drain
 STOP_BOUND_S = DRAIN_S + CLOSE_BUDGET_S
 REJOIN_WITHIN_S = 30.0
 AFTER_S = 2.0  # the load goes on this long after the last restart

@@ -22,7 +22,7 @@ from tests.system import System, busy_worker, children, launch_system
 pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 
 DRAIN_S = 2.0
-CLOSE_BUDGET_S = 8.0  # streams/worker.py CLOSE_BUDGET_S
+CLOSE_BUDGET_S = 8.0  # streams/worker_node.py CLOSE_BUDGET_S
 # Long enough to outlast a second worker's join on a loaded machine (the group must
 # settle first), so that the run is still going when the first worker is stopped.
 LONG = {"language": "python", "source": "import time\ntime.sleep(12)\nprint('done')",

@@ -13,9 +13,9 @@ from runstream.schemas import events
 from runstream.schemas.events import EventType
 from runstream.services.execution.languages import Registry
 from runstream.services.settings import Settings
-from runstream.streams.eventbuffer import Stored
-from runstream.streams.eventfeed import EventFeed, Subscription
-from runstream.streams.events import EventPublisher
+from runstream.streams.event_buffer import Stored
+from runstream.streams.event_feed import EventFeed, Subscription
+from runstream.streams.event_publisher import EventPublisher
 from runstream.streams.topics import ensure_topics, topic_specs
 
 pytestmark = pytest.mark.kafka

@@ -13,7 +13,7 @@ from runstream.schemas.errors import BrokerUnavailable
 from runstream.schemas.keys import KeyRecord
 from runstream.services.settings import Settings
 from runstream.streams import kafka
-from runstream.streams.keys import KeyStore, create_key, read_keys, revoke_key
+from runstream.streams.api_keys import KeyStore, create_key, read_keys, revoke_key
 from runstream.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka

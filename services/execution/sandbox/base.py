@@ -43,7 +43,7 @@ class Input:
 
 
 class LiveInput(Protocol):
-    """The stdin of an interactive run, as it arrives (``streams/stdinfeed.py``).
+    """The stdin of an interactive run, as it arrives (``streams/stdin_feed.py``).
 
     A phase given one reads it until the phase ends: it writes the data to the
     program as the program takes it (a program that does not read holds the rest

@@ -4,8 +4,8 @@ A session is an ordinary execution (admission, validation, the caller's API key
 and its quotas, Kafka), marked ``interactive``: its stdin is live. The client's
 ``data``, ``eof`` and ``signal`` messages are written, in order, to the stdin topic
 keyed by the execution id, where the worker running it reads them
-(``streams/stdinfeed.py``); what the program does comes back as the events any
-ingress follows (``streams/eventfeed.py``), then the result, which ends the session.
+(``streams/stdin_feed.py``); what the program does comes back as the events any
+ingress follows (``streams/event_feed.py``), then the result, which ends the session.
 
 Whatever ends a session other than the program's own end (the client closing
 the socket or going away, a protocol error, the session's time bound, the
@@ -36,7 +36,7 @@ from runstream.services.ingress.piston.limits import Ceilings
 from runstream.services.ingress.piston.request import PistonJob, build
 from runstream.services.ingress.piston.runtimes import Runtime
 from runstream.services.settings import Settings
-from runstream.streams.eventfeed import Subscription
+from runstream.streams.event_feed import Subscription
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 log = logging.getLogger(__name__)

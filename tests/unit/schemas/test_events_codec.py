@@ -10,7 +10,7 @@ from runstream.schemas import events
 from runstream.schemas.codec import load_schema
 from runstream.schemas.events import EventType, InvalidEvent
 from runstream.schemas.models import PhaseResult
-from runstream.streams.eventbuffer import RecentEvents, Stored
+from runstream.streams.event_buffer import RecentEvents, Stored
 
 AT = datetime(2026, 11, 29, 21, 0, 0, 123000, tzinfo=UTC)
 

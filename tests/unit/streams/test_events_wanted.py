@@ -9,7 +9,7 @@ import pytest
 from runstream.schemas.codec import decode_request, encode_request
 from runstream.schemas.errors import InvalidRequest
 from runstream.services.settings import Settings
-from runstream.streams.events import wants_events
+from runstream.streams.event_publisher import wants_events
 
 BODY = {"language": "python", "source": "print(1)"}
 

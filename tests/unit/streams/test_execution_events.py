@@ -1,4 +1,4 @@
-"""A worker's per-execution events (streams/events.py ExecutionEvents), on a real event loop.
+"""A worker's per-execution events (streams/event_publisher.py ExecutionEvents), live.
 
 The publisher is a stand-in that records what is emitted (EventPublisher against a
 real broker is tests/integration/test_events_kafka.py).
@@ -13,7 +13,7 @@ from runstream.schemas.events import Event, EventType
 from runstream.schemas.models import PhaseResult
 from runstream.services.execution.languages import Registry
 from runstream.services.settings import Settings
-from runstream.streams.events import EventPublisher, ExecutionEvents, chunk_policy
+from runstream.streams.event_publisher import EventPublisher, ExecutionEvents, chunk_policy
 
 SETTINGS = Settings.from_env({}, worker_id="w1")
 PYTHON = Registry.load().resolve("python")

@@ -27,8 +27,8 @@ from runstream.schemas.stdin import (
 from runstream.services.execution.sandbox import supervision
 from runstream.services.execution.sandbox.base import Input
 from runstream.services.execution.sandbox.supervision import feed_live, signal_number
-from runstream.streams.stdinbuffer import ENTRY_OVERHEAD, ITEM_OVERHEAD, StdinBuffers
-from runstream.streams.stdinfeed import as_input
+from runstream.streams.stdin_buffer import ENTRY_OVERHEAD, ITEM_OVERHEAD, StdinBuffers
+from runstream.streams.stdin_feed import as_input
 
 # -- the wire --------------------------------------------------------------------
 

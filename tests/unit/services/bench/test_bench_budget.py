@@ -32,7 +32,7 @@ def test_a_sample_belongs_to_its_innermost_known_frame() -> None:
 
 def test_asyncio_events_module_is_the_loop_not_live_events() -> None:
     got = categorise(["_run (asyncio/events.py:80) 3",
-                      "emit (streams/events.py:40) 4"])
+                      "emit (streams/event_publisher.py:40) 4"])
     assert got == Counter({"asyncio event loop": 3, "live events": 4})
 
 

@@ -16,7 +16,7 @@ from runstream.schemas.keys import KeyRecord, encode_record, format_key, new_key
 from runstream.services.ingress.app import create_app
 from runstream.services.ingress.auth import is_open, presented_key
 from runstream.services.settings import Settings
-from runstream.streams.keys import KeyStore
+from runstream.streams.api_keys import KeyStore
 from starlette.applications import Starlette
 from starlette.testclient import TestClient, WebSocketDenialResponse
 

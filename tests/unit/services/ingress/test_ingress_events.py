@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from runstream.services.ingress.events import comment, last_event_id, sse
+from runstream.services.ingress.event_stream import comment, last_event_id, sse
 from starlette.requests import Request
 
 

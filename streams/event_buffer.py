@@ -1,6 +1,6 @@
 """The recent events of executions still going, by id, in bounded memory (pure).
 
-Every ingress reads every event (``streams/eventfeed.py``) and keeps the recent
+Every ingress reads every event (``streams/event_feed.py``) and keeps the recent
 ones, so that a stream that starts late, or resumes with ``Last-Event-ID``, on
 any ingress, gets what it missed (also just after the execution finished). Memory is bounded
 overall (the least recently active executions go first) and per execution (an

@@ -1,6 +1,6 @@
 """The live stdin a worker holds, by execution id, in bounded memory (pure; clock passed in).
 
-Every worker follows the whole stdin topic (``streams/stdinfeed.py``): the
+Every worker follows the whole stdin topic (``streams/stdin_feed.py``): the
 items of an interactive execution may arrive before any worker has taken it
 (the client types while the request waits in the queue) and whichever worker
 takes it must have them. So each worker keeps every id's recent items until

@@ -1,7 +1,7 @@
 """``GET /v1/executions/{id}/events``: an execution's events as Server-Sent Events.
 
 Any ingress serves any execution: each follows the whole events topic
-(``streams/eventfeed.py``) and the results topic. A stream sends what was kept
+(``streams/event_feed.py``) and the results topic. A stream sends what was kept
 of the execution so far (after ``Last-Event-ID``), then each event as it is
 read, then ``finished`` with the stored result, and closes. The result decides
 the end, not the events: events may be lost, the result is not. An execution
@@ -28,7 +28,7 @@ from runstream.schemas.events import EventType, finished_with_result
 from runstream.services.ingress.gateway import Gateway
 from runstream.services.ingress.problems import Overloaded
 from runstream.services.settings import Settings
-from runstream.streams.eventfeed import Subscription
+from runstream.streams.event_feed import Subscription
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 

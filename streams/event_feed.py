@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from runstream.schemas.events import decode_event
 from runstream.services.settings import Settings
 from runstream.streams import kafka
-from runstream.streams.eventbuffer import RecentEvents, Stored
+from runstream.streams.event_buffer import RecentEvents, Stored
 from runstream.streams.follower import Follower
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The worker: sandbox, result store, producer, then the Faust app, in order.
 
-:class:`WorkerProcess` starts them, serves until asked to stop, then drains:
+:class:`WorkerNode` starts them, serves until asked to stop, then drains:
 no new request, running executions finish for ``RUNSTREAM_WORKER_DRAIN_S``, the
 rest are killed (left uncommitted, so another worker runs them), what is safe is
 committed, the announcement is withdrawn and the Faust app stopped (it commits
@@ -26,12 +26,12 @@ from runstream.services.settings import Settings
 from runstream.streams import faust_app
 from runstream.streams.agent import Agent
 from runstream.streams.copartition import co_partitions
-from runstream.streams.events import EventPublisher
+from runstream.streams.event_publisher import EventPublisher
 from runstream.streams.handling import Handler
 from runstream.streams.producer import RenewingProducer
 from runstream.streams.publish import Publisher
 from runstream.streams.results import ResultStore
-from runstream.streams.stdinfeed import StdinFeed
+from runstream.streams.stdin_feed import StdinFeed
 from runstream.streams.topics import ensure_topics, language_topic
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ _APP_STOP_BOUND_S = 3.0
 _START_BOUND_S = 120.0
 
 
-class WorkerProcess:
+class WorkerNode:
     """Everything one worker runs, started and stopped in order."""
 
     def __init__(self, settings: Settings) -> None:

@@ -1,7 +1,7 @@
 """A worker's side of live stdin: follow the stdin topic, hand each item to its run.
 
 Every worker follows every partition of the stdin topic with one consumer (no
-group) and keeps each execution id's recent items (``streams/stdinbuffer.py``,
+group) and keeps each execution id's recent items (``streams/stdin_buffer.py``,
 bounded), because the items of an interactive execution can arrive before any
 worker has taken its request. When a worker runs an interactive execution it
 opens a :class:`LiveStdin` on its id (the executor's
@@ -25,7 +25,7 @@ from runstream.services.execution.sandbox.base import Input
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.follower import Follower
-from runstream.streams.stdinbuffer import StdinBuffers
+from runstream.streams.stdin_buffer import StdinBuffers
 
 log = logging.getLogger(__name__)
 
