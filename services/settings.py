@@ -3,10 +3,7 @@
 This is the only module that reads the environment. Each setting is typed and
 documented; :meth:`Settings.from_env` validates them all at start-up so a bad
 value stops the process with a message instead of failing on first use.
-<<<<<<< HEAD
 ``runstream settings`` prints the table that docs/configuration.md shows.
-=======
-``runstream settings`` prints the table that the README shows.
 
 Why not pydantic-settings (weighed in issue 21): the parsing here is about 50
 lines (``from_env``, ``_convert``, the bounds loop of ``validate``); the rest is
@@ -20,7 +17,6 @@ today; ``from_env(mapping, **overrides)`` and the 20-odd ``dataclasses.replace``
 copies of a frozen dataclass would need another source class and ``model_copy``
 (which does not validate); and importing it costs every ``runstream`` process
 about 0.4 s on a 2-core machine (this module imports in under 0.1 s).
->>>>>>> h33
 """
 
 from __future__ import annotations
