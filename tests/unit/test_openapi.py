@@ -47,7 +47,7 @@ from runstream.services.ingress.piston.runtimes import packages as piston_packag
 from runstream.services.settings import Settings
 from starlette.routing import Mount, Route
 
-from tests.unit.test_ingress_app import FakeGateway
+from tests.unit.test_ingress_app import FakeChannel
 from tests.unit.test_ingress_auth import FakeKeys, issue
 from tests.unit.test_judge0_wire import CATALOG, b64, finished, parse
 from tests.unit.test_keys import NOW
@@ -262,13 +262,13 @@ async def test_the_key_check_answers_as_the_document_says(tmp_path: Path) -> Non
     every keyed operation, each body the documented problem; the open ones need none."""
     settings = Settings.from_env({}, index_dir=str(tmp_path), auth_required=True)
     keys = FakeKeys(settings, name="test")
-    gateway = FakeGateway(settings)
+    gateway = FakeChannel(settings)
     await gateway.start()
     record, full = issue(keys)
     keys.put(revoke(record, NOW))
     doc = document()
     try:
-        app = create_app(settings, gateway=gateway, keys=keys)
+        app = create_app(settings, channel=gateway, keys=keys)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as c:
             for op in OPERATIONS:
