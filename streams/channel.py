@@ -97,7 +97,8 @@ class RequestChannel:
                                   client_id=f"runstream-{self.name}-replies",
                                   group=settings.ingress_group if fixed is None else None)
         self.replies.add_listener(self._on_reply)
-        self._requester = Requester(settings, self.replies, client_id=f"runstream-{self.name}")
+        #: Sends requests and stdin (renewing a producer whose sequence was lost).
+        self.requester = Requester(settings, self.replies, client_id=f"runstream-{self.name}")
         self.group = WorkerGroup(settings, client_id=f"runstream-{self.name}")
 
     @property
@@ -116,7 +117,7 @@ class RequestChannel:
         s = self.settings
         self.waiters.open()
         try:
-            await self._requester.connect(timeout_s)
+            await self.requester.connect(timeout_s)
             await self.group.connect([s.requests_topic, s.replies_topic, s.results_topic,
                                       s.workers_topic], timeout_s)
             await self.replies.start(timeout_s)
@@ -139,7 +140,7 @@ class RequestChannel:
         self.waiters.release()
         # Side by side: a broker that is gone costs one close timeout, not one per client.
         await asyncio.gather(
-            self.group.stop(), self._requester.stop(timeout_s=5), self.store.stop(),
+            self.group.stop(), self.requester.stop(timeout_s=5), self.store.stop(),
             *(part.stop() for part in (self.events, self._event_writer) if part is not None),
             return_exceptions=True)
 
@@ -182,7 +183,7 @@ class RequestChannel:
             # fire-and-forget, alongside the request
             self._event_writer.emit(event_queued(req.id, req.enqueued_at or datetime.now(UTC),
                                                  req.language))
-        await self._requester.send(
+        await self.requester.send(
             s.requests_topic, req.id, encode_request(req),
             refused="Kafka did not accept the request within {bound}s ({error}); "
                     "it is safe to retry with the same id")
@@ -194,7 +195,7 @@ class RequestChannel:
         Raises BrokerUnavailable when Kafka does not take one within the bound.
         """
         for item in items:
-            await self._requester.send(self.settings.stdin_topic, item.id, encode_stdin(item),
+            await self.requester.send(self.settings.stdin_topic, item.id, encode_stdin(item),
                                        refused="Kafka did not take the input within "
                                                "{bound}s ({error})")
 

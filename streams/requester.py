@@ -29,11 +29,12 @@ class Requester:
     def __init__(self, settings: Settings, replies: Correlator, *, client_id: str) -> None:
         self.settings = settings
         self.replies = replies
-        self._producer = RenewingProducer(settings, client_id=client_id)
+        #: What it sends with: the current producer, replaced when its sequence is lost.
+        self.producer = RenewingProducer(settings, client_id=client_id)
 
     async def connect(self, timeout_s: float = 30.0) -> None:
         """Start the producer, retrying while the broker is not up (bounded)."""
-        await self._producer.start(timeout_s)
+        await self.producer.start(timeout_s)
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Start the producer, then follow the replies (each bounded by ``timeout_s``)."""
@@ -42,7 +43,7 @@ class Requester:
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Close the producer and stop following the replies, side by side (bounded)."""
-        await asyncio.gather(self._producer.stop(timeout_s=timeout_s), self.replies.stop(),
+        await asyncio.gather(self.producer.stop(timeout_s=timeout_s), self.replies.stop(),
                              return_exceptions=True)
 
     def expect(self, exec_id: str) -> asyncio.Future[bytes]:
@@ -58,14 +59,14 @@ class Requester:
         producer whose sequence was lost is replaced first: a retry goes through a new one.
         """
         bound = self.settings.request_timeout_s if timeout_s is None else timeout_s
-        producer = self._producer.producer
+        producer = self.producer.producer
         try:
             await asyncio.wait_for(producer.send_and_wait(topic, value, key=key.encode()),
                                    bound)
         except (KafkaError, TimeoutError, OSError) as e:
             if isinstance(e, SEQUENCE_LOST):
                 try:
-                    await self._producer.renew(producer)
+                    await self.producer.renew(producer)
                 except Exception as renew_error:  # the broker still away: the next failure asks
                     log.warning("a new producer could not start (%r)", renew_error)
             raise BrokerUnavailable(refused.format(bound=bound, error=type(e).__name__)) from e

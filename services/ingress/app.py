@@ -96,7 +96,8 @@ class Ingress:
                            "(another instance, or this one restarted, will answer)")
         self.gateway.backlog.admit()
 
-    async def _known(self, exec_id: str, named: bool) -> bytes | None:
+    async def lookup(self, exec_id: str, named: bool = True) -> bytes | None:
+        """The result of ``exec_id`` if it is known: in memory, or stored (``named``)."""
         result = self.channel.cached(exec_id)
         if result is None and named:  # a generated id cannot have a stored result
             result = await self.channel.find(exec_id)
@@ -113,7 +114,7 @@ class Ingress:
         """
         exec_id = req.id
         with self.channel.waiters.waiting(exec_id) as future:
-            result = await self._known(exec_id, named)
+            result = await self.lookup(exec_id, named)
             if result is None:
                 await self.gateway.submit(req)
             del req
@@ -157,7 +158,7 @@ class Ingress:
         wait_s = _wait_param(request, self.settings.ingress_wait_s) if (
             "wait" in request.query_params) else 0.0
         with self.channel.waiters.waiting(exec_id) as future:
-            result = await self._known(exec_id, named=True)
+            result = await self.lookup(exec_id)
             if result is None and wait_s > 0:
                 result = await self.channel.waiters.wait(future, wait_s)
         if result is not None:

@@ -8,12 +8,14 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import OutOfOrderSequenceNumber
 from runstream.schemas.codec import decode_request, request_from_doc
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.ingress.gateway import Gateway
@@ -210,3 +212,33 @@ async def test_group_watch_sees_live_workers_slots_and_lag(
         assert await watch.until(lambda: watch.lag == 0, 20), watch.lag
     finally:
         await gateway.stop()
+
+
+async def test_a_lost_producer_sequence_is_a_503_and_the_retry_goes_through_a_new_producer(
+        settings: Settings) -> None:
+    """As the webhook deliverer's (test_producer_renewal.py), for requests: the current
+    producer's ``send`` raises the loss once (the one injected part); the rest is real."""
+    await ensure_topics(settings)
+    channel = RequestChannel(replace(settings, ingress_reply_partition=0))
+    await channel.start()
+    try:
+        broken = channel.requester.producer.producer
+        failures = 0
+
+        async def lost_sequence(*args: Any, **kwargs: Any) -> Any:
+            nonlocal failures
+            failures += 1
+            raise OutOfOrderSequenceNumber("injected: the broker lost this producer's sequence")
+
+        broken.send = lost_sequence  # type: ignore[method-assign]
+        req = request_from_doc({"id": "renew-1", "language": "python", "source": ""})
+        with pytest.raises(BrokerUnavailable, match="safe to retry with the same id"):
+            await channel.submit(req)
+        assert not channel.is_pending("renew-1"), "a request Kafka refused is not in flight"
+        assert channel.requester.producer.producer is not broken, "no new producer took over"
+        await channel.submit(req)  # the client's retry, through the new producer
+        assert failures == 1
+        (key, _), = await produced_requests(settings, 1)
+        assert key == b"renew-1" and channel.is_pending("renew-1")
+    finally:
+        await channel.stop()

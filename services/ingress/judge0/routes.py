@@ -68,6 +68,8 @@ class IngressLike(Protocol):
 
     def validate(self, req: ExecutionRequest) -> ExecutionRequest: ...
 
+    async def lookup(self, exec_id: str, named: bool = True) -> bytes | None: ...
+
     async def submit_and_wait(self, request: Request, build: Build,
                               wait_s: float) -> tuple[str, bytes | None]: ...
 
@@ -157,10 +159,6 @@ class Judge0Api:
             return req, False  # a fresh token has no stored result to look for
         return build
 
-    async def _lookup(self, token: str) -> bytes | None:
-        cached: bytes | None = self.channel.cached(token)
-        return cached if cached is not None else await self.channel.find(token)
-
     def _render(self, token: str, result: bytes | None, fields: tuple[str, ...], b64: bool,
                 languages: cat.Catalog) -> dict[str, Any] | None:
         if result is not None:
@@ -191,7 +189,7 @@ class Judge0Api:
     async def get(self, request: Request) -> Response:
         token = request.path_params["token"]
         fields = parse_fields(request.query_params.get("fields"))
-        doc = self._render(token, await self._lookup(token), fields,
+        doc = self._render(token, await self.ingress.lookup(token), fields,
                            _flag(request, "base64_encoded"), self.catalog())
         if doc is None:
             raise NotFoundJudge0(f"no submission {token!r}")
@@ -240,7 +238,7 @@ class Judge0Api:
         fields = parse_fields(request.query_params.get("fields"))
         b64 = _flag(request, "base64_encoded")
         languages = self.catalog()
-        results = await asyncio.gather(*(self._lookup(t) for t in tokens))
+        results = await asyncio.gather(*(self.ingress.lookup(t) for t in tokens))
         try:
             docs = [self._render(t, r, fields, b64, languages) for t, r in zip(tokens, results,
                                                                                strict=True)]
