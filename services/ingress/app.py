@@ -108,9 +108,11 @@ class Ingress:
                         named: bool = False) -> AsyncIterator[Submission]:
         """Wait for ``req``'s result within the block; produce it unless it is known.
 
-        ``req`` is validated and admitted already. Interest is registered before the
+        ``req`` has passed :meth:`admit` and :meth:`validate`; the caller's quota is
+        checked as it is produced (``gateway.py``). Interest is registered before the
         lookup, so a result arriving in between is not missed; ``named``: the client
         chose the id, so a stored result may exist. Raises what producing raises.
+        Used by :meth:`submit_and_wait` and by Piston's interactive session.
         """
         exec_id = req.id
         with self.channel.waiters.waiting(exec_id) as future:

@@ -127,9 +127,9 @@ def test_a_request_built_in_code_is_held_to_the_same_rules() -> None:
         assert e.value.field == field and "control character" in e.value.message
 
 
-# -- over HTTP, in-process (the real app, a fake gateway: nothing reaches Kafka) ---------
+# -- over HTTP, in-process (the real app, a fake request channel: nothing reaches Kafka) ---------
 class ServingGateway(FakeChannel):
-    """A fake gateway whose worker group serves python 3.11.2 (Piston selects runtimes)."""
+    """A fake request channel whose worker group serves python 3.11.2 (Piston selects runtimes)."""
 
     def language_versions(self) -> dict[str, list[str]]:
         return {"python": ["3.11.2"]}

@@ -1,6 +1,6 @@
 """API keys at the ingress, in-process: the middleware in front of every route.
 
-The app is the real one over the fake gateway of ``test_ingress_app`` (no broker)
+The app is the real one over the fake request channel of ``test_ingress_app`` (no broker)
 and a key store whose Kafka side is replaced by records fed by hand: its
 follower is covered on a real broker in ``tests/integration/test_keys_store.py``.
 """

@@ -1,8 +1,8 @@
-"""A Piston WebSocket session in-process, over the fake gateway (no broker): fast.
+"""A Piston WebSocket session in-process, over the fake request channel (no broker): fast.
 
 The socket is driven as a server sees it (ASGI messages, on the test's own loop);
 the worker's side is played by hand: its events are fed to the ingress's event
-feed, its result answered on the gateway. Covers the frames in order, stdin going
+feed, its result answered on the channel. Covers the frames in order, stdin going
 to the stdin topic, the hang-up when the client leaves, and the API key's
 concurrency quota counting an interactive run like any other.
 """
@@ -33,7 +33,7 @@ INIT = {"type": "init", "language": "python", "version": "*",
 
 
 class Gateway(FakeChannel):
-    """The fake gateway, serving python, recording the stdin topic."""
+    """The fake request channel, serving python, recording the stdin topic."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
