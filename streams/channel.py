@@ -80,7 +80,7 @@ class RequestChannel:
                      else f"ingress-{socket.gethostname()}-{settings.ingress_port}")
         self.store = store or ResultStore(settings, name=self.name)
         self.store.add_listener(self._on_result)
-        # Live events (README "Streaming events"): every event read, for any stream here;
+        # Live events (docs/events.md): every event read, for any stream here;
         # this instance itself writes only "queued".
         self.events = EventFeed(settings, name=self.name) if settings.events_enabled else None
         self._event_writer = (EventPublisher(settings, client_id=f"runstream-{self.name}-events")

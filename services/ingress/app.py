@@ -291,11 +291,11 @@ def create_app(settings: Settings, registry: Registry | None = None,
     channel = channel or RequestChannel(settings)
     gateway = Gateway(settings, channel)
     ingress = Ingress(settings, registry, gateway)
-    if not settings.auth_required:  # README "API keys and quotas"
+    if not settings.auth_required:  # docs/keys.md
         keys = None
     elif keys is None:
         keys = KeyStore(settings, name=channel.name)
-    # README "Webhooks": signed with the caller's key's own secret when keys are on.
+    # docs/webhooks.md: signed with the caller's key's own secret when keys are on.
     webhooks = Webhooks(settings, name=channel.name,
                         keys=keys.webhook_secret if keys is not None else None)
 
@@ -316,29 +316,29 @@ def create_app(settings: Settings, registry: Registry | None = None,
         Route("/v1/executions", ingress.create_execution, methods=["POST"]),
         Route("/v1/executions/{id}", ingress.get_execution, methods=["GET"]),
         Route("/v1/executions/{id}/deliveries", webhooks.deliveries_of, methods=["GET"]),
-        # Live events as Server-Sent Events (README "Streaming events").
+        # Live events as Server-Sent Events (docs/events.md).
         Route("/v1/executions/{id}/events", EventStreams(settings, channel).stream,
               methods=["GET"]),
         Route("/lang/{language}", ingress.run_raw, methods=["POST"]),
         Route("/v1/languages", ingress.languages, methods=["GET"]),
         Route("/healthz", ingress.healthz, methods=["GET"]),
         Route("/readyz", ingress.readyz, methods=["GET"]),
-        # README "OpenAPI and docs", "Metrics".
+        # docs/openapi.md, docs/metrics.md.
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         *docs_routes(),
-        # Judge0 CE 1.13.1's API (services/ingress/judge0, README "Judge0-compatible API").
+        # Judge0 CE 1.13.1's API (services/ingress/judge0, docs/judge0.md).
         _mount("/judge0", judge0_routes(ingress)),
-        # Piston v2's API (services/ingress/piston, README "Piston-compatible API").
+        # Piston v2's API (services/ingress/piston, docs/piston.md).
         _mount("/api/v2", piston_routes(ingress)),
-        # The playground, the dashboard and /v1/stats (README "Playground and dashboard").
+        # The playground, the dashboard and /v1/stats (docs/playground.md).
         *ui_routes(channel),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers=dict(HANDLERS),
-        # Metrics first, so that they count what the API keys refuse (README "API keys
-        # and quotas": the key check runs in front of every route).
+        # Metrics first, so that they count what the API keys refuse (docs/keys.md:
+        # the key check runs in front of every route).
         middleware=[Middleware(HttpMetrics), Middleware(ApiKeyAuth, keys=keys, settings=settings)],
     )
     app.state.keys = keys  # None when auth is off

@@ -138,9 +138,9 @@ class Judge0Api:
 
     def __init__(self, ingress: IngressLike) -> None:
         self.ingress = ingress
+        self.channel = ingress.channel
         self.settings = ingress.settings
         self.gateway = ingress.gateway
-        self.channel = ingress.channel
         self.config = cfg.Judge0Config.from_settings(self.settings,
                                                      callbacks=callbacks_supported())
         # How long after issuing a token its result may still be on its way: a
