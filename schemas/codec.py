@@ -82,7 +82,7 @@ def _validator(name: str) -> Any:
 
 
 #: C0 controls, DEL and C1 controls: what the schema's patterns keep out of the
-#: strings that reach a process (README "HTTP API").
+#: strings that reach a process (docs/http-api.md).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_NAMES = {0: "NUL", 9: "tab", 10: "newline", 13: "carriage return", 27: "ESC",
                   127: "DEL"}

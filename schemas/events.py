@@ -38,7 +38,7 @@ class EventType(enum.StrEnum):
     COMPILE = "compile"
     STDOUT = "stdout"
     STDERR = "stderr"
-    #: A test was run and judged (README "Checkers and scored tests").
+    #: A test was run and judged (docs/judging.md).
     TEST = "test"
     FINISHED = "finished"
 

@@ -5,8 +5,7 @@ program), ``interactor``, ``stop_on_failure``, and per test ``checker``,
 ``points`` and ``group``. Results: per test ``score``, ``comment`` and
 ``judge`` (the checker's own run), and the request's ``score``, ``max_score``
 and ``groups``. Every one is optional and absent unless used: older producers,
-workers and readers see the documents they know (README "Checkers and scored
-tests").
+workers and readers see the documents they know (docs/judging.md).
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ PREFIX = "rs"
 # Longer than any well-formed key: refused before any parsing.
 MAX_KEY_LENGTH = 128
 _KEY = re.compile(r"rs_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
-KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 DEFAULT_RATE_PER_S = 10.0
 DEFAULT_MAX_CONCURRENT = 4

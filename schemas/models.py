@@ -22,7 +22,7 @@ class Status(enum.StrEnum):
     TIME_LIMIT_EXCEEDED = "time_limit_exceeded"
     MEMORY_LIMIT_EXCEEDED = "memory_limit_exceeded"
     OUTPUT_LIMIT_EXCEEDED = "output_limit_exceeded"
-    #: A checker or interactor (README "Checkers and scored tests") said so: testlib's 2.
+    #: A checker or interactor (docs/judging.md) said so: testlib's 2.
     PRESENTATION_ERROR = "presentation_error"
     #: A checker or interactor gave part of the test's points (testlib's 7).
     PARTIAL = "partial"
@@ -41,7 +41,7 @@ class SourceFile:
     content: bytes
 
 
-#: The standard checkers (README "Checkers and scored tests"); "lines" is the default.
+#: The standard checkers (docs/judging.md); "lines" is the default.
 CHECKER_KINDS = ("exact", "lines", "tokens", "floats", "unordered", "case_insensitive")
 
 
@@ -131,7 +131,7 @@ class ReplyTo:
 
 @dataclass(frozen=True, slots=True)
 class Callback:
-    """Where the finished result is sent (README "Webhooks"), with which method, in which format.
+    """Where the finished result is sent (docs/webhooks.md), with which method, in which format.
 
     ``format`` "runstream" sends the result document as it is; "judge0" sends
     Judge0's callback body.
@@ -166,9 +166,9 @@ class ExecutionRequest:
     # over anything the client sent; None when auth is off. Webhooks sign with it.
     key_id: str | None = None
     #: The run's stdin is live (the stdin topic, keyed by id), not ``stdin``: a
-    #: WebSocket session's program (README "Piston-compatible API").
+    #: WebSocket session's program (docs/piston.md).
     interactive: bool = False
-    #: The client will follow the run's live events (README "Streaming events").
+    #: The client will follow the run's live events (docs/events.md).
     events: bool = False
     #: The request's standard checker (each test may choose another).
     checker: StandardChecker = field(default_factory=StandardChecker)

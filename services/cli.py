@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from runstream.schemas.errors import RunstreamError
 from runstream.services.logs import configure as configure_logging
+from runstream.services.process import EXIT_OK, StopSignals, killed_by
 from runstream.services.settings import Settings
 
 log = logging.getLogger("runstream")
@@ -36,15 +37,9 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
         print(f"Kafka {broker.version} jars cached in {broker.libs}")
         return 0
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            log.warning("second signal: killing the broker now")
-            broker.kill()
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    # Synchronous handlers: this process's main thread waits on ``stop``, not on a loop.
+    StopSignals(lambda _: stop.set(), on_second=lambda _: broker.kill(),
+                second="second signal: killing the broker now", log=log).install()
     try:
         broker.start()
         created = asyncio.run(ensure_topics(settings))
@@ -82,22 +77,22 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_callbacks(settings: Settings, args: argparse.Namespace) -> int:
-    """Run a webhook deliverer without HTTP until SIGINT/SIGTERM (README "Webhooks")."""
+    """Run a webhook deliverer without HTTP until SIGINT/SIGTERM (docs/webhooks.md)."""
     from runstream.services.ingress.webhooks import run_deliverer
 
     async def deliver() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        # run_deliverer bounds its own stop; a second signal changes nothing.
+        StopSignals(lambda _: stop.set(), on_second=None, log=log).install(
+            asyncio.get_running_loop())
         await run_deliverer(settings, stop)
 
     asyncio.run(deliver())
-    return 0
+    return EXIT_OK
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
-    """API keys (README "API keys and quotas"): create (the key is shown once), list, revoke."""
+    """API keys (docs/keys.md): create (the key is shown once), list, revoke."""
     import orjson
     from runstream.schemas.keys import record_to_doc
     from runstream.services.execution.languages import Registry
@@ -109,7 +104,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     if args.keys_command == "create":
         languages = None
         if args.languages:
-            registry = Registry.load(settings.languages_file or None)
+            registry = Registry.from_settings(settings)
             languages = tuple(sorted({registry.resolve(name.strip()).name
                                       for name in args.languages.split(",") if name.strip()}))
         record, key = asyncio.run(create_key(
@@ -154,8 +149,8 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    keys = sub.add_parser("keys", help="API keys: create, list, revoke (README \"API keys "
-                          "and quotas\")")
+    keys = sub.add_parser("keys", help="API keys: create, list, revoke "
+                          "(docs/keys.md)")
     keys.set_defaults(func=cmd_keys)
     actions = keys.add_subparsers(dest="keys_command", required=True)
     create = actions.add_parser("create", help="create a key; prints it once")
@@ -243,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runstream {args.command}: {e.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        return killed_by(signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ SAMPLED = Gauge(
 MEMBERSHIP_AGE = Gauge(
     "runstream_worker_membership_age_seconds", "Seconds since the group coordinator last "
     "confirmed this worker (a heartbeat or a join); past the session timeout less one "
-    "heartbeat it takes no new request (README \"Guarantees\").", registry=WORKER)
+    "heartbeat it takes no new request (docs/guarantees.md).", registry=WORKER)
 CONSUMER_LAG = Gauge(
     "runstream_worker_consumer_lag",
     "Records of a partition this worker owns that it has not taken yet (high watermark minus "

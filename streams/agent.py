@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from aiokafka import TopicPartition
 from runstream.services.settings import Settings
 from runstream.streams.assignor import BusyStickyAssignor
+from runstream.streams.committer import Committer
 from runstream.streams.handling import Delivery, Handler
 from runstream.streams.ledger import OffsetLedger
 from runstream.streams.membership import Membership
@@ -77,6 +78,8 @@ class Agent:
         #: Guards the ledger and :attr:`owned` against the assignor, which reads them
         #: from Faust's consumer thread while the group joins.
         self.lock = threading.Lock()
+        #: What Faust's consumer may commit, by the ledger's rule, under :attr:`lock`.
+        self.commits = Committer(self.ledger, self.lock)
         #: Running records, each with its event: referenced until acked.
         self.tasks: dict[asyncio.Task[None], Any] = {}
         self.owned: frozenset[TopicPartition] = frozenset()
@@ -137,25 +140,19 @@ class Agent:
 
     def safe_offset(self, tp: TopicPartition) -> int | None:
         """The offset that may be committed for ``tp`` (the next one to read), or None."""
-        with self.lock:
-            safe: int | None = self.ledger.safe_offset(tp)
-        return safe
+        return self.commits.safe_offset(tp)
 
     def should_commit(self, tp: TopicPartition, offset: int) -> bool:
         """Whether ``offset`` is ahead of what the broker last accepted for ``tp``."""
-        with self.lock:
-            last = self.ledger.last_committed(tp)
-        return last is None or offset > last
+        return self.commits.should_commit(tp, offset)
 
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
         """The broker accepted ``offsets`` as committed."""
-        with self.lock:
-            self.ledger.committed(offsets)
+        self.commits.committed(offsets)
 
     def progressed(self) -> list[TopicPartition]:
         """Partitions owned whose ledger has taken something (candidates for a commit)."""
-        with self.lock:
-            return [tp for tp in self.ledger.partitions() if tp in self.owned]
+        return self.commits.progressed(self.owned)
 
     async def assigned(self, assigned: set[TopicPartition],
                        end_offsets: Callable[[list[TopicPartition]],

@@ -28,9 +28,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from runstream.schemas.models import ExecutionRequest
 from runstream.schemas.webhooks import encode_job
-from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
-from runstream.streams import kafka
+from runstream.streams.committer import Committer
+from runstream.streams.follower import Follower
 from runstream.streams.ledger import OffsetLedger
 from runstream.streams.publish import PermanentPublishError, Publisher
 from runstream.streams.results import ResultStore
@@ -72,32 +72,35 @@ def delivery_log(settings: Settings, *, name: str) -> ResultStore:
                        name=f"{name}-deliveries")
 
 
-class JobConsumer:
+class JobConsumer(Follower):
     """One member of the deliverers' group: jobs in, ``deliver`` per job, safe commits."""
 
-    def __init__(self, settings: Settings, deliver: Deliver, *, client_id: str) -> None:
-        self.settings = settings
-        self.deliver = deliver
-        self.client_id = client_id
-        self.consumer: AIOKafkaConsumer | None = None
-        self.ledger: OffsetLedger[TopicPartition] = OffsetLedger()
-        self.owned: set[TopicPartition] = set()
-        self.jobs: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._room = asyncio.Event()
-        self._warn = Throttled(log)
+    # Commits are the ledger's (Committer), not "caught up" questions.
+    tracks_positions = False
 
-    async def start(self, timeout_s: float = 30.0) -> None:
-        s = self.settings
-        self.consumer = kafka.consumer(
-            s, s.callbacks_topic, client_id=self.client_id, group_id=s.callback_group,
+    def __init__(self, settings: Settings, deliver: Deliver, *, client_id: str) -> None:
+        s = settings
+        super().__init__(
+            s, s.callbacks_topic, client_id=client_id, group_id=s.callback_group,
             auto_offset_reset="earliest",
             session_timeout_ms=int(s.worker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(s.worker_heartbeat_s * 1000),
             rebalance_timeout_ms=int(max(s.worker_session_timeout_s, 10.0) * 1000))
-        self.consumer.subscribe([s.callbacks_topic], listener=_Listener(self))
-        await kafka.start(self.consumer, s, timeout_s=timeout_s)
-        self._task = asyncio.create_task(self._run(), name="webhook-jobs")
+        self.deliver = deliver
+        self.ledger: OffsetLedger[TopicPartition] = OffsetLedger()
+        self.commits = Committer(self.ledger)
+        self.owned: set[TopicPartition] = set()
+        self.jobs: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
+        self._room = asyncio.Event()
+        self._commit_at = 0.0
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The group member's consumer (None before start and after stop)."""
+        return self._consumer
+
+    async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
+        consumer.subscribe([self.topic], listener=_Listener(self))
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop taking jobs, drop the ones in hand (the next owner resumes them), commit, leave.
@@ -105,48 +108,36 @@ class JobConsumer:
         A job stopped between sending and recording is sent again by the next
         owner: at least once, never lost.
         """
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 2.0)
+        await super().stop(timeout_s)
+
+    async def _closing(self) -> None:
         await self._cancel(list(self.jobs))
-        if self.consumer is not None:
-            await self.commit()
-            await kafka.close(self.consumer, timeout_s=timeout_s)
+        await self.commit()
 
     def pending(self) -> int:
         return len(self.jobs)
 
-    async def _run(self) -> None:
+    async def _round(self) -> None:
         assert self.consumer is not None
-        commit_at = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                room = self.settings.callback_max_pending - len(self.jobs)
-                if room <= 0:
-                    self.consumer.pause(*self.consumer.assignment())
-                    self._room.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._room.wait(), _IDLE_WAIT_S)
-                    batches = await self.consumer.getmany(timeout_ms=0)
-                else:
-                    if self.consumer.paused():
-                        self.consumer.resume(*self.consumer.paused())
-                    batches = await self.consumer.getmany(timeout_ms=int(_IDLE_WAIT_S * 1000),
-                                                          max_records=room)
-                for tp, records in batches.items():
-                    for record in records:
-                        self._take(tp, record)
-                if loop.time() >= commit_at:
-                    commit_at = loop.time() + _COMMIT_EVERY_S
-                    await self.commit()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # a broker restarting: keep going
-                self._warn.warning("jobs", "reading %s failed (%r); retrying",
-                                   self.settings.callbacks_topic, e)
-                await asyncio.sleep(0.5)
+        room = self.settings.callback_max_pending - len(self.jobs)
+        if room <= 0:
+            self.consumer.pause(*self.consumer.assignment())
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), _IDLE_WAIT_S)
+            batches = await self.consumer.getmany(timeout_ms=0)
+        else:
+            if self.consumer.paused():
+                self.consumer.resume(*self.consumer.paused())
+            batches = await self.consumer.getmany(timeout_ms=int(_IDLE_WAIT_S * 1000),
+                                                  max_records=room)
+        for tp, records in batches.items():
+            for record in records:
+                self._take(tp, record)
+        now = asyncio.get_running_loop().time()
+        if now >= self._commit_at:
+            self._commit_at = now + _COMMIT_EVERY_S
+            await self.commit()
 
     def _take(self, tp: TopicPartition, record: Any) -> None:
         if tp not in self.owned or not self.ledger.take(tp, record.offset):
@@ -175,16 +166,11 @@ class JobConsumer:
     async def commit(self) -> None:
         """Commit, per owned partition, up to its lowest unfinished job (bounded in time)."""
         assert self.consumer is not None
-        offsets = {tp: o for tp, o in self.ledger.committable(self.owned).items()}
-        if not offsets:
-            return
         try:
-            await asyncio.wait_for(self.consumer.commit(offsets),
-                                   self.settings.request_timeout_s * 2)
+            await self.commits.commit(self.consumer.commit, self.owned,
+                                      self.settings.request_timeout_s * 2)
         except (KafkaError, TimeoutError, OSError) as e:
             self._warn.warning("commit", "committing webhook jobs failed (%r); retried", e)
-            return
-        self.ledger.committed(offsets)
 
     async def _cancel(self, keys: list[tuple[TopicPartition, int]]) -> None:
         tasks = [t for k in keys if (t := self.jobs.get(k)) is not None]

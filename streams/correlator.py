@@ -18,38 +18,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from runstream.services.settings import Settings
-from runstream.streams import kafka
+from runstream.streams.follower import STOP_S, Follower
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, bytes], None]
 
 
-class Correlator:
+class Correlator(Follower):
     """Futures by execution id, resolved by the first record with that key on one partition."""
+
+    # Only replies to come matter: nobody asks whether it caught up.
+    tracks_positions = False
+    fetch_wait_ms = 1000
+    max_records = 500
 
     def __init__(self, settings: Settings, topic: str, partition: int | None, *,
                  client_id: str, from_beginning: bool = False, group: str | None = None) -> None:
         if (partition is None) == (group is None):
             raise ValueError("a Correlator follows either one partition or a group's share")
-        self.settings = settings
-        self.topic = topic
+        if group is None:
+            options: dict[str, Any] = {"auto_offset_reset": "earliest"}
+        else:
+            # Never committed: a partition's new owner starts at its end ("latest"); a
+            # reply produced before that is also on the results topic.
+            options = {"group_id": group, "auto_offset_reset": "latest",
+                       "session_timeout_ms": int(settings.worker_session_timeout_s * 1000),
+                       "heartbeat_interval_ms": int(settings.worker_heartbeat_s * 1000)}
+        super().__init__(settings, topic, client_id=client_id, **options)
         self.tp = TopicPartition(topic, partition if partition is not None else -1)
         self.group = group
-        self.client_id = client_id
         self.from_beginning = from_beginning
         self._owned: list[int] = [] if partition is None else [partition]
         self._has_partition = asyncio.Event()
         self.waiting: dict[str, asyncio.Future[bytes]] = {}
         self._listeners: list[Listener] = []
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Connect and follow the partition (from its end: only replies to come matter).
@@ -57,35 +67,20 @@ class Correlator:
         In group mode, return once the group gave this member a partition (bounded by
         ``timeout_s``; :class:`TimeoutError` past it).
         """
-        if self.group is not None:
-            await self._start_group(timeout_s)
-            return
-        self._consumer = kafka.consumer(self.settings, client_id=self.client_id,
-                                        auto_offset_reset="earliest")
-        await kafka.start(self._consumer, self.settings, timeout_s=timeout_s)
-        self._consumer.assign([self.tp])
-        if not self.from_beginning:
-            await asyncio.wait_for(self._consumer.seek_to_end(self.tp), timeout_s)
-        self._has_partition.set()
-        self._task = asyncio.create_task(
-            kafka.follow(self._consumer, self._on_record, what=f"{self.tp}"),
-            name=f"replies-{self.tp}")
+        await super().start(timeout_s)
 
-    async def _start_group(self, timeout_s: float) -> None:
-        s = self.settings
-        # Never committed: a partition's new owner starts at its end ("latest"); a
-        # reply produced before that is also on the results topic.
-        self._consumer = kafka.consumer(
-            s, client_id=self.client_id, group_id=self.group,
-            auto_offset_reset="latest",
-            session_timeout_ms=int(s.worker_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.worker_heartbeat_s * 1000))
-        await kafka.start(self._consumer, s, timeout_s=timeout_s)
-        self._consumer.subscribe([self.topic], listener=_Shares(self))
-        self._task = asyncio.create_task(
-            kafka.follow(self._consumer, self._on_record, what=f"{self.topic} ({self.group})"),
-            name=f"replies-{self.topic}")
-        await asyncio.wait_for(self._has_partition.wait(), timeout_s)
+    async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
+        if self.group is not None:
+            consumer.subscribe([self.topic], listener=_Shares(self))
+            return
+        consumer.assign([self.tp])
+        if not self.from_beginning:
+            await asyncio.wait_for(consumer.seek_to_end(self.tp),
+                                   max(1.0, deadline - time.monotonic()))
+        self._has_partition.set()
+
+    async def _ready(self, deadline: float) -> None:
+        await asyncio.wait_for(self._has_partition.wait(), max(0.0, deadline - time.monotonic()))
 
     @property
     def partition(self) -> int | None:
@@ -107,16 +102,12 @@ class Correlator:
         else:
             self._has_partition.clear()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = STOP_S) -> None:
         """Stop following; waiters still waiting are cancelled."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        for fut in self.waiting.values():
+        for fut in list(self.waiting.values()):
             if not fut.done():
                 fut.cancel()
-        await kafka.close(self._consumer)
+        await super().stop(timeout_s)
 
     def assigned(self) -> bool:
         return (self._consumer is not None and bool(self._consumer.assignment())

@@ -13,19 +13,16 @@ of executions that began before it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections import deque
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
-from runstream.schemas.events import InvalidEvent, decode_event
-from runstream.services.logs import Throttled
+from aiokafka import AIOKafkaConsumer
+from runstream.schemas.events import decode_event
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.eventbuffer import RecentEvents, Stored
+from runstream.streams.follower import Follower
 
 log = logging.getLogger(__name__)
 
@@ -74,50 +71,24 @@ class Subscription:
         return items
 
 
-class EventFeed:
+class EventFeed(Follower):
     """Every event of the events topic, to the subscriptions of its id."""
 
     def __init__(self, settings: Settings, *, name: str) -> None:
-        self.settings = settings
+        super().__init__(settings, settings.events_topic,
+                         client_id=f"runstream-{name}-events", auto_offset_reset="latest")
         self.name = name
         max_bytes = settings.ingress_events_buffer_mb * 1024 * 1024
         self.recent = RecentEvents(max_bytes, max(max_bytes // 4, 64 * 1024))
         self._subs: dict[str, set[Subscription]] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._tps: list[TopicPartition] = []
-        self._positions: dict[TopicPartition, int] = {}
-        self._progress = asyncio.Condition()
-        self._warn = Throttled(log)
 
-    # -- lifecycle -------------------------------------------------------------
-    async def start(self, timeout_s: float = 30.0) -> None:
-        s = self.settings
-        self._consumer = kafka.consumer(s, client_id=f"runstream-{self.name}-events",
-                                        auto_offset_reset="latest")
-        try:
-            await kafka.start(self._consumer, s, timeout_s=timeout_s)
-            await self._assign(timeout_s)
-        except BaseException:
-            await self.stop()
-            raise
-        self._task = asyncio.create_task(self._follow(), name=f"events-{self.name}")
-
-    async def _assign(self, timeout_s: float) -> None:
+    async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
         # From as far back as an execution may still be going.
-        assert self._consumer is not None
         s = self.settings
-        self._positions = await kafka.assign_since(
-            self._consumer, s.events_topic, s, s.execution_horizon_s,
-            time.monotonic() + timeout_s)
-        self._tps = list(self._positions)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 5)
-        await kafka.close(self._consumer, timeout_s=5)
+        positions = await kafka.assign_since(consumer, s.events_topic, s,
+                                             s.execution_horizon_s, deadline)
+        self._set_positions(list(positions),
+                            {tp.partition: at for tp, at in positions.items()})
 
     # -- readers ---------------------------------------------------------------
     def subscribe(self, exec_id: str, after: int | None = None) -> Subscription:
@@ -137,54 +108,10 @@ class EventFeed:
         """An event of ``exec_id`` was read recently."""
         return self.recent.known(exec_id)
 
-    async def caught_up(self, timeout_s: float) -> bool:
-        """Wait until every event written before this call has been read."""
-        assert self._consumer is not None
-        deadline = time.monotonic() + timeout_s
-        try:
-            ends = await asyncio.wait_for(self._consumer.end_offsets(self._tps), timeout_s)
-        except (KafkaError, TimeoutError, OSError) as e:
-            self._warn.warning("ends", "end offsets of %s unavailable: %r",
-                               self.settings.events_topic, e)
-            return False
-        async with self._progress:
-            try:
-                await asyncio.wait_for(self._progress.wait_for(lambda: all(
-                    self._positions.get(tp, 0) >= end for tp, end in ends.items())),
-                    max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                return False
-        return True
-
     # -- following -------------------------------------------------------------
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=500, max_records=1000)
-                for records in batches.values():
-                    for record in records:
-                        self._on_record(record)
-                async with asyncio.timeout(self.settings.request_timeout_s * 5):
-                    positions = {tp: await self._consumer.position(tp) for tp in self._tps}
-                async with self._progress:
-                    self._positions = positions
-                    self._progress.notify_all()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # keep following through broker restarts
-                self._warn.warning("read", "reading %s failed (%r); retrying",
-                                   self.settings.events_topic, e)
-                await asyncio.sleep(0.5)
-
     def _on_record(self, record: Any) -> None:
-        if record.value is None:
-            return
-        try:
-            event = decode_event(record.value)
-        except InvalidEvent as e:
-            self._warn.warning("invalid", "skipping a record of %s[%d]@%d: %s", record.topic,
-                               record.partition, record.offset, e.message)
+        event = self._decoded(record, decode_event)
+        if event is None:
             return
         stored = Stored(record.offset, event, bytes(record.value))
         if self.recent.add(stored):

@@ -47,7 +47,7 @@ MAX_QUEUED_CONTROL = 10_000
 
 
 def wants_events(settings: Settings, request: ExecutionRequest) -> bool:
-    """Whether the run of ``request`` writes live events (README "Streaming events")."""
+    """Whether the run of ``request`` writes live events (docs/events.md)."""
     return (settings.events_produce == "always" or request.events
             or request.interactive)  # a WebSocket session's output comes as events
 

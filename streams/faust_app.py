@@ -60,7 +60,8 @@ class WorkerApp(faust.App):
 
     BootStrategy = _Boot
 
-    def __init__(self, settings: Settings, agent: Agent, topics: list[str]) -> None:
+    def __init__(self, settings: Settings, agent: Agent, topics: list[str],
+                 monitor: Monitor | None = None) -> None:
         first = settings.bootstrap_servers.split(",")[0].strip()
         super().__init__(
             settings.worker_group,
@@ -81,7 +82,7 @@ class WorkerApp(faust.App):
             broker_heartbeat_interval=settings.worker_heartbeat_s,
             broker_request_timeout=max(settings.request_timeout_s, 40.0),
             consumer_auto_offset_reset="earliest",
-            monitor=_Quiet(),
+            monitor=monitor if monitor is not None else _Quiet(),
         )
         self.executions = agent
         channel = self.topic(*topics, key_type=bytes, value_type=bytes,
@@ -99,7 +100,12 @@ class WorkerApp(faust.App):
         """No data directory: the worker has no tables (stock Faust creates three)."""
 
 
-def build(settings: Settings, agent: Agent, topics: list[str]) -> WorkerApp:
-    """The worker's Faust app, after checking that the installed Faust fits our overrides."""
+def build(settings: Settings, agent: Agent, topics: list[str],
+          monitor: Monitor | None = None) -> WorkerApp:
+    """The worker's Faust app, after checking that the installed Faust fits our overrides.
+
+    ``monitor`` replaces the quiet one only to measure what Faust's own sensors cost
+    (``services/bench/consumer_cost.py --monitor``).
+    """
     faust_overrides.check()
-    return WorkerApp(settings, agent, topics)
+    return WorkerApp(settings, agent, topics, monitor)

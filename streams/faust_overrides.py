@@ -1,11 +1,11 @@
 """Every change runstream makes to Faust, and every private Faust or aiokafka name it uses.
 
-Stock faust-streaming is wrong for a code runner in known ways (README "How runstream
-uses Faust"). Each fix is a subclass here, selected through Faust's own extension point:
+Stock faust-streaming is wrong for a code runner in known ways (docs/faust.md).
+Each fix is a subclass here, selected through Faust's own extension point:
 the transport is chosen by the broker URL's scheme (``runstream://``, registered in the
 ``faust.transports`` entry-point group by ``pyproject.toml``), and ``Transport.Consumer``
-is a class attribute. The numbers are those of the README's table and of the tests in
-``tests/unit/faust/``:
+is a class attribute. The numbers are those of docs/faust.md's table and of the tests in
+``tests/unit/streams/test_faust_overrides.py``:
 
 1. **The commit rule.** Stock ``Consumer._new_offset`` commits past a running offset
    (faust-streaming #606: its head-gap guard is off by one and skipped when the committed
@@ -35,6 +35,12 @@ is a class attribute. The numbers are those of the README's table and of the tes
     the commit failed, so they were never tried again. Ours logs, returns False, and
     compares with what the broker accepted (``_should_commit``). (9, what a worker does
     not need turned off, is in ``faust_app.py``.)
+11. **What a record costs.** Stock delivers each record through ``wait_first`` (four
+    tasks per record), fetches through mode's method queue (three more per fetch), and
+    checks every partition for "livelock" with a task each, every 1.25 s. Ours delivers
+    in the record's first step when it need not wait, fetches with one hand-off to the
+    consumer's loop, and has no livelock check (its warnings come from the monitor this
+    worker turns off).
 
 :func:`check` runs at start-up: the Faust version must be the pinned one, and each name
 overridden or used here must exist with the expected parameters, so an upgrade fails
@@ -55,9 +61,10 @@ import faust
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.services import Service, WaitResults
 from runstream.schemas.errors import RunstreamError
 from runstream.services.logs import Throttled
-from runstream.streams import kafka
+from runstream.streams import _eager, kafka
 from runstream.streams.agent import Agent
 
 log = logging.getLogger(__name__)
@@ -133,6 +140,36 @@ class Consumer(faust_aiokafka.Consumer):
         await agent_of(self.app).assigned(set(assigned), ends)
         await super().on_partitions_assigned(assigned, generation_id)
 
+    # 11. What a record costs -------------------------------------------------------
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> Any:  # noqa: ASYNC109
+        # Stock ``_drain_messages`` delivers each record with
+        # ``wait_first(callback(message), suspend_flow.wait())``: four tasks per record
+        # (the delivery, the flow, stop, crash), three of them cancelled again. Ours runs
+        # the delivery's first step at once; it almost always finishes there (the stream
+        # buffer has room), and then there is nothing to race. A delivery that has to
+        # wait, or a consumer already stopping, gets stock's race, unchanged.
+        first = coros[0] if coros else None
+        if (timeout is None and asyncio.iscoroutine(first) and not self.suspend_flow.is_set()
+                and not self._stopped.is_set() and not self._crashed.is_set()):
+            try:
+                finished, outcome = _eager.start(first)
+            except BaseException:
+                _close(coros[1:])
+                raise
+            if finished:
+                _close(coros[1:])
+                return WaitResults([first], [outcome], False)
+            coros = (outcome.resume(), *coros[1:])
+        return await super().wait_first(*coros, timeout=timeout)
+
+    async def verify_all_partitions_active(self) -> None:
+        # Stock's livelock detector looks at every assigned partition every 2.5 commit
+        # intervals, with a task per partition, and logs "slow processing" errors from
+        # Faust's monitor, which this worker turns off (``faust_app._Quiet``): a run that
+        # lasts, or a partition left unfetched while every slot is busy, is normal here.
+        # A stuck worker is seen by its heartbeat and the group (``membership.py``).
+        return None
+
     # 5 and 7. Flow control, no fixed sleeps ---------------------------------------
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:  # noqa: ASYNC109
         if not self.flow_active:
@@ -156,6 +193,12 @@ class Consumer(faust_aiokafka.Consumer):
 
 
 _NOTHING_ASSIGNED_WAIT_S = 0.25
+
+
+def _close(coros: tuple[Any, ...]) -> None:
+    for coro in coros:
+        if asyncio.iscoroutine(coro):
+            coro.close()  # never awaited, on purpose: the race it was for is not run
 
 
 def _commit_bound_s(agent: Agent) -> float:
@@ -192,9 +235,17 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def getmany(self, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
         # 7: at most as many records as there are free slots.
         consumer = self._ensure_consumer()
-        return await self.call_thread(
-            self._fetch_records, consumer, active_partitions, timeout=timeout,
-            max_records=max(1, agent_of(self.app).fetchable()))
+        fetch = self._fetch_records(consumer, active_partitions, timeout=timeout,
+                                    max_records=max(1, agent_of(self.app).fetchable()))
+        # 11: straight onto the consumer's loop. Stock goes through mode's method queue,
+        # whose worker makes three more tasks per call to wait for the queue; a fetch
+        # is the one call made for every record.
+        try:
+            future = asyncio.run_coroutine_threadsafe(fetch, self.thread_loop)
+        except RuntimeError:  # the consumer's loop is closed: stopping, as stock would
+            fetch.close()
+            raise
+        return await asyncio.wrap_future(future)
 
     async def _commit(self, offsets: Any) -> bool:
         # 10: stock crashes the whole app on any commit error (a coordinator moving, a
@@ -248,6 +299,8 @@ _NAMES: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
     (faust_consumer.Consumer, "on_partitions_assigned",
      ("self", "assigned", "generation_id")),
     (faust_consumer.Consumer, "_wait_next_records", ("self", "timeout")),
+    (Service, "wait_first", ("self", "coros", "timeout")),
+    (faust_consumer.Consumer, "verify_all_partitions_active", ("self",)),
     (faust_consumer.Consumer, "_getmany", ("self", "active_partitions", "timeout")),
     (faust_consumer.Consumer, "_get_active_partitions", ("self",)),
     (faust_consumer.Consumer, "highwaters", ("self", "partitions")),
@@ -266,7 +319,9 @@ _NAMES: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
 )
 #: Attributes of Faust's consumer state that :class:`Consumer` reads or trims.
 _STATE = ("_acked", "_acked_index", "_gap", "not_waiting_next_records", "flow_active",
-          "can_resume_flow", "_thread")
+          "can_resume_flow", "_thread", "suspend_flow")
+#: The call of stock ``_drain_messages`` that ``Consumer.wait_first`` makes cheaper.
+_DELIVERY = "self.wait_first(callback(message),self.suspend_flow.wait())"
 
 
 def check() -> None:
@@ -274,8 +329,8 @@ def check() -> None:
     if faust.__version__ != FAUST_VERSION:
         raise FaustMismatch(
             f"faust-streaming {faust.__version__} is installed, but runstream's overrides "
-            f"(streams/faust_overrides.py) were written for {FAUST_VERSION}: read the "
-            "README's 'How runstream uses Faust' before changing the pin")
+            f"(streams/faust_overrides.py) were written for {FAUST_VERSION}: read "
+            "docs/faust.md before changing the pin")
     for owner, name, params in _NAMES:
         attr = inspect.getattr_static(owner, name, None)
         if attr is None:
@@ -287,6 +342,10 @@ def check() -> None:
                     f"{owner.__qualname__}.{name}{found} no longer has the parameters "
                     f"{params} that runstream's override expects")
     source = inspect.getsource(faust_consumer)
+    drain = "".join(inspect.getsource(faust_consumer.Consumer._drain_messages).split())
+    if _DELIVERY not in drain:
+        raise FaustMismatch("Faust's Consumer._drain_messages no longer delivers records "
+                            "with wait_first(callback(message), suspend_flow.wait())")
     for attr_name in _STATE:
         if f"self.{attr_name}" not in source:
             raise FaustMismatch(f"Faust's Consumer no longer has {attr_name}")

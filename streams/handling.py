@@ -89,7 +89,7 @@ class Handler:
                  events: EventPublisher | None = None,
                  stdin: StdinFeed | None = None) -> None:
         self.settings = settings
-        #: Live events of the executions (README "Streaming events"); None: off.
+        #: Live events of the executions (docs/events.md); None: off.
         self.events = events
         #: Live stdin of interactive executions (the stdin topic); None: they get none.
         self.stdin = stdin
@@ -274,7 +274,7 @@ class Handler:
         if done is not None and not done.done():  # duplicates waiting for this run
             done.set_result(payload)
         _log_execution(result, time.perf_counter() - t0)
-        metrics.observe_result(result)  # README "Metrics"
+        metrics.observe_result(result)  # docs/metrics.md
         return True
 
     async def _reply(self, exec_id: str, reply_to: ReplyTo, payload: bytes) -> None:

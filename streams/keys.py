@@ -15,28 +15,26 @@ a new record for the same id, a tombstone deletes the key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from runstream.schemas.errors import BrokerUnavailable, InvalidRequest
 from runstream.schemas.keys import KeyRecord, decode_record, encode_record, new_key, revoke
-from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
 from runstream.streams import kafka
+from runstream.streams.follower import Follower
 
 log = logging.getLogger(__name__)
-_warn = Throttled(log)
 
 Listener = Callable[[str, KeyRecord | None], None]
 
 
-class KeyStore:
+class KeyStore(Follower):
     """Every API key record, in memory, kept current by following the keys topic.
 
     ``name`` names the Kafka client (unique per process, for the broker's logs).
@@ -44,18 +42,13 @@ class KeyStore:
     """
 
     def __init__(self, settings: Settings, *, name: str) -> None:
-        self.settings = settings
+        super().__init__(settings, settings.keys_topic,
+                         client_id=f"runstream-{name}-keys", auto_offset_reset="earliest")
         self.name = name
         self.records: dict[str, KeyRecord] = {}
         self._listeners: list[Listener] = []
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._tps: list[TopicPartition] = []
-        self._positions: dict[int, int] = {}  # next offset to read, per partition
-        self._progress = asyncio.Condition()
-        self._ends = kafka.EndOffsets()  # shared snapshots of the topic's end offsets
+        self._start_s = 30.0
 
-    # -- lifecycle -------------------------------------------------------------
     async def start(self, timeout_s: float = 30.0) -> None:
         """Connect, read every record there is, then keep following.
 
@@ -63,42 +56,22 @@ class KeyStore:
         its end within ``timeout_s``: an ingress must not refuse valid keys because
         it has not read them yet.
         """
-        s = self.settings
-        self._consumer = kafka.consumer(s, client_id=f"runstream-{self.name}-keys",
-                                        auto_offset_reset="earliest")
-        deadline = time.monotonic() + timeout_s
-        try:
-            await kafka.start(self._consumer, s, timeout_s=timeout_s)
-            await self._assign(deadline)
-        except BaseException:
-            await self.stop()
-            raise
-        self._task = asyncio.create_task(self._follow(), name=f"keys-{self.name}")
-        if not await self.caught_up(max(1.0, deadline - time.monotonic())):
-            await self.stop()
-            raise BrokerUnavailable(f"could not read {s.keys_topic} to its end within "
-                                    f"{timeout_s:g}s")
-        log.info("%s: %d API key(s) read from %s", self.name, len(self.records), s.keys_topic)
+        self._start_s = timeout_s
+        await super().start(timeout_s)
+        log.info("%s: %d API key(s) read from %s", self.name, len(self.records), self.topic)
 
-    async def _assign(self, deadline: float) -> None:
-        assert self._consumer is not None
-        s = self.settings
-        self._tps = await kafka.assign_all(self._consumer, s.keys_topic, s, deadline)
-        first = await asyncio.wait_for(self._consumer.beginning_offsets(self._tps),
+    async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
+        tps = await kafka.assign_all(consumer, self.topic, self.settings, deadline)
+        first = await asyncio.wait_for(consumer.beginning_offsets(tps),
                                        max(1.0, deadline - time.monotonic()))
-        for tp in self._tps:
-            self._consumer.seek(tp, first[tp])
-            self._positions[tp.partition] = first[tp]
+        for tp in tps:
+            consumer.seek(tp, first[tp])
+        self._set_positions(tps, {tp.partition: first[tp] for tp in tps})
 
-    async def stop(self) -> None:
-        """Stop following and close the consumer (bounded)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 5)
-            self._task = None
-        await kafka.close(self._consumer, timeout_s=5)
-        self._consumer = None
+    async def _ready(self, deadline: float) -> None:
+        if not await self.caught_up(max(1.0, deadline - time.monotonic())):
+            raise BrokerUnavailable(f"could not read {self.topic} to its end within "
+                                    f"{self._start_s:g}s")
 
     # -- lookups ---------------------------------------------------------------
     def get(self, key_id: str) -> KeyRecord | None:
@@ -136,54 +109,9 @@ class KeyStore:
                 return False
         return True
 
-    async def caught_up(self, timeout_s: float) -> bool:
-        """Snapshot the end offsets now and wait until the store has read up to them."""
-        deadline = time.monotonic() + timeout_s
-        try:
-            ends = await self._end_offsets(timeout_s)
-        except (KafkaError, TimeoutError, OSError) as e:
-            _warn.warning("keys-ends", "end offsets of %s unavailable: %r",
-                          self.settings.keys_topic, e)
-            return False
-        async with self._progress:
-            try:
-                await asyncio.wait_for(self._progress.wait_for(lambda: all(
-                    self._positions.get(p, 0) >= end for p, end in ends.items())),
-                    max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                return False
-        return True
-
-    async def _end_offsets(self, timeout_s: float) -> dict[int, int]:
-        """End offsets fetched after this call began; concurrent callers share one fetch.
-
-        A flood of unknown key ids therefore costs one request to the broker at a
-        time, not one each.
-        """
-        assert self._consumer is not None
-        return await self._ends.fetch(self._consumer, self._tps, timeout_s)
-
     # -- following -------------------------------------------------------------
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=500, max_records=1000)
-                for records in batches.values():
-                    for r in records:
-                        self._apply(r.key, r.value)
-                async with asyncio.timeout(self.settings.request_timeout_s * 5):
-                    positions = {tp.partition: await self._consumer.position(tp)
-                                 for tp in self._tps}
-                async with self._progress:
-                    self._positions = positions
-                    self._progress.notify_all()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # keep following through broker restarts
-                _warn.warning("keys-follow", "reading %s failed (%r); retrying",
-                              self.settings.keys_topic, e)
-                await asyncio.sleep(0.5)
+    def _on_record(self, record: Any) -> None:
+        self._apply(record.key, record.value)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

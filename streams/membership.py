@@ -5,7 +5,8 @@ reach the group coordinator (a Kafka node died and the group's coordination
 moved) is dropped when its session times out, and its partitions go to
 another worker; until it hears so, it can go on fetching from the partitions'
 leaders, which are alive, and run what it fetches: two workers then run the
-same requests at the same time (README "Guarantees", "Faults on the cluster").
+same requests at the same time (docs/guarantees.md, docs/cluster.md "Faults
+on the cluster").
 
 A member is *current* while its last confirmation (a heartbeat the coordinator
 accepted, or a completed join) is younger than the session timeout less one

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from runstream.services.settings import Settings
@@ -22,14 +23,32 @@ log = logging.getLogger(__name__)
 
 _CLOSE_S = 3.0
 
+#: Builds and starts a producer within a timeout (the default: :func:`.kafka.producer`).
+Factory = Callable[[float], Awaitable[AIOKafkaProducer]]
+
+
+class Renewable(Protocol):
+    """A producer to send with now, and the way to replace it once its sequence is lost."""
+
+    @property
+    def producer(self) -> AIOKafkaProducer: ...
+
+    async def renew(self, failed: AIOKafkaProducer) -> AIOKafkaProducer: ...
+
 
 class RenewingProducer:
-    """Holds the current producer; :meth:`renew` replaces a failed one, once per failure."""
+    """Holds the current producer; :meth:`renew` replaces a failed one, once per failure.
 
-    def __init__(self, settings: Settings, *, client_id: str, **overrides: Any) -> None:
+    ``factory`` builds and starts each producer (tests pass a fake); by default an
+    idempotent producer of :func:`.kafka.producer` with ``overrides``.
+    """
+
+    def __init__(self, settings: Settings, *, client_id: str, factory: Factory | None = None,
+                 **overrides: Any) -> None:
         self.settings = settings
         self.client_id = client_id
         self._overrides = overrides
+        self._factory = factory if factory is not None else self._started
         self.current: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
@@ -42,7 +61,7 @@ class RenewingProducer:
 
     async def start(self, timeout_s: float = 30.0) -> AIOKafkaProducer:
         """Start the first producer, retrying while the broker is not up (bounded)."""
-        self.current = await self._started(timeout_s)
+        self.current = await self._factory(timeout_s)
         return self.current
 
     async def renew(self, failed: AIOKafkaProducer) -> AIOKafkaProducer:
@@ -54,7 +73,7 @@ class RenewingProducer:
         async with self._lock:
             if self.current is not failed and self.current is not None:
                 return self.current
-            fresh = await self._started(self.settings.request_timeout_s)
+            fresh = await self._factory(self.settings.request_timeout_s)
             self.current = fresh
             log.warning("%s: the producer lost its sequence; a new one took over",
                         self.client_id)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -29,13 +28,13 @@ from runstream.schemas.models import ReplyTo
 from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
 from runstream.streams.kafka import SEQUENCE_LOST
+from runstream.streams.producer import Renewable
 
 log = logging.getLogger(__name__)
 
 #: Errors that the same record to the same topic would meet again.
 PERMANENT = (InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError,
              TopicAuthorizationFailedError, UnknownTopicOrPartitionError)
-Renew = Callable[[AIOKafkaProducer], Awaitable[AIOKafkaProducer]]
 _METADATA_TTL_S = 10.0
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -45,15 +44,16 @@ class PermanentPublishError(Exception):
 
 
 class Publisher:
-    """Writes records with bounded attempts and knows which topics exist."""
+    """Writes records with bounded attempts and knows which topics exist.
 
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer,
-                 renew: Renew | None = None) -> None:
+    ``producers`` is the started :class:`~.producer.RenewingProducer` (or any
+    :class:`~.producer.Renewable`) it sends with: a producer whose sequence was lost
+    (SEQUENCE_LOST) is replaced by it, once however many sends saw it fail.
+    """
+
+    def __init__(self, settings: Settings, producers: Renewable) -> None:
         self.settings = settings
-        self.producer = producer
-        #: Replaces a producer whose sequence was lost (SEQUENCE_LOST) with a new one.
-        self.renew = renew
-        self._renew_lock = asyncio.Lock()
+        self.producers = producers
         self._partitions: dict[str, int] = {}
         self._checked = 0.0
         self._refresh_lock = asyncio.Lock()
@@ -75,19 +75,18 @@ class Publisher:
                     f"{reply_to.topic!r} has partitions 0..{count - 1}")
         return None
 
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The producer sent with now."""
+        return self.producers.producer
+
     async def _renew(self, failed: AIOKafkaProducer) -> None:
         """A new producer in place of ``failed`` (once, however many sends saw it fail)."""
-        if self.renew is None:
+        try:
+            await self.producers.renew(failed)
+        except Exception as e:  # the broker still away: the next attempt asks again
+            self._warn.warning("renew", "a new producer could not start (%r)", e)
             await asyncio.sleep(_BACKOFF_S[-1])
-            return
-        async with self._renew_lock:
-            if self.producer is not failed:
-                return  # another send renewed it already
-            try:
-                self.producer = await self.renew(failed)
-            except Exception as e:  # the broker still away: the next attempt asks again
-                self._warn.warning("renew", "a new producer could not start (%r)", e)
-                await asyncio.sleep(_BACKOFF_S[-1])
 
     async def _refresh_metadata(self) -> bool:
         """Read every topic's partition count; False if the broker did not answer."""

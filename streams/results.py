@@ -38,6 +38,7 @@ from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.copartition import partition_for
+from runstream.streams.follower import STOP_S, Follower
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ Listener = Callable[[str, bytes], None]
 T = TypeVar("T")
 # SQLite's page cache per index: what the index costs in memory, whatever its size.
 INDEX_CACHE_KIB = 8192
-#: Records one round of the follower reads at most.
-_MAX_RECORDS = 2000
 
 
 class RecentResults:
@@ -86,10 +85,6 @@ class RecentResults:
         old = self._items.pop(exec_id, None)
         if old is not None:
             self._bytes -= len(old[0])
-
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
 
     def __len__(self) -> int:
         return len(self._items)
@@ -164,7 +159,7 @@ def index_path(settings: Settings, name: str) -> Path:
     return Path(settings.index_dir).expanduser() / f"{safe}.sqlite"
 
 
-class ResultStore:
+class ResultStore(Follower):
     """The latest result of every id within the results topic's retention, in bounded memory.
 
     Used by the ingress (GET, idempotent retries) and by workers (deduplication).
@@ -173,10 +168,13 @@ class ResultStore:
     """
 
     PRUNE_EVERY_S = 3600.0
+    max_records = 2000
 
     def __init__(self, settings: Settings, *, name: str, lag_ms: int = 0,
                  partitions: Iterable[int] | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, settings.results_topic,
+                         client_id=f"runstream-{name}-results",
+                         isolation_level="read_committed", auto_offset_reset="earliest")
         self.name = name
         #: How far behind the topic the follower may read, to read it in fewer, larger
         #: fetches under load; 0: each result as soon as it is written. After a batch the
@@ -193,41 +191,30 @@ class ResultStore:
         self._listeners: list[Listener] = []
         self._db = ThreadPoolExecutor(1, thread_name_prefix=f"index-{name}")
         self._index: ResultIndex | None = None
-        self._follower: AIOKafkaConsumer | None = None
         self._reader: AIOKafkaConsumer | None = None
         self._reader_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._tps: list[TopicPartition] = []
-        self._positions: dict[int, int] = {}  # next offset to read, per partition
-        self._progress = asyncio.Condition()
-        self._ends = kafka.EndOffsets()  # shared snapshots of the topic's end offsets
+        self._pruned_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self, timeout_s: float = 30.0) -> None:
         """Connect and start following; the index catches up in the background."""
         s = self.settings
         self._index = await self._run(ResultIndex, index_path(s, self.name))
-        self._follower = kafka.consumer(s, client_id=f"runstream-{self.name}-results",
-                                        isolation_level="read_committed",
-                                        auto_offset_reset="earliest")
         self._reader = kafka.consumer(s, client_id=f"runstream-{self.name}-results-reader",
                                       fetch_max_wait_ms=100, isolation_level="read_committed",
                                       auto_offset_reset="earliest")
         try:
-            for client in (self._follower, self._reader):
-                await kafka.start(client, s, timeout_s=timeout_s)
-            await self._assign(timeout_s)
+            await kafka.start(self._reader, s, timeout_s=timeout_s)
         except BaseException:
             await self.stop()
             raise
-        self._task = asyncio.create_task(self._follow(), name=f"results-{self.name}")
+        await super().start(timeout_s)
 
-    async def _assign(self, timeout_s: float) -> None:
-        assert self._follower is not None
-        s = self.settings
-        deadline = time.monotonic() + timeout_s
-        self._all = await kafka.partitions_of(self._follower, s.results_topic, s, deadline)
+    async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
+        self._all = await kafka.partitions_of(consumer, self.topic, self.settings, deadline)
         await self._apply(self._wanted, max(1.0, deadline - time.monotonic()))
+        # The first prune waits a minute: at start-up, catching up comes first.
+        self._pruned_at = time.monotonic() - self.PRUNE_EVERY_S + 60
 
     async def _apply(self, wanted: frozenset[int] | None, wait: float) -> None:
         """Assign the wanted partitions, each from where this index stopped reading it.
@@ -235,26 +222,24 @@ class ResultStore:
         Runs while no batch is being read (at start, or between two of ``_follow``'s
         fetches): the positions stored with the index are those of every record indexed.
         """
-        assert self._follower is not None and self._index is not None
+        assert self._consumer is not None and self._index is not None
         s = self.settings
         tps = [tp for tp in self._all if wanted is None or tp.partition in wanted]
-        first = await asyncio.wait_for(self._follower.beginning_offsets(tps), wait) if tps else {}
-        end = await asyncio.wait_for(self._follower.end_offsets(tps), wait) if tps else {}
+        first = await asyncio.wait_for(self._consumer.beginning_offsets(tps), wait) if tps else {}
+        end = await asyncio.wait_for(self._consumer.end_offsets(tps), wait) if tps else {}
         saved = await self._run(self._index.positions)
         if any(saved.get(tp.partition, 0) > end[tp] for tp in tps):
             # Positions beyond the end: the topic was re-created. Nothing indexed is valid.
             log.warning("index %s is ahead of %s; rebuilding it", self._index.path, s.results_topic)
             await self._run(self._index.reset)
             saved = {}
-        self._follower.assign(tps)
+        self._consumer.assign(tps)
         positions = {}
         for tp in tps:
             positions[tp.partition] = max(saved.get(tp.partition, 0), first[tp])
-            self._follower.seek(tp, positions[tp.partition])
+            self._consumer.seek(tp, positions[tp.partition])
         self._tps = tps
-        async with self._progress:
-            self._positions = positions
-            self._progress.notify_all()
+        await self._advance(positions)
         log.info("results index %s follows %s from %s (end %s)", self._index.path,
                  "every partition" if wanted is None else sorted(wanted), positions,
                  {tp.partition: end[tp] for tp in tps})
@@ -301,14 +286,10 @@ class ResultStore:
                      self.name, exec_id, part)
         await self.follow(None if wanted is None else wanted | {part}, timeout_s=timeout_s)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = STOP_S) -> None:
         """Stop following and close everything; bounded whatever the broker does."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 5)
-        await asyncio.gather(kafka.close(self._follower, timeout_s=5),
-                             kafka.close(self._reader, timeout_s=5))
+        await asyncio.gather(super().stop(timeout_s), kafka.close(self._reader,
+                                                                  timeout_s=timeout_s))
         if self._index is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._run(self._index.close), 5)
@@ -388,70 +369,40 @@ class ResultStore:
         """Call ``fn(id, value)`` for every result record read from the topic."""
         self._listeners.append(fn)
 
-    async def caught_up(self, timeout_s: float) -> bool:
-        """Snapshot the end offsets now and wait until the index has read up to them."""
-        deadline = time.monotonic() + timeout_s
-        try:
-            ends = await self._end_offsets(timeout_s)
-        except (KafkaError, TimeoutError, OSError) as e:
-            log.warning("end offsets of %s unavailable: %r", self.settings.results_topic, e)
-            return False
-        async with self._progress:
-            try:
-                # A partition no longer followed (a follow() since the snapshot) is not waited for.
-                await asyncio.wait_for(self._progress.wait_for(lambda: all(
-                    self._positions.get(p, end) >= end for p, end in ends.items())),
-                    max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                return False
-        return True
-
-    async def _end_offsets(self, timeout_s: float) -> dict[int, int]:
-        """End offsets fetched after this call began; concurrent callers share one fetch."""
-        assert self._follower is not None
-        return await self._ends.fetch(self._follower, self._tps, timeout_s)
-
     # -- following -------------------------------------------------------------
-    async def _follow(self) -> None:
-        assert self._follower is not None
-        # The first prune waits a minute: at start-up, catching up comes first.
-        pruned_at = time.monotonic() - self.PRUNE_EVERY_S + 60
-        while True:
-            paused: list[TopicPartition] = []
-            try:
-                if self._changes:
-                    await self._apply_changes()
-                if not self._tps:  # nothing to read until a follow()
-                    self._changed.clear()
-                    await self._changed.wait()
-                    continue
-                if time.monotonic() - pruned_at > self.PRUNE_EVERY_S:
-                    pruned_at = time.monotonic()
-                    await self._prune()
-                batches = await self._follower.getmany(timeout_ms=500, max_records=_MAX_RECORDS)
-                count = sum(len(records) for records in batches.values())
-                if self.lag_ms and 0 < count < _MAX_RECORDS:
-                    # At once, before the consumer's background task sends its next fetch:
-                    # the next batch is read lag_ms from now (not after a full batch: then
-                    # the index is catching up, as fast as it can).
-                    paused = list(self._tps)
-                    self._follower.pause(*paused)
-                    resume_at = time.monotonic() + self.lag_ms / 1000
-                await self._index_batch(batches)
-                if paused:
-                    await asyncio.sleep(max(0.0, resume_at - time.monotonic()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # keep following through broker restarts
-                log.exception("reading %s failed; retrying", self.settings.results_topic)
-                await asyncio.sleep(0.5)
-            finally:
-                if paused:
-                    with contextlib.suppress(Exception):  # unassigned since: nothing to resume
-                        self._follower.resume(*paused)
+    async def _round(self) -> None:
+        assert self._consumer is not None
+        paused: list[TopicPartition] = []
+        try:
+            if self._changes:
+                await self._apply_changes()
+            if not self._tps:  # nothing to read until a follow()
+                self._changed.clear()
+                await self._changed.wait()
+                return
+            if time.monotonic() - self._pruned_at > self.PRUNE_EVERY_S:
+                self._pruned_at = time.monotonic()
+                await self._prune()
+            batches = await self._consumer.getmany(timeout_ms=self.fetch_wait_ms,
+                                                   max_records=self.max_records)
+            count = sum(len(records) for records in batches.values())
+            if self.lag_ms and 0 < count < self.max_records:
+                # At once, before the consumer's background task sends its next fetch:
+                # the next batch is read lag_ms from now (not after a full batch: then
+                # the index is catching up, as fast as it can).
+                paused = list(self._tps)
+                self._consumer.pause(*paused)
+                resume_at = time.monotonic() + self.lag_ms / 1000
+            await self._index_batch(batches)
+            if paused:
+                await asyncio.sleep(max(0.0, resume_at - time.monotonic()))
+        finally:
+            if paused:
+                with contextlib.suppress(Exception):  # unassigned since: nothing to resume
+                    self._consumer.resume(*paused)
 
     async def _index_batch(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        assert self._follower is not None and self._index is not None
+        assert self._index is not None
         rows: list[tuple[str, int, int]] = []
         deleted: list[str] = []
         for tp, records in batches.items():
@@ -466,13 +417,10 @@ class ResultStore:
                 rows.append((exec_id, tp.partition, r.offset))
                 self.recent.put(exec_id, r.value, tp.partition, r.offset)
                 self._tell(exec_id, r.value)
-        async with asyncio.timeout(self.settings.request_timeout_s * 5):
-            positions = {tp.partition: await self._follower.position(tp) for tp in self._tps}
+        positions = await self._read_positions()
         if rows or deleted or positions != self._positions:
             await self._run(self._index.write, rows, deleted, positions)
-        async with self._progress:
-            self._positions = positions
-            self._progress.notify_all()
+        await self._advance(positions)
 
     async def _apply_changes(self) -> None:
         """Apply what :meth:`follow` asked for, between two batches."""
@@ -494,8 +442,8 @@ class ResultStore:
                 log.exception("a results listener failed on %r", exec_id)
 
     async def _prune(self) -> None:
-        assert self._follower is not None and self._index is not None
-        first = await asyncio.wait_for(self._follower.beginning_offsets(self._tps),
+        assert self._consumer is not None and self._index is not None
+        first = await asyncio.wait_for(self._consumer.beginning_offsets(self._tps),
                                        self.settings.request_timeout_s * 5)
         dropped = await self._run(self._index.prune, {tp.partition: o for tp, o in first.items()})
         if dropped:

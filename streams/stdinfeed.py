@@ -14,18 +14,17 @@ starts, or replaces a dead one, has the input of executions it may be given.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from runstream.schemas.stdin import InvalidStdin, StdinKind, StdinMessage, decode_stdin
+from runstream.schemas.stdin import StdinKind, StdinMessage, decode_stdin
 from runstream.services.execution.sandbox.base import Input
-from runstream.services.logs import Throttled
 from runstream.services.settings import Settings
 from runstream.streams import kafka
+from runstream.streams.follower import Follower
 from runstream.streams.stdinbuffer import StdinBuffers
 
 log = logging.getLogger(__name__)
@@ -71,48 +70,28 @@ class LiveStdin:
         return as_input(self._items.popleft())
 
 
-class StdinFeed:
+class StdinFeed(Follower):
     """Every item of the stdin topic, kept by id, handed to the runs of this worker."""
 
+    # Nobody asks whether the feed caught up: no positions to note after each batch.
+    tracks_positions = False
+    fetch_wait_ms = 1000
+    max_records = 500
+
     def __init__(self, settings: Settings, *, name: str) -> None:
-        self.settings = settings
+        super().__init__(settings, settings.stdin_topic,
+                         client_id=f"runstream-{name}-stdin", auto_offset_reset="latest")
         self.name = name
         self.buffers = StdinBuffers(settings.worker_stdin_buffer_mb * 1024 * 1024,
                                     settings.interactive_stdin_kb * 1024,
                                     settings.execution_horizon_s)
         self._open: dict[str, LiveStdin] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
         self._expired_at = time.monotonic()
-        self._warn = Throttled(log)
 
-    # -- lifecycle -------------------------------------------------------------
-    async def start(self, timeout_s: float = 30.0) -> None:
-        s = self.settings
-        self._consumer = kafka.consumer(s, client_id=f"runstream-{self.name}-stdin",
-                                        auto_offset_reset="latest")
-        try:
-            await kafka.start(self._consumer, s, timeout_s=timeout_s)
-            await self._assign(time.monotonic() + timeout_s)
-        except BaseException:
-            await self.stop()
-            raise
-        self._task = asyncio.create_task(
-            kafka.follow(self._consumer, self._on_record, what=s.stdin_topic), name="stdin")
-
-    async def _assign(self, deadline: float) -> None:
+    async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
         # From as far back as an execution may still be going (see the module docstring).
-        assert self._consumer is not None
         s = self.settings
-        await kafka.assign_since(self._consumer, s.stdin_topic, s, s.execution_horizon_s,
-                                 deadline)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 5)
-        await kafka.close(self._consumer, timeout_s=5)
+        await kafka.assign_since(consumer, s.stdin_topic, s, s.execution_horizon_s, deadline)
 
     # -- runs ------------------------------------------------------------------
     def open(self, exec_id: str) -> LiveStdin:
@@ -140,13 +119,8 @@ class StdinFeed:
         if now - self._expired_at >= EXPIRE_EVERY_S:
             self._expired_at = now
             self.buffers.expire(now)
-        if record.value is None:
-            return
-        try:
-            msg = decode_stdin(record.value)
-        except InvalidStdin as e:
-            self._warn.warning("invalid", "skipping a record of %s[%d]@%d: %s", record.topic,
-                               record.partition, record.offset, e.message)
+        msg = self._decoded(record, decode_stdin)
+        if msg is None:
             return
         if self.buffers.add(msg, now):
             live = self._open.get(msg.id)

@@ -37,7 +37,7 @@ def language_topic(settings: Settings, language: str) -> str:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The requests, replies and results topics as the settings describe them."""
     size = str(settings.message_max_bytes)
-    languages = Registry.load(settings.languages_file or None).names()
+    languages = Registry.from_settings(settings).names()
     return [
         *(TopicSpec(language_topic(settings, name), settings.language_topic_partitions,
                     {"max.message.bytes": size,

@@ -60,7 +60,7 @@ class WorkerProcess:
         self.sandbox: Sandbox | None = None
         self.events = (EventPublisher(settings, client_id=f"runstream-worker-{settings.worker_id}"
                                       "-events") if settings.events_enabled else None)
-        #: Live stdin of interactive executions (README "Piston-compatible API").
+        #: Live stdin of interactive executions (docs/piston.md).
         self.stdin = StdinFeed(settings, name=f"worker-{settings.worker_id}")
         self.stop_requested = asyncio.Event()
         self._following: asyncio.Task[None] | None = None
@@ -75,7 +75,7 @@ class WorkerProcess:
 
     async def _start(self) -> Agent:
         s = self.settings
-        catalogue = Registry.load(s.languages_file or None)
+        catalogue = Registry.from_settings(s)
         executor = await start_executor(s, catalogue)
         self.sandbox = executor.sandbox
         await ensure_topics(s)  # the language topics of a newer registry, if missing
@@ -84,7 +84,7 @@ class WorkerProcess:
         if self.events is not None:
             await self.events.start()
         await self.stdin.start()  # before any request is taken: its input is kept
-        handler = Handler(s, executor, Publisher(s, self.producer.producer, self.producer.renew),
+        handler = Handler(s, executor, Publisher(s, self.producer),
                           self.store, catalogue,
                           events=self.events, stdin=self.stdin)
         agent = Agent(s, handler)

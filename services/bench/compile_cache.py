@@ -76,7 +76,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     sandbox = create_sandbox(settings)
     await sandbox.start()
     try:
-        registry = Registry.load(settings.languages_file or None)
+        registry = Registry.from_settings(settings)
         registry = registry.with_versions(await sandbox.detect_versions(registry))
         print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print("| language | executions | cache off: median / p90 ms | cache on: median / p90 ms "

@@ -1,6 +1,7 @@
 """What the worker's consumer path costs per record: CPU of this process / records.
 
     python -m runstream.services.bench.consumer_cost [--records 3000] [--trickle-ms 0]
+        [--monitor quiet|stock|prometheus]
 
 Against the broker of ``RUNSTREAM_BOOTSTRAP_SERVERS`` (``./deploy.sh local`` runs one):
 produces ``--records`` requests onto a topic of its own, then runs them through the
@@ -9,7 +10,7 @@ commits) with a stand-in handler that answers at once, so that only the consumer
 is measured: no sandbox, no publishing. ``--trickle-ms N`` sends one record every N ms
 while the app runs (records arrive one at a time, as they do under light load);
 without it the records wait as a backlog and are read in batches. Prints the process's
-CPU time (both threads) per record. The README's "What Faust costs" table came from it.
+CPU time (both threads) per record. The "What Faust costs" table of docs/faust.md came from it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from aiokafka import AIOKafkaProducer
+from faust.sensors.monitor import Monitor
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import CollectorRegistry
 from runstream.services.settings import Settings
 from runstream.streams import faust_app
 from runstream.streams.agent import Agent
@@ -44,7 +48,17 @@ class _Answered:
         return True
 
 
-async def measure(settings: Settings, records: int, trickle_ms: float) -> float:
+def _monitor(kind: str) -> Monitor | None:
+    """Faust's sensors to measure: ours (None), stock's, or Faust's Prometheus sensor."""
+    if kind == "stock":
+        return Monitor()
+    if kind == "prometheus":
+        return PrometheusMonitor(metrics=FaustMetrics.create(CollectorRegistry(), "faust"))
+    return None
+
+
+async def measure(settings: Settings, records: int, trickle_ms: float,
+                  monitor: str = "quiet") -> float:
     """CPU milliseconds of this process per record through the Faust app."""
     tag = uuid.uuid4().hex[:8]
     s = replace(settings, requests_topic=f"consumer-cost-{tag}",
@@ -53,7 +67,8 @@ async def measure(settings: Settings, records: int, trickle_ms: float) -> float:
     producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=5)
     await producer.start()
     handler = _Answered()
-    app = faust_app.build(s, Agent(s, handler), [s.requests_topic])  # type: ignore[arg-type]
+    app = faust_app.build(s, Agent(s, handler), [s.requests_topic],  # type: ignore[arg-type]
+                          _monitor(monitor))
     try:
         if not trickle_ms:
             for i in range(records):
@@ -79,11 +94,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--trickle-ms", type=float, default=0.0)
+    parser.add_argument("--monitor", choices=("quiet", "stock", "prometheus"), default="quiet",
+                        help="Faust's sensors: the worker's quiet monitor (default), stock "
+                        "Faust's monitor, or Faust's Prometheus sensor")
     args = parser.parse_args()
     settings = replace(Settings.from_env(), worker_concurrency=4)
-    ms = asyncio.run(measure(settings, args.records, args.trickle_ms))
+    ms = asyncio.run(measure(settings, args.records, args.trickle_ms, args.monitor))
     how = f"one every {args.trickle_ms:g} ms" if args.trickle_ms else "a backlog"
-    print(f"Faust worker consumer path: {args.records} records ({how}): "
+    print(f"Faust worker consumer path, {args.monitor} monitor: {args.records} records ({how}): "
           f"{ms:.3f} ms CPU per record (this process, both threads)")
 
 

@@ -56,7 +56,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
             settings, sandbox_launcher="shell", sandbox_cgroup_name="runstream-bench-sh",
             sandbox_run_dir="/run/runstream-bench-sh"))
         await shell_sb.start()
-    registry = Registry.load(settings.languages_file or None)
+    registry = Registry.from_settings(settings)
     docker_note = "--no-docker" if args.no_docker else docker_available(settings)
     docker_sb = None
     if docker_note is None:

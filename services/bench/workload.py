@@ -26,7 +26,7 @@ A workload file (``services/bench/workloads/*.toml``, or any path)::
     limits = { wall_ms = 1000 }     # optional, over the workload's
     tests = [{ stdin = "1", expected_output = "2", points = 1 }]  # optional, as the request's
     checker = "tokens"              # optional: checker, interactor, stop_on_failure travel
-                                    # as the request's (README "Checkers and scored tests")
+                                    # as the request's (docs/judging.md)
 
 ``{{seed}}`` in a program's source or stdin is replaced by a per-request integer
 drawn from the workload's generator, so programs that use randomness are
@@ -74,10 +74,6 @@ class Program:
     limits: Mapping[str, int] = field(default_factory=dict)
     #: Tests and judging fields of the request (JUDGING_KEYS), as the TOML gives them.
     judging: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def seeded(self) -> bool:
-        return SEED_TOKEN in self.source or SEED_TOKEN in self.stdin
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The standard checkers: how a test's output is compared with its expected output.
 
-Pure functions, no I/O (README "Checkers and scored tests"). Each returns None
+Pure functions, no I/O (docs/judging.md). Each returns None
 when the output is accepted, else a short comment saying where it differs (the
 test's ``comment``), as contest systems' checkers do.
 """

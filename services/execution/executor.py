@@ -266,7 +266,7 @@ async def start_executor(settings: Settings, catalogue: Registry | None = None) 
     those only the ones whose runtime the sandbox has (the others are logged).
     The caller stops ``executor.sandbox`` when done.
     """
-    catalogue = catalogue or Registry.load(settings.languages_file or None)
+    catalogue = catalogue or Registry.from_settings(settings)
     catalogue = catalogue.profile(settings.languages)  # an unknown name stops here
     sandbox = create_sandbox(settings)
     await sandbox.start()

@@ -5,7 +5,7 @@ container), compiled once per request (through the compile cache), and runs
 with its own limits: the submission cannot reach its files, nor it the
 submission's, except through what this module hands over: the test's files
 on the checker's stdin (see :mod:`.testlib`), or, for an interactor, the two
-pipes relayed here between the two sandboxes. README "Checkers and scored tests".
+pipes relayed here between the two sandboxes (docs/judging.md).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 from runstream.schemas.errors import UnknownLanguage
 from runstream.schemas.models import Limits
 from runstream.services.errors import ConfigurationError
+from runstream.services.settings import Settings
 
 _VERSION_RE = re.compile(r"\d+(?:\.\d+)+(?:[-+~][0-9A-Za-z.]+)?")
 
@@ -131,6 +132,11 @@ class Registry:
         except tomllib.TOMLDecodeError as e:
             raise ConfigurationError(f"languages file is not valid TOML: {e}") from e
         return cls(_language(name, spec) for name, spec in data.items())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """The registry of ``RUNSTREAM_LANGUAGES_FILE``, else the shipped one."""
+        return cls.load(settings.languages_file or None)
 
     def profile(self, spec: str) -> Registry:
         """The languages a profile names: ``all``, ``core``, or names and aliases, comma-separated.

@@ -1,4 +1,4 @@
-# runstream/bash for hosts that can pull official images (see README.md).
+# runstream/bash for hosts that can pull official images (see docs/sandbox.md).
 FROM debian:bookworm-slim
 RUN mkdir -p /box
 WORKDIR /box

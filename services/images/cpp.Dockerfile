@@ -1,4 +1,4 @@
-# runstream/cpp for hosts that can pull official images (see README.md).
+# runstream/cpp for hosts that can pull official images (see docs/sandbox.md).
 FROM gcc:12-bookworm
 # languages.toml calls tools by absolute /usr/bin paths.
 RUN set -e \

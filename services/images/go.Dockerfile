@@ -1,4 +1,4 @@
-# runstream/go for hosts that can pull official images (see README.md).
+# runstream/go for hosts that can pull official images (see docs/sandbox.md).
 FROM golang:1.21-bookworm
 # languages.toml calls tools by absolute /usr/bin paths.
 RUN set -e \

@@ -1,4 +1,4 @@
-# runstream/java for hosts that can pull official images (see README.md).
+# runstream/java for hosts that can pull official images (see docs/sandbox.md).
 FROM eclipse-temurin:17-jdk
 # languages.toml calls tools by absolute /usr/bin paths.
 RUN set -e \

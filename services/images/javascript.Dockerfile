@@ -1,4 +1,4 @@
-# runstream/javascript for hosts that can pull official images (see README.md).
+# runstream/javascript for hosts that can pull official images (see docs/sandbox.md).
 FROM node:18-bookworm-slim
 # languages.toml calls tools by absolute /usr/bin paths.
 RUN set -e \

@@ -1,4 +1,4 @@
-# runstream/perl for hosts that can pull official images (see README.md).
+# runstream/perl for hosts that can pull official images (see docs/sandbox.md).
 FROM perl:5.36-slim-bookworm
 # languages.toml calls tools by absolute /usr/bin paths.
 RUN set -e \

@@ -1,4 +1,4 @@
-# runstream/php for hosts that can pull official images (see README.md).
+# runstream/php for hosts that can pull official images (see docs/sandbox.md).
 FROM php:8.2-cli-bookworm
 # languages.toml calls tools by absolute /usr/bin paths.
 RUN set -e \

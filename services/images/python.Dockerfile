@@ -1,4 +1,4 @@
-# runstream/python for hosts that can pull official images (see README.md).
+# runstream/python for hosts that can pull official images (see docs/sandbox.md).
 FROM python:3.11-slim-bookworm
 # languages.toml calls tools by absolute /usr/bin paths.
 RUN set -e \

@@ -1,4 +1,4 @@
-# runstream/rust for hosts that can pull official images (see README.md).
+# runstream/rust for hosts that can pull official images (see docs/sandbox.md).
 FROM rust:1-slim-bookworm
 # languages.toml calls tools by absolute /usr/bin paths.
 RUN set -e \

@@ -1,5 +1,5 @@
 # runstream/science (r, octave) for hosts that can pull official images
-# (see README.md): Debian bookworm with the languages' packages, as .ci/build-images.sh
+# (see docs/sandbox.md): Debian bookworm with the languages' packages, as .ci/build-images.sh
 # makes it where no registry is reachable.
 FROM debian:bookworm-slim
 RUN set -e \

@@ -287,7 +287,7 @@ def create_app(settings: Settings, registry: Registry | None = None,
     (``auth.py``); ``keys`` is the key store to use (default: one following the
     keys topic). Without it, ``keys`` is ignored.
     """
-    registry = registry or Registry.load(settings.languages_file or None)
+    registry = registry or Registry.from_settings(settings)
     channel = channel or RequestChannel(settings)
     gateway = Gateway(settings, channel)
     ingress = Ingress(settings, registry, gateway)

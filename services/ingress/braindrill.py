@@ -27,7 +27,7 @@ EXPIRED = "The code was not run: it waited longer than its deadline"
 REJECTED = "The code was not run"
 INTERNAL_ERROR = "The code could not be run because of an internal error"
 
-# HTTP status per verdict (the README's table says why). A program that ran to its
+# HTTP status per verdict (docs/http-api.md's table says why). A program that ran to its
 # end, even one that failed, is a successful answer: its output is what was asked
 # for, and braindrill answered it so. What stopped the code is the code's fault
 # (4xx: sending it again gives the same answer); what kept it from running is ours

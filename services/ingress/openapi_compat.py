@@ -50,7 +50,7 @@ JUDGE0_SCHEMAS: dict[str, Any] = {
         "description": "A Judge0 submission (app/models/submission.rb). Text is base64 with "
                        "?base64_encoded=true. Refused with 422: compiler_options, "
                        "additional_files, enable_network, per-process limits, "
-                       "redirect_stderr_to_stdout (README, Judge0-compatible API).",
+                       "redirect_stderr_to_stdout (docs/judge0.md).",
         "properties": {
             "source_code": {"type": "string"},
             "language_id": {"type": ["integer", "string"],
@@ -334,7 +334,7 @@ PISTON: tuple[Operation, ...] = (
               {JSON: {"type": "array", "items": ref("PistonRuntime")}}),)),
     _p("POST", "/execute", "pistonExecute", "Run a program, Piston's way",
        description="Piston v2's execute; every answer is Piston's JSON, errors "
-                   "`{\"message\"}` (README, Piston-compatible API). JSON may come as "
+                   "`{\"message\"}` (docs/piston.md). JSON may come as "
                    "text/plain or with no type; the form is pistonapi's.",
        body={JSON: ref("PistonExecute"), TEXT: {"type": "string"},
              FORM: ref("PistonExecuteForm")},
@@ -359,7 +359,7 @@ PISTON: tuple[Operation, ...] = (
     _p("DELETE", "/packages", "pistonUninstall", "Remove a package (refused)",
        (Reply(405, "Languages come with the deployment.", _MESSAGE, ("Allow",)),)),
     _p("GET", "/connect", "pistonConnect", "Run a program interactively (WebSocket)",
-       description="Piston v2's interactive WebSocket (README, Piston-compatible API): the "
+       description="Piston v2's interactive WebSocket (docs/piston.md): the "
                    "client sends `{\"type\":\"init\", ...the execute fields...}` within 1 s, "
                    "then `{\"type\":\"data\",\"stream\":\"stdin\",\"data\"}`, "
                    "`{\"type\":\"signal\",\"signal\":\"SIGINT\"}` and runstream's "
@@ -385,8 +385,8 @@ HEADERS: dict[str, Any] = {
 SCHEMAS: dict[str, Any] = {**JUDGE0_SCHEMAS, **PISTON_SCHEMAS}
 OPERATIONS: tuple[Operation, ...] = (*JUDGE0, *PISTON)
 TAGS = (
-    {"name": "judge0", "description": "Judge0 CE 1.13.1's API under /judge0 (README, "
-                                      "Judge0-compatible API)."},
-    {"name": "piston", "description": "Piston v2's API under /api/v2 (README, "
-                                      "Piston-compatible API)."},
+    {"name": "judge0", "description": "Judge0 CE 1.13.1's API under /judge0 "
+                                      "(docs/judge0.md)."},
+    {"name": "piston", "description": "Piston v2's API under /api/v2 "
+                                      "(docs/piston.md)."},
 )

@@ -72,7 +72,7 @@ SCHEMAS: dict[str, Any] = {
                 "sample": {"type": "string", "description": "A hello world that reads one "
                                                            "line of stdin (the playground's)."},
             }}}}},
-    # GET /v1/stats (services/ingress/stats.py; README "Playground and dashboard").
+    # GET /v1/stats (services/ingress/stats.py; docs/playground.md).
     "Stats": {
         "type": "object",
         "required": ["now", "throughput", "latency_ms", "verdicts", "results", "series",
@@ -115,8 +115,8 @@ SCHEMAS: dict[str, Any] = {
                                                         "items": {"type": "integer"}}}}}}},
 }
 
-_KEY_NOTE = (" Checked only when RUNSTREAM_AUTH_REQUIRED is on (README, API keys and "
-             "quotas); with it off no key is read. Keys read rs_<id>_<secret>.")
+_KEY_NOTE = (" Checked only when RUNSTREAM_AUTH_REQUIRED is on "
+             "(docs/keys.md); with it off no key is read. Keys read rs_<id>_<secret>.")
 SECURITY_SCHEMES: dict[str, Any] = {
     "bearerKey": {"type": "http", "scheme": "bearer",
                   "description": "Authorization: Bearer <key>." + _KEY_NOTE},
@@ -180,7 +180,7 @@ NATIVE: tuple[Operation, ...] = (
     Operation(
         "POST", "/lang/{language}", "runRaw", "Run a program, braindrill's way",
         description="braindrill's API: the raw body is the code (whatever its Content-Type) "
-                    "and the answer is plain text (README, HTTP API). The verdict and the id "
+                    "and the answer is plain text (docs/http-api.md). The verdict and the id "
                     "are in headers; limits are braindrill's (2 s, 50 MiB).",
         tag="braindrill", parameters=(_LANGUAGE,),
         body={TEXT: {"type": "string"}}, body_description="The program's source code.",
@@ -208,7 +208,7 @@ NATIVE: tuple[Operation, ...] = (
     Operation(
         "GET", "/v1/stats", "stats", "Throughput, latency, verdicts, backlog and workers",
         description="What the dashboard (/dashboard) draws; computed by this ingress from the "
-                    "results topic and the worker group (README, Playground and dashboard).",
+                    "results topic and the worker group (docs/playground.md).",
         tag="service",
         replies=(Reply(200, "The system as this ingress sees it now.", {JSON: ref("Stats")}),)),
     Operation(
@@ -222,7 +222,7 @@ NATIVE: tuple[Operation, ...] = (
                  problem(503, "Not ready, or stopping (draining).", _RETRY))),
     Operation(
         "GET", "/metrics", "metrics", "Prometheus metrics of this ingress", tag="service",
-        replies=(Reply(200, "Prometheus text exposition format (README, Metrics).",
+        replies=(Reply(200, "Prometheus text exposition format (docs/metrics.md).",
                        {TEXT: {"type": "string"}}),)),
     Operation(
         "GET", "/openapi.json", "openapi", "This document", tag="service",
@@ -230,7 +230,7 @@ NATIVE: tuple[Operation, ...] = (
     Operation(
         "GET", "/v1/executions/{id}/deliveries", "getDeliveries",
         "The webhook deliveries of an execution",
-        description="Its callback, state and every attempt (README, Webhooks); any ingress "
+        description="Its callback, state and every attempt (docs/webhooks.md); any ingress "
                     "answers.",
         parameters=(_EXEC_ID,),
         replies=(
@@ -311,7 +311,7 @@ OPERATIONS: tuple[Operation, ...] = tuple(
     keyed(op) for op in (*NATIVE, *openapi_compat.OPERATIONS))
 
 TAGS = (
-    {"name": "native", "description": "runstream's own API (README, HTTP API)."},
+    {"name": "native", "description": "runstream's own API (docs/http-api.md)."},
     {"name": "braindrill", "description": "braindrill's plain-text API."},
     {"name": "service", "description": "Health, readiness, languages, metrics."},
     *openapi_compat.TAGS,

@@ -2,7 +2,7 @@
 
 Pure arithmetic over an injected clock (``time.monotonic`` by default): no I/O,
 no Starlette, so the tests drive time by hand. Both are per ingress process; the
-README ("API keys and quotas") says what that means with several instances.
+docs/keys.md says what that means with several instances.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from types import FrameType
 
 import uvicorn
 from runstream.services.ingress.app import Ingress, create_app
+from runstream.services.process import EXIT_OK, StopSignals
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,29 +27,41 @@ GRACE_S = 3
 
 
 class DrainingServer(uvicorn.Server):
-    """A uvicorn server whose first stop signal drains the ingress first."""
+    """A uvicorn server whose first stop signal drains the ingress first.
+
+    uvicorn installs its own handlers (``signal.signal``, restored after) and calls
+    :meth:`handle_exit`; the process shell decides what a first and a second signal do.
+    """
 
     def __init__(self, config: uvicorn.Config, ingress: Ingress) -> None:
         super().__init__(config)
         self.ingress = ingress
         self._drain: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.stop = StopSignals(self._start_drain, on_second=self._exit_now,
+                                second="second stop signal: exiting now", log=log)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._drain is not None or self._loop is None or self.should_exit:
-            log.warning("second stop signal: exiting now")
-            self.force_exit = True
-            super().handle_exit(sig, frame)
+        self.stop(sig)
+
+    def _start_drain(self, sig: int) -> None:
+        if self._loop is None or self.should_exit:
+            self.stop.second(sig)  # not serving yet, or stopping already: nothing to drain
             return
         # Not added to uvicorn's captured signals, which it would raise again once
         # stopped: a stop that drained and closed in order is a clean exit (0), not
         # a death by SIGTERM (143, which compose and systemd report as a failure).
         # Signal handlers run between bytecodes of the loop's thread: schedule, do not await.
         self._drain = self._loop.create_task(self._drain_then_exit())
+
+    def _exit_now(self, sig: int) -> None:
+        # uvicorn closes at once and raises the signal again: a death by it, as asked.
+        self.force_exit = True
+        super().handle_exit(sig, None)  # uvicorn's reads no frame
 
     async def _drain_then_exit(self) -> None:
         try:
@@ -72,5 +85,5 @@ def serve(settings: Settings) -> int:
                             ws_max_size=settings.ingress_max_body_bytes)
     server = DrainingServer(config, app.state.ingress)
     server.run()
-    return 0
+    return EXIT_OK
 

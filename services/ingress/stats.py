@@ -95,7 +95,6 @@ class Traffic:
         self.samples_per_s = samples_per_s
         self.seconds: dict[int, _Second] = {}
         self.counted = 0  # results filed since this process started
-        self.skipped = 0  # results that were not JSON objects
         self._random = random.Random(0)  # reservoir sampling; seeded: same input, same answer
         self._memo: tuple[tuple[int, int], dict[str, Any]] | None = None
 
@@ -112,12 +111,9 @@ class Traffic:
         try:
             doc = orjson.loads(value)
         except orjson.JSONDecodeError:
-            self.skipped += 1
-            return
-        if not isinstance(doc, dict):
-            self.skipped += 1
-            return
-        self.file(doc, now)
+            return  # not a result: nothing to file
+        if isinstance(doc, dict):
+            self.file(doc, now)
 
     def file(self, doc: Mapping[str, Any], now: float) -> None:
         """File one decoded result."""

@@ -1,20 +1,19 @@
 """What a webhook sends: the body in the callback's format, and the key that signs it.
 
-Formats are a table from name to renderer; a renderer that lives in another
-module (Judge0's body, ``runstream.services.ingress.judge0.wire.callback_body``)
-is named by its import path and looked up only when a webhook of that format is
-sent, so this module works whether or not that module is installed.
+Formats are a table from name to renderer. Judge0's body is rendered by
+``judge0.wire.callback_body``, imported like any other module so that the import
+contract sees the dependency (it was once named by a string and imported late).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from runstream.schemas.errors import RunstreamError
+from runstream.services.ingress.judge0.wire import callback_body as judge0_body
 from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,40 +22,30 @@ Renderer = Callable[[dict[str, Any]], bytes]
 
 
 class RenderError(RunstreamError):
-    """The body of a webhook cannot be made (its format's renderer is missing or failed)."""
+    """The body of a webhook cannot be made (its format is unknown or its renderer failed)."""
 
 
 def _as_is(result_doc: dict[str, Any]) -> bytes:
     return orjson.dumps(result_doc)
 
 
-#: format -> renderer, or "module:function" of a renderer looked up when needed.
-RENDERERS: dict[str, Renderer | str] = {
+#: format -> renderer.
+RENDERERS: dict[str, Renderer] = {
     "runstream": _as_is,
-    "judge0": "runstream.services.ingress.judge0.wire:callback_body",
+    "judge0": judge0_body,
 }
 
 
-def renderer(fmt: str, table: dict[str, Renderer | str] | None = None) -> Renderer:
-    """The renderer of ``fmt``; RenderError naming what is missing."""
-    entry = (RENDERERS if table is None else table).get(fmt)
-    if entry is None:
+def renderer(fmt: str, table: dict[str, Renderer] | None = None) -> Renderer:
+    """The renderer of ``fmt``; RenderError for a format there is none of."""
+    fn = (RENDERERS if table is None else table).get(fmt)
+    if fn is None:
         raise RenderError(f"no webhook format {fmt!r}")
-    if not isinstance(entry, str):
-        return entry
-    module, _, name = entry.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise RenderError(f"the {fmt!r} webhook format is not available in this "
-                          f"deployment ({entry} is missing: {e})") from e
-    if not callable(fn):
-        raise RenderError(f"{entry} is not a function")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def render(fmt: str, result_doc: dict[str, Any],
-           table: dict[str, Renderer | str] | None = None) -> bytes:
+           table: dict[str, Renderer] | None = None) -> bytes:
     """The body of a webhook of format ``fmt`` for the result ``result_doc``."""
     fn = renderer(fmt, table)
     try:

@@ -87,7 +87,8 @@ class Deliverer:
                              timeout_s=s.callback_timeout_s, connections=s.callback_concurrency)
         # With renewal: a lost producer sequence would otherwise fail every later
         # delivery record for ever (the worker and the ingress renew theirs too).
-        self.publisher = Publisher(s, await self.producer.start(timeout_s), self.producer.renew)
+        await self.producer.start(timeout_s)
+        self.publisher = Publisher(s, self.producer)
         await self.jobs.start(timeout_s)
         if not s.callback_secret:
             log.warning("RUNSTREAM_CALLBACK_SECRET is empty: webhooks of requests without "
@@ -238,7 +239,7 @@ class Webhooks:
         """Bounded: a deliverer drops what it holds (resumed elsewhere) and leaves its group.
 
         Side by side: a broker that is gone costs about 15 s here, within the
-        gateway's own close (README "Stopping and rolling deploys").
+        gateway's own close (docs/stopping.md).
         """
         await asyncio.gather(
             self.deliverer.stop() if self.deliverer is not None else asyncio.sleep(0),

@@ -159,8 +159,8 @@ async def test_faults_under_load_lose_nothing_and_answer_once(cluster: Cluster) 
         await _run([*compose, "up", "-d"], cluster.env, timeout_s=400)
 
     # The node coordinating the worker group is the hard case: workers that reach its
-    # successor late are dropped from the group while still fetching (README "Faults
-    # on the cluster"). Another node is killed too: its partition leaders move.
+    # successor late are dropped from the group while still fetching (docs/cluster.md
+    # "Faults on the cluster"). Another node is killed too: its partition leaders move.
     coordinator = await asyncio.to_thread(_coordinator, cluster)
     other = 1 + coordinator % 3
     faults: list[tuple[str, Callable[[], Awaitable[None]]]] = [

@@ -38,7 +38,7 @@ class Metered:
 @pytest.fixture(scope="module")
 def metered(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metered]:
     port = free_port()
-    # JSON logs too (README "Logs"), checked by the last test of this file.
+    # JSON logs too (docs/logs.md), checked by the last test of this file.
     with launch_system(kafka, tmp_path_factory.mktemp("metrics-logs"), ingresses=1,
                        workers=0, extra_env={"RUNSTREAM_LOG_FORMAT": "json"}) as system:
         system.workers = [WORKER]

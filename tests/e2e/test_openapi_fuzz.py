@@ -10,7 +10,7 @@ method the document does not list must get 405 with an Allow header (not on
 API keys are on (RUNSTREAM_AUTH_REQUIRED, as in the compose cluster): every
 generated request carries a key with no rate or concurrency limit, so the routes
 behind the key check are fuzzed; the check's own 401/403 answers are held to the
-document by tests/unit/test_openapi.py (the real middleware, every operation).
+document by tests/unit/services/ingress/test_openapi.py (the real middleware, every operation).
 
 Not fuzzed: GET /v1/executions/{id}/events. It is an open Server-Sent Events
 stream (up to RUNSTREAM_INGRESS_EVENTS_STREAM_S per request) that a generated
@@ -57,8 +57,8 @@ CHECKS = [
 # An undocumented method: 405 with Allow. Not under /api/v2 (Piston's 404, above).
 UNSUPPORTED_METHOD = checks.unsupported_method
 # The one 5xx the document promises: Piston's interactive WebSocket is not served, and a
-# plain HTTP request to it (any method) is told so with 501 Not Implemented (README,
-# Piston-compatible API). Its status, content type and body are still checked.
+# plain HTTP request to it (any method) is told so with 501 Not Implemented (docs/piston.md).
+# Its status, content type and body are still checked.
 NOT_IMPLEMENTED = "/api/v2/connect"
 
 # The document the ingress serves is built by a pure function: load it here so that

@@ -1,6 +1,6 @@
 """The playground's judging options in a real headless Chromium, on the session's system:
-a standard checker with points, and an interactor pasted in (README "Checkers and scored
-tests"). Helpers and the browser are test_playground_browser's."""
+a standard checker with points, and an interactor pasted in (docs/judging.md).
+Helpers and the browser are test_playground_browser's."""
 
 from __future__ import annotations
 

@@ -237,7 +237,8 @@ def test_ctrl_c_stops_everything_in_order_within_the_bound(
     try:
         with httpx.Client(base_url=local.url, timeout=60) as c:
             r = c.post("/v1/executions", json={"language": "python", "source": "print(6*7)"})
-            assert r.status_code == 200 and r.json()["run"]["stdout"] == "42\n", r.text
+            assert r.status_code == 200 and r.json()["run"]["stdout"] == "42\n", (
+                f"{r.text}\n{local.log()[-6000:]}")
             # One still running when Ctrl-C comes: the stop must not wait for it unbounded.
             c.post("/v1/executions", params={"wait": 0}, json={
                 "language": "python", "source": "import time\ntime.sleep(3)\nprint(1)"})

@@ -36,7 +36,7 @@ JOB_PARTITIONS = 6
 
 
 def verify(secret: bytes, body: bytes, header: str, tolerance_s: int = 300) -> bool:
-    """The README's verification snippet, as a receiver would write it."""
+    """docs/webhooks.md's verification snippet, as a receiver would write it."""
     parts = dict(p.split("=", 1) for p in header.split(","))
     t = int(parts["t"])
     if abs(time.time() - t) > tolerance_s:

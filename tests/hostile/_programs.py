@@ -43,7 +43,7 @@ for d in {dirs!r}:
 """
 
 
-# What a run can learn about the host (README "What a run can see"): one JSON document.
+# What a run can learn about the host (docs/sandbox.md "What a run can see"): one JSON document.
 HOST_FACTS_PY = r"""import ctypes, json, os, socket
 def read(path):
     try:
@@ -72,7 +72,7 @@ print(json.dumps({
 
 def assert_host_facts_hidden(facts: dict[str, object], *, host_paths: list[str],
                              programs: set[str]) -> None:
-    """The rows of the README's table marked hidden, on either backend.
+    """The rows of docs/sandbox.md's table marked hidden, on either backend.
 
     ``host_paths``: the worker's own paths (run folder, scope) that no visible
     command line or mount may name; ``programs``: the names of the processes a run

@@ -185,12 +185,24 @@ def leftovers(sb: BwrapSandbox) -> list[str]:
     return [str(p) for p in paths if p.exists()]
 
 
-async def assert_clean_and_healthy(sb: BwrapSandbox) -> None:
-    """No process of any run remains, no workspace is mounted, and a normal run works."""
-    assert run_pids(sb.settings) == []
-    assert os.listdir(sb.run_dir) == []
+async def assert_clean_and_healthy(sb: Sandbox) -> None:
+    """Nothing of a finished run is left, and a normal run works.
+
+    bwrap: no process of any run remains and no workspace is mounted. docker: only
+    the warm pool's idle containers remain.
+    """
+    if isinstance(sb, DockerSandbox):
+        await sb.settle()  # pending removals and the pool's refill (started at the end)
+        pooled = {cid for entries in (sb._pool._ready.values() if sb._pool else ())
+                  for _, cid in entries}
+        left = set(docker_containers(sb.scope)) - pooled
+        assert not left, f"containers of finished executions remain: {left}"
+    else:
+        assert isinstance(sb, BwrapSandbox)
+        assert run_pids(sb.settings) == []
+        assert os.listdir(sb.run_dir) == []
     r = await run_code(sb, "python", "print(6 * 7)")
-    assert (r.exit_code, r.stdout) == (0, b"42\n")
+    assert (r.exit_code, r.stdout) == (0, b"42\n"), r
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 from runstream.services.errors import SandboxError
-from runstream.services.execution.sandbox import _launcher, command
-from runstream.services.execution.sandbox.bwrap import BwrapSandbox
+from runstream.services.execution.sandbox.bwrap import BwrapSandbox, _launcher, command
 from runstream.services.execution.sandbox.cgroup import _exits
 from runstream.services.settings import Settings
 

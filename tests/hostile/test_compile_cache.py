@@ -16,9 +16,8 @@ from runstream.schemas.models import ExecutionRequest, ExecutionResult, SourceFi
 from runstream.services.execution.compilecache import SnapshotBounds
 from runstream.services.execution.executor import Executor
 from runstream.services.execution.languages import Language, Registry
-from runstream.services.execution.sandbox import _snapshot
 from runstream.services.execution.sandbox.base import Sandbox
-from runstream.services.execution.sandbox.bwrap import BwrapSandbox
+from runstream.services.execution.sandbox.bwrap import BwrapSandbox, _snapshot
 from runstream.services.execution.sandbox.docker import DockerSandbox
 from runstream.services.settings import Settings
 

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import pytest
 from runstream.schemas.models import PhaseResult
 from runstream.services.execution.languages import render
-from runstream.services.execution.sandbox._docker_host import container_cgroup
 from runstream.services.execution.sandbox.docker import DockerSandbox
+from runstream.services.execution.sandbox.docker._host import container_cgroup
 from runstream.services.settings import Settings
 
 from .conftest import REGISTRY, docker_containers, docker_skip_reason

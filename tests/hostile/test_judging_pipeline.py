@@ -3,7 +3,7 @@
 HTTP -> Kafka -> worker -> sandbox, on both backends (bwrap always; docker when an
 engine and the python and c images are there), hostile judge programs included:
 each hostile case also checks that nothing of the run outlived it and that the
-next ordinary request still succeeds (README "Checkers and scored tests").
+next ordinary request still succeeds (docs/judging.md).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from runstream.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 
-# The bound the README promises for a revocation ("within about a second"), with room for
+# The bound docs/keys.md promises for a revocation ("within about a second"), with room for
 # a loaded 2-core machine: the measured time is printed.
 PROPAGATION_BOUND_S = 2.0
 

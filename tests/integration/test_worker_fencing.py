@@ -2,7 +2,7 @@
 
 The fault: worker A's connection to the group coordinator fails while its fetches
 from the partition leader go on. On a replicated Kafka that is what a dead
-coordinator node does (the cluster chaos run, README "Faults on the cluster"); one
+coordinator node does (the cluster chaos run, docs/cluster.md "Faults on the cluster"); one
 broker is coordinator and leader at once, so here the coordination requests are
 failed in A's client (``_CutOff``): a fault that cannot be produced for real on a
 single node, injected one layer under aiokafka's group coordinator. Everything else

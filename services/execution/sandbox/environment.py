@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from runstream.services.execution.languages import Language
 
-#: Host files a program reads as nothing on either backend (README "What a run can see"):
+#: Host files a program reads as nothing on either backend (docs/sandbox.md "What a run can see"):
 #: kernel symbols' addresses, shown where perf_event_paranoid <= 1 and kptr_restrict 0.
 MASKED = ("/proc/kallsyms",)
 

@@ -41,13 +41,11 @@ class Judge0Config:
     max_max_processes_and_or_threads: int
     max_file_size: int
     max_max_file_size: int
-    callbacks: bool = False
     callbacks_max_tries: int = 3
     callbacks_timeout: float = 5.0
 
     @classmethod
-    def from_settings(cls, s: Settings, *, callbacks: bool = False) -> Judge0Config:
-        """``callbacks``: whether ``callback_url`` can be carried (as a native ``callback``)."""
+    def from_settings(cls, s: Settings) -> Judge0Config:
         return cls(
             cpu_time_limit=s.default_cpu_ms / 1000, max_cpu_time_limit=s.max_cpu_ms / 1000,
             wall_time_limit=s.default_wall_ms / 1000, max_wall_time_limit=s.max_wall_ms / 1000,
@@ -55,7 +53,7 @@ class Judge0Config:
             max_processes_and_or_threads=s.default_processes,
             max_max_processes_and_or_threads=s.max_processes,
             max_file_size=s.default_file_size_kb, max_max_file_size=s.max_file_size_kb,
-            callbacks=callbacks, callbacks_max_tries=s.callback_max_attempts,
+            callbacks_max_tries=s.callback_max_attempts,
             callbacks_timeout=s.callback_timeout_s,
         )
 
@@ -70,7 +68,8 @@ def config_info(c: Judge0Config) -> dict[str, Any]:
         "allowed_languages_for_compile_options": [],
         "enable_command_line_arguments": True,
         "enable_submission_delete": False,
-        "enable_callbacks": c.callbacks,
+        # callback_url is carried as the native request's ``callback`` (docs/webhooks.md).
+        "enable_callbacks": True,
         "callbacks_max_tries": c.callbacks_max_tries,
         "callbacks_timeout": c.callbacks_timeout,
         "enable_additional_files": False,

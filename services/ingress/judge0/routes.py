@@ -34,10 +34,7 @@ from runstream.services.ingress.judge0.errors import (
     NotUtf8,
 )
 from runstream.services.ingress.judge0.statuses import statuses
-from runstream.services.ingress.judge0.submission import (
-    build_request,
-    callbacks_supported,
-)
+from runstream.services.ingress.judge0.submission import build_request
 from runstream.services.ingress.judge0.tokens import new_token, recently_issued
 from runstream.services.ingress.judge0.wire import (
     parse_fields,
@@ -141,8 +138,7 @@ class Judge0Api:
         self.channel = ingress.channel
         self.settings = ingress.settings
         self.gateway = ingress.gateway
-        self.config = cfg.Judge0Config.from_settings(self.settings,
-                                                     callbacks=callbacks_supported())
+        self.config = cfg.Judge0Config.from_settings(self.settings)
         # How long after issuing a token its result may still be on its way: a
         # worker answers `expired` by the deadline, later if the queue is long.
         self.pending_window_s = (self.settings.ingress_deadline_s

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from runstream.schemas.codec import REQUEST_SCHEMA, load_schema, request_from_doc
+from runstream.schemas.codec import request_from_doc
 from runstream.schemas.errors import InvalidRequest
 from runstream.schemas.models import ExecutionRequest
 from runstream.services.execution.languages import Language
@@ -47,17 +47,6 @@ _FALSE = {False, "0", "f", "F", "false", "FALSE", "False", "off", "OFF", "no", "
 _ATTRIBUTE = {"args": "command_line_arguments", "callback": "callback_url",
               "files": "source_code", "stdin": "stdin", "tests": "stdin",
               "language": "language_id", "version": "language_id"}
-
-
-def callbacks_supported() -> bool:
-    """Whether the native request contract has a ``callback`` to carry ``callback_url``."""
-    return "callback" in load_schema(REQUEST_SCHEMA).get("properties", {})
-
-
-def language_index(languages: Mapping[str, Language] | list[Language]) -> dict[int, Language]:
-    """Judge0 language id -> language, for every id each language lists."""
-    langs = languages.values() if isinstance(languages, Mapping) else languages
-    return {i: lang for lang in langs for i in lang.judge0}
 
 
 def _fmt(limit: float) -> str:
@@ -171,13 +160,10 @@ def _arguments(check: _Checker) -> tuple[str | None, list[str]]:
         return raw, []
 
 
-def _callback(check: _Checker, config: Judge0Config) -> str | None:
+def _callback(check: _Checker) -> str | None:
     url = check.text("callback_url")
     if url is None or url == "":
         return None
-    if not config.callbacks:
-        check.add("callback_url", "setting callback is not allowed")
-        return url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
         check.add("callback_url", "is not a valid http(s) URL")
@@ -235,7 +221,7 @@ def build_request(params: Mapping[str, Any], token: str, *, base64_encoded: bool
     runs = check.number("number_of_runs", 1, low=0, high=MAX_RUNS, above_low=True,
                         integer=True)
     args_text, args = _arguments(check)
-    callback_url = _callback(check, c)
+    callback_url = _callback(check)
     _refuse_unsupported(check)
     if check.errors:
         raise FieldErrors(check.errors)

@@ -4,6 +4,6 @@ The pure modules (``runtimes``, ``request``, ``response``, ``errors``, ``limits`
 ``connect``) map between Piston's wire format and runstream's requests, results and
 events; ``routes`` is the thin Starlette layer that reads bodies and waits for
 results through the ingress, ``session`` the interactive WebSocket's I/O.
-The spec followed is ``compat/judge0-piston.md`` section C; the README's
-"Piston-compatible API" section lists where runstream differs.
+The spec followed is ``compat/judge0-piston.md`` section C; docs/piston.md
+lists where runstream differs.
 """

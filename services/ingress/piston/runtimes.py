@@ -4,8 +4,8 @@ A runtime is one (language, version) that a live worker announced. Piston's
 versions are semver strings and requests name a semver *range*; the range is
 matched with ``nodesemver``, a port of npm's ``semver`` (the library Piston
 itself calls: ``semver.satisfies(rt.version, version)``, highest match wins).
-``tests/unit/test_piston_wire.py`` pins its answers to ones captured from npm's
-``semver`` 7.
+``tests/unit/services/ingress/piston/test_piston_wire.py`` pins its answers to ones
+captured from npm's ``semver`` 7.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-// The playground's judging options (README "Checkers and scored tests"): a standard
+// The playground's judging options (docs/judging.md): a standard
 // checker or a checker program, an interactor, points per test, stop at a failure.
 import { $, fill, h } from "./dom.js";
 

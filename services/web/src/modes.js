@@ -18,7 +18,7 @@ const loaders = {
   ruby: legacy(async () => (await import("@codemirror/legacy-modes/mode/ruby")).ruby),
   perl: legacy(async () => (await import("@codemirror/legacy-modes/mode/perl")).perl),
   bash: legacy(async () => (await import("@codemirror/legacy-modes/mode/shell")).shell),
-  // Languages the registry may grow to (README "Languages"): highlighted when they come.
+  // Languages the registry may grow to (docs/languages.md): highlighted when they come.
   kotlin: legacy(async () => (await import("@codemirror/legacy-modes/mode/clike")).kotlin),
   scala: legacy(async () => (await import("@codemirror/legacy-modes/mode/clike")).scala),
   csharp: legacy(async () => (await import("@codemirror/legacy-modes/mode/clike")).csharp),

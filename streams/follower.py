@@ -1,0 +1,200 @@
+"""A follower: one consumer of its own that reads a topic in the background.
+
+Every class of runstream that follows a topic outside the worker's Faust stream
+(the events, stdin, keys and results followers, the reply correlator, the webhook
+jobs' group member) has the same life cycle, written here once:
+
+- :meth:`Follower.start`: build and start the consumer, assign (or subscribe), begin
+  following, then wait for whatever the subclass needs before it is ready; a failure
+  anywhere stops what was started;
+- following: fetch a batch, hand its records on, note the positions read (when the
+  subclass asks :meth:`caught_up` questions); a read error (a broker restarting) is
+  retried every half second and logged at most every ten seconds;
+- :meth:`Follower.caught_up`: snapshot the end offsets and wait until the positions
+  read reach them;
+- :meth:`Follower.stop`: cancel the following and close the consumer.
+
+Every network await is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from runstream.schemas.errors import RunstreamError
+from runstream.services.logs import Throttled
+from runstream.services.settings import Settings
+from runstream.streams import kafka
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How long stopping waits for the following task, and for the consumer to close.
+STOP_S = 5.0
+#: Pause after a failed read before the next one.
+RETRY_S = 0.5
+
+
+class Follower:
+    """Base of a class that follows ``topic`` with one consumer of its own.
+
+    A subclass says which partitions it reads (:meth:`_assign`), what a record does
+    (:meth:`_on_record`, or a whole round: :meth:`_round`), and optionally what
+    :meth:`start` waits for once following (:meth:`_ready`). ``consumer_options`` go
+    to :func:`.kafka.consumer` (a group, an offset reset policy, ...).
+    """
+
+    #: How long a fetch waits for records before the loop goes round again.
+    fetch_wait_ms = 500
+    #: Records one round reads at most.
+    max_records = 1000
+    #: Note the positions read after every round: what :meth:`caught_up` compares.
+    tracks_positions = True
+
+    def __init__(self, settings: Settings, topic: str, *, client_id: str,
+                 **consumer_options: Any) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.client_id = client_id
+        self._consumer_options = consumer_options
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: The partitions read now.
+        self._tps: list[TopicPartition] = []
+        #: Next offset to read, per partition (when positions are tracked).
+        self._positions: dict[int, int] = {}
+        self._progress = asyncio.Condition()
+        self._ends = kafka.EndOffsets()  # shared snapshots of the topic's end offsets
+        # Under the subclass's own logger: its messages name the module they come from.
+        self._warn = Throttled(logging.getLogger(type(self).__module__))
+
+    # -- life cycle ------------------------------------------------------------
+    async def start(self, timeout_s: float = 30.0) -> None:
+        """Connect, assign, follow, and wait until ready; bounded by ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        self._consumer = self._new_consumer()
+        try:
+            await kafka.start(self._consumer, self.settings, timeout_s=timeout_s)
+            await self._assign(self._consumer, deadline)
+            self._task = asyncio.create_task(self._follow(), name=f"follow-{self.client_id}")
+            await self._ready(deadline)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, timeout_s: float = STOP_S) -> None:
+        """Stop following and close the consumer (within ``timeout_s``); bounded."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, STOP_S)
+            self._task = None
+        if self._consumer is not None:
+            await self._closing()
+        await kafka.close(self._consumer, timeout_s=timeout_s)
+        self._consumer = None
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        """The consumer to follow with (not started yet)."""
+        return kafka.consumer(self.settings, client_id=self.client_id, **self._consumer_options)
+
+    async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
+        """Assign the partitions to read (or subscribe), each at its first position."""
+        raise NotImplementedError
+
+    async def _ready(self, deadline: float) -> None:
+        """What :meth:`start` waits for once following (nothing by default)."""
+
+    async def _closing(self) -> None:
+        """What :meth:`stop` does once following stopped, before the consumer closes."""
+
+    # -- positions -------------------------------------------------------------
+    def _set_positions(self, tps: list[TopicPartition], positions: dict[int, int]) -> None:
+        """The partitions read and where each starts (a new assignment)."""
+        self._tps = tps
+        self._positions = positions
+
+    async def _advance(self, positions: dict[int, int]) -> None:
+        """The positions read now; wakes whoever waits in :meth:`caught_up`."""
+        async with self._progress:
+            self._positions = positions
+            self._progress.notify_all()
+
+    async def _read_positions(self) -> dict[int, int]:
+        """The consumer's position in every partition read (no request to the broker)."""
+        assert self._consumer is not None
+        async with asyncio.timeout(self.settings.request_timeout_s * 5):
+            return {tp.partition: await self._consumer.position(tp) for tp in self._tps}
+
+    async def caught_up(self, timeout_s: float) -> bool:
+        """Snapshot the end offsets now and wait until the positions read reach them.
+
+        False if the end offsets cannot be read or the positions do not reach them
+        within ``timeout_s``. A partition no longer read (a new assignment since the
+        snapshot) is not waited for.
+        """
+        if self._consumer is None:
+            return False
+        deadline = time.monotonic() + timeout_s
+        try:
+            ends = await self._ends.fetch(self._consumer, self._tps, timeout_s)
+        except (KafkaError, TimeoutError, OSError) as e:
+            self._warn.warning("ends", "end offsets of %s unavailable: %r", self.topic, e)
+            return False
+        async with self._progress:
+            try:
+                await asyncio.wait_for(self._progress.wait_for(lambda: all(
+                    self._positions.get(p, end) >= end for p, end in ends.items())),
+                    max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return False
+        return True
+
+    # -- following -------------------------------------------------------------
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # keep following through broker restarts
+                self._warn.warning("read", "reading %s failed (%r); retrying", self.topic, e)
+                await asyncio.sleep(RETRY_S)
+
+    async def _round(self) -> None:
+        """Read one batch, hand each record to :meth:`_on_record`, note the positions."""
+        assert self._consumer is not None
+        batches = await self._consumer.getmany(timeout_ms=self.fetch_wait_ms,
+                                               max_records=self.max_records)
+        for records in batches.values():
+            for record in records:
+                self._on_record(record)
+        if self.tracks_positions:
+            await self._advance(await self._read_positions())
+
+    def _on_record(self, record: Any) -> None:
+        """What one record read does."""
+        raise NotImplementedError
+
+    def _decoded(self, record: Any, decode: Callable[[bytes], T]) -> T | None:
+        """``record``'s value decoded; None for a tombstone or a value ``decode`` refuses.
+
+        A refused value (a RunstreamError) is skipped: one bad record must not stop the
+        follower; it is logged, at most every ten seconds.
+        """
+        if record.value is None:
+            return None
+        try:
+            return decode(record.value)
+        except RunstreamError as e:
+            self._warn.warning("invalid", "skipping a record of %s[%d]@%d: %s", record.topic,
+                               record.partition, record.offset, e.message)
+            return None
