@@ -8,14 +8,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import OutOfOrderSequenceNumber
 from runstream.schemas.codec import decode_request, request_from_doc
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.ingress.gateway import Gateway
@@ -24,7 +22,7 @@ from runstream.streams import kafka
 from runstream.streams.channel import RequestChannel
 from runstream.streams.topics import ensure_topics
 
-from tests.integration._kafka import produced_requests, send_json
+from tests.integration._kafka import LostSequence, produced_requests, send_json
 
 pytestmark = pytest.mark.kafka
 
@@ -223,21 +221,14 @@ async def test_a_lost_producer_sequence_is_a_503_and_the_retry_goes_through_a_ne
     await channel.start()
     try:
         broken = channel.requester.producer.producer
-        failures = 0
-
-        async def lost_sequence(*args: Any, **kwargs: Any) -> Any:
-            nonlocal failures
-            failures += 1
-            raise OutOfOrderSequenceNumber("injected: the broker lost this producer's sequence")
-
-        broken.send = lost_sequence  # type: ignore[method-assign]
+        lost = LostSequence(broken)
         req = request_from_doc({"id": "renew-1", "language": "python", "source": ""})
         with pytest.raises(BrokerUnavailable, match="safe to retry with the same id"):
             await channel.submit(req)
         assert not channel.is_pending("renew-1"), "a request Kafka refused is not in flight"
         assert channel.requester.producer.producer is not broken, "no new producer took over"
         await channel.submit(req)  # the client's retry, through the new producer
-        assert failures == 1
+        assert lost.failures == 1
         (key, _), = await produced_requests(settings, 1)
         assert key == b"renew-1" and channel.is_pending("renew-1")
     finally:
