@@ -2,7 +2,8 @@
 
 The run creates its own reply topic (``runstream.bench.<run-id>.replies``, one
 partition), names it in each request's ``reply_to``, reads it, and correlates
-replies by execution id; the topic is deleted when the run ends.
+replies by execution id (``streams/requester.py``, the request channel's producing
+and correlating half); the topic is deleted when the run ends.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import logging
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.bench.recording import topic_for
 from runstream.services.bench.target import TargetError, now_iso
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.correlator import Correlator
+from runstream.streams.requester import Requester
 from runstream.streams.topics import TopicSpec, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -33,31 +35,29 @@ class KafkaTarget:
         self.settings = settings
         self.reply_topic = f"{topic_for(settings, run_id)}.replies"
         self.timeout_s = timeout_s
-        self._producer: AIOKafkaProducer | None = None
-        self._replies = Correlator(settings, self.reply_topic, 0,
-                                   client_id="runstream-bench-replies", from_beginning=True)
+        self._requests = Requester(
+            settings, Correlator(settings, self.reply_topic, 0,
+                                 client_id="runstream-bench-replies", from_beginning=True),
+            client_id="runstream-bench")
 
     async def start(self) -> None:
         s = self.settings
         await ensure_topics(s, [TopicSpec(self.reply_topic, 1, {
             "retention.ms": str(24 * 3600 * 1000), "max.message.bytes": str(s.message_max_bytes)})])
-        self._producer = kafka.producer(s, client_id="runstream-bench")
-        await kafka.start(self._producer, s)
-        await self._replies.start()
+        await self._requests.start()
 
     async def execute(self, payload: dict[str, Any]) -> dict[str, Any]:
-        assert self._producer is not None
         exec_id = str(payload["id"])
-        fut = self._replies.expect(exec_id)
+        fut = self._requests.expect(exec_id)
         doc = {**payload, "reply_to": {"topic": self.reply_topic, "partition": 0},
                "enqueued_at": now_iso()}
         try:
-            await asyncio.wait_for(self._producer.send_and_wait(
-                self.settings.requests_topic, orjson.dumps(doc), key=exec_id.encode()),
-                self.settings.request_timeout_s * 5)
-        except (KafkaError, TimeoutError) as e:
+            await self._requests.send(self.settings.requests_topic, exec_id, orjson.dumps(doc),
+                                      refused="{error}",
+                                      timeout_s=self.settings.request_timeout_s * 5)
+        except BrokerUnavailable as e:
             fut.cancel()
-            raise TargetError(f"produce: {type(e).__name__}") from e
+            raise TargetError(f"produce: {e.message}") from e
         try:
             raw = await asyncio.wait_for(fut, self.timeout_s)
         except TimeoutError as e:
@@ -66,8 +66,7 @@ class KafkaTarget:
         return result
 
     async def stop(self) -> None:
-        await self._replies.stop()
-        await kafka.close(self._producer)
+        await self._requests.stop()
         admin = kafka.admin(self.settings, client_id="runstream-bench", timeout_s=10)
         try:
             await asyncio.wait_for(admin.start(), 10)

@@ -5,7 +5,7 @@ The backlog, in seconds, is estimated as
     (worker group's lag on the requests topic + what this ingress produced since
      that lag was measured) x mean execution time / live worker slots
 
-The lag and the live slots come from :class:`~runstream.services.ingress.group.GroupWatch`
+The lag and the live slots come from :class:`~runstream.streams.worker_group.GroupWatch`
 (polled in the background, never on the request path); the mean execution time
 is an exponentially weighted mean of ``finished - started`` over the results read.
 """

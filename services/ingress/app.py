@@ -1,4 +1,4 @@
-"""The HTTP ingress: Starlette routes over the Kafka gateway.
+"""The HTTP ingress: Starlette routes over the request channel (``streams/channel.py``).
 
 This is the only layer that turns runstream errors into HTTP responses
 (``application/problem+json``, RFC 9457).
@@ -11,7 +11,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -25,7 +25,7 @@ from runstream.services.ingress.auth import ApiKeyAuth
 from runstream.services.ingress.bodies import BodyBudget
 from runstream.services.ingress.docs import docs_routes
 from runstream.services.ingress.event_stream import EventStreams
-from runstream.services.ingress.gateway import Gateway
+from runstream.services.ingress.gateway import Channel, Gateway
 from runstream.services.ingress.http_metrics import HttpMetrics, metrics_endpoint
 from runstream.services.ingress.judge0.routes import judge0_routes
 from runstream.services.ingress.piston.routes import piston_routes
@@ -35,6 +35,7 @@ from runstream.services.ingress.webhooks import Webhooks
 from runstream.services.logs import bind_execution
 from runstream.services.settings import Settings
 from runstream.streams.api_keys import KeyStore
+from runstream.streams.channel import RequestChannel
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -57,13 +58,24 @@ def _streamed_from_json(body: bytes) -> tuple[ExecutionRequest, bool]:
     return replace(req, events=True), named
 
 
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A request handed to Kafka (or already answered): its id, its result to come."""
+
+    exec_id: str
+    future: asyncio.Future[bytes]
+    #: The result already known (stored or cached): nothing was produced.
+    result: bytes | None
+
+
 class Ingress:
-    """Route handlers bound to one gateway, registry and settings."""
+    """Route handlers bound to one gateway (admission over the request channel)."""
 
     def __init__(self, settings: Settings, registry: Registry, gateway: Gateway) -> None:
         self.settings = settings
         self.registry = registry
         self.gateway = gateway
+        self.channel = gateway.channel
         self.bodies = BodyBudget(settings.ingress_body_budget_bytes,
                                  settings.ingress_max_body_bytes)
         self.draining = False
@@ -84,41 +96,59 @@ class Ingress:
                            "(another instance, or this one restarted, will answer)")
         self.gateway.backlog.admit()
 
-    async def _known(self, exec_id: str, named: bool) -> bytes | None:
-        result = self.gateway.cached(exec_id)
+    async def lookup(self, exec_id: str, named: bool = True) -> bytes | None:
+        """The result of ``exec_id`` if it is known: in memory, or stored (``named``)."""
+        result = self.channel.cached(exec_id)
         if result is None and named:  # a generated id cannot have a stored result
-            result = await self.gateway.find(exec_id)
+            result = await self.channel.find(exec_id)
         return result
 
-    async def _execute(self, request: Request, build: Build,
-                       wait_s: float) -> tuple[str, bytes | None]:
+    @contextlib.asynccontextmanager
+    async def submitted(self, req: ExecutionRequest,
+                        named: bool = False) -> AsyncIterator[Submission]:
+        """Wait for ``req``'s result within the block; produce it unless it is known.
+
+        ``req`` has passed :meth:`admit` and :meth:`validate`; the caller's quota is
+        checked as it is produced (``gateway.py``). Interest is registered before the
+        lookup, so a result arriving in between is not missed; ``named``: the client
+        chose the id, so a stored result may exist. Raises what producing raises.
+        Used by :meth:`submit_and_wait` and by Piston's interactive session.
+        """
+        exec_id = req.id
+        with self.channel.waiters.waiting(exec_id) as future:
+            result = await self.lookup(exec_id, named)
+            if result is None:
+                await self.gateway.submit(req)
+            del req
+            yield Submission(exec_id, future, result)
+
+    async def submit_and_wait(self, request: Request, build: Build,
+                              wait_s: float) -> tuple[str, bytes | None]:
         """Read, validate, produce (unless finished or in flight) and wait for one request.
 
-        The body counts against the body budget until Kafka has it; only the id is
-        kept while waiting for the result.
+        The one way every front end (native, braindrill, Judge0, Piston) runs a request
+        from a body. The body counts against the body budget until Kafka has it; only
+        the id is kept while waiting for the result (None after ``wait_s``).
         """
         self.admit()
-        with contextlib.ExitStack() as stack:
+        async with contextlib.AsyncExitStack() as stack:
             async with self.bodies.read(request) as body:
                 req, named = build(body)
                 req = self.validate(req)
-                exec_id = req.id
-                bind_execution(exec_id)  # JSON log lines of this request carry it
-                future = stack.enter_context(self.gateway.waiting(exec_id))
-                result = await self._known(exec_id, named)
-                if result is None:
-                    await self.gateway.submit(req)
+                bind_execution(req.id)  # JSON log lines of this request carry it
+                submission = await stack.enter_async_context(self.submitted(req, named))
                 del body, req
+            result = submission.result
             if result is None:
-                result = await self.gateway.wait(future, wait_s)
-        return exec_id, result
+                result = await self.channel.waiters.wait(submission.future, wait_s)
+        return submission.exec_id, result
 
     async def create_execution(self, request: Request) -> Response:
         wait_s = _wait_param(request, self.settings.ingress_wait_s)
         # ?wait=0: the client follows the run some other way, maybe its events (the
         # playground streams them): ask for them (RUNSTREAM_EVENTS_PRODUCE=requested).
         build = _from_json if wait_s > 0 else _streamed_from_json
-        exec_id, result = await self._execute(request, build, wait_s)
+        exec_id, result = await self.submit_and_wait(request, build, wait_s)
         if result is None:
             return _pending(exec_id)
         return Response(result, media_type=JSON)
@@ -129,13 +159,13 @@ class Ingress:
         bind_execution(exec_id)
         wait_s = _wait_param(request, self.settings.ingress_wait_s) if (
             "wait" in request.query_params) else 0.0
-        with self.gateway.waiting(exec_id) as future:
-            result = await self._known(exec_id, named=True)
+        with self.channel.waiters.waiting(exec_id) as future:
+            result = await self.lookup(exec_id)
             if result is None and wait_s > 0:
-                result = await self.gateway.wait(future, wait_s)
+                result = await self.channel.waiters.wait(future, wait_s)
         if result is not None:
             return Response(result, media_type=JSON)
-        if self.gateway.is_pending(exec_id):
+        if self.channel.is_pending(exec_id):
             return _pending(exec_id)
         raise NotFound(f"no result for execution {exec_id!r} (unknown id, not finished yet, "
                        "or older than the results' retention)")
@@ -163,7 +193,7 @@ class Ingress:
             req = request_from_doc({"language": lang.name, "source": "", "limits": limits})
             return replace(req, files=(SourceFile(name=None, content=body),)), False
 
-        exec_id, result = await self._execute(request, build, self.settings.ingress_wait_s)
+        exec_id, result = await self.submit_and_wait(request, build, self.settings.ingress_wait_s)
         if result is None:
             if self.draining:
                 return _pending(exec_id)
@@ -174,7 +204,7 @@ class Ingress:
             "X-Runstream-Status": str(doc.get("status")), "X-Runstream-Id": exec_id})
 
     async def languages(self, request: Request) -> Response:
-        served = self.gateway.language_versions()
+        served = self.channel.language_versions()
         languages = []
         for lang in self.registry.describe():
             versions = served.get(lang["name"], [])
@@ -188,26 +218,26 @@ class Ingress:
     async def readyz(self, request: Request) -> Response:
         if self.draining:
             raise Draining("draining: this ingress is stopping and takes no new work")
-        if not self.gateway.reply_assigned():
+        if not self.channel.reply_assigned():
             raise NotReady("the reply consumer has no partition assigned yet")
-        workers = self.gateway.worker_count()
+        workers = self.channel.worker_count()
         if workers < 1:
             raise NotReady(f"no worker is in the consumer group {self.settings.worker_group!r}")
         return json_response({"status": "ready", "workers": workers,
-                              "group": self.gateway.group_status()})
+                              "group": self.channel.group_status()})
 
     async def drain(self) -> None:
         """Take no new work; let waiters finish within the drain bound; release the rest."""
         self.draining = True
-        waiting = len(self.gateway.waiters)
+        waiting = len(self.channel.waiters)
         log.info("draining: %d request(s) waiting; up to %gs", waiting,
                  self.settings.ingress_drain_s)
-        if not await self.gateway.idle(self.settings.ingress_drain_s):
+        if not await self.channel.waiters.idle(self.settings.ingress_drain_s):
             log.info("drain bound reached: %d request(s) answered 202",
-                     len(self.gateway.waiters))
-        self.gateway.release()
+                     len(self.channel.waiters))
+        self.channel.waiters.release()
         # Released handlers answer 202 at once; let them write before the server closes.
-        await self.gateway.idle(1.0)
+        await self.channel.waiters.idle(1.0)
 
 
 def _braindrill_response(answer: braindrill.Answer,
@@ -249,27 +279,29 @@ def _mount(path: str, routes: list[BaseRoute]) -> Mount:
 
 
 def create_app(settings: Settings, registry: Registry | None = None,
-               gateway: Gateway | None = None, *, keys: KeyStore | None = None) -> Starlette:
+               channel: Channel | None = None, *, keys: KeyStore | None = None) -> Starlette:
     """The ingress ASGI app; Kafka connects in the lifespan, not at import.
 
+    ``channel``: the request channel (default: ``streams/channel.py``'s, over Kafka).
     With ``settings.auth_required`` every route but the open ones needs an API key
     (``auth.py``); ``keys`` is the key store to use (default: one following the
     keys topic). Without it, ``keys`` is ignored.
     """
     registry = registry or Registry.from_settings(settings)
-    gateway = gateway or Gateway(settings)
+    channel = channel or RequestChannel(settings)
+    gateway = Gateway(settings, channel)
     ingress = Ingress(settings, registry, gateway)
     if not settings.auth_required:  # docs/keys.md
         keys = None
     elif keys is None:
-        keys = KeyStore(settings, name=gateway.name)
+        keys = KeyStore(settings, name=channel.name)
     # docs/webhooks.md: signed with the caller's key's own secret when keys are on.
-    webhooks = Webhooks(settings, name=gateway.name,
+    webhooks = Webhooks(settings, name=channel.name,
                         keys=keys.webhook_secret if keys is not None else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await gateway.start()
+        await channel.start()
         try:
             if keys is not None:  # every key read before the first request is served
                 await keys.start()
@@ -278,14 +310,14 @@ def create_app(settings: Settings, registry: Registry | None = None,
         finally:
             if keys is not None:
                 await keys.stop()
-            await asyncio.gather(webhooks.stop(), gateway.stop())
+            await asyncio.gather(webhooks.stop(), channel.stop())
 
     routes = [
         Route("/v1/executions", ingress.create_execution, methods=["POST"]),
         Route("/v1/executions/{id}", ingress.get_execution, methods=["GET"]),
         Route("/v1/executions/{id}/deliveries", webhooks.deliveries_of, methods=["GET"]),
         # Live events as Server-Sent Events (docs/events.md).
-        Route("/v1/executions/{id}/events", EventStreams(settings, gateway).stream,
+        Route("/v1/executions/{id}/events", EventStreams(settings, channel).stream,
               methods=["GET"]),
         Route("/lang/{language}", ingress.run_raw, methods=["POST"]),
         Route("/v1/languages", ingress.languages, methods=["GET"]),
@@ -299,7 +331,7 @@ def create_app(settings: Settings, registry: Registry | None = None,
         # Piston v2's API (services/ingress/piston, docs/piston.md).
         _mount("/api/v2", piston_routes(ingress)),
         # The playground, the dashboard and /v1/stats (docs/playground.md).
-        *ui_routes(gateway),
+        *ui_routes(channel),
     ]
     app = Starlette(
         routes=routes,
@@ -310,6 +342,7 @@ def create_app(settings: Settings, registry: Registry | None = None,
         middleware=[Middleware(HttpMetrics), Middleware(ApiKeyAuth, keys=keys, settings=settings)],
     )
     app.state.keys = keys  # None when auth is off
+    app.state.channel = channel
     app.state.gateway = gateway
     app.state.ingress = ingress
     app.state.webhooks = webhooks

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from runstream.schemas.errors import NotFound
 from runstream.schemas.events import EventType, finished_with_result
-from runstream.services.ingress.gateway import Gateway
+from runstream.services.ingress.gateway import Channel
 from runstream.services.ingress.problems import Overloaded
 from runstream.services.settings import Settings
 from runstream.streams.event_feed import Subscription
@@ -62,9 +62,9 @@ def last_event_id(request: Request) -> int | None:
 
 
 class EventStreams:
-    """The events route, bound to one gateway."""
+    """The events route, bound to one request channel."""
 
-    def __init__(self, settings: Settings, gateway: Gateway) -> None:
+    def __init__(self, settings: Settings, gateway: Channel) -> None:
         self.settings = settings
         self.gateway = gateway
         self.open = 0
@@ -102,7 +102,7 @@ class EventStreams:
         self.open += 1
         feed = self.gateway.events
         try:
-            with self.gateway.waiting(exec_id) as future:
+            with self.gateway.waiters.waiting(exec_id) as future:
                 sub = feed.subscribe(exec_id, after) if feed is not None else None
                 try:
                     yield b"retry: %d\n\n" % RETRY_MS
@@ -163,7 +163,7 @@ class EventStreams:
                 result_at = result_at if result_at is not None else now
                 if now - result_at >= TRAILING_S:
                     return
-            stopping = self.gateway.stopping
+            stopping = self.gateway.waiters.stopping
             if now >= deadline or (stopping is not None and stopping.done()):
                 return  # the client reconnects, with Last-Event-ID
             waits: set[asyncio.Future[Any]] = {future} if not future.done() else set()

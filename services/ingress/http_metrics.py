@@ -74,10 +74,10 @@ class HttpMetrics:
 
 async def metrics_endpoint(request: Request) -> Response:
     """``GET /metrics``: this ingress's registry in Prometheus's text format."""
-    gateway = request.app.state.gateway
-    watch = getattr(gateway, "watch", None)
+    channel = request.app.state.channel
+    watch = getattr(channel, "watch", None)
     metrics.observe_ingress(
-        waiting=len(getattr(gateway, "waiters", ())),
+        waiting=len(getattr(channel, "waiters", ())),
         group_lag=int(getattr(watch, "lag", 0) or 0),
         group_slots=int(getattr(watch, "slots", 0) or 0) if watch is not None else 0)
     return Response(metrics.exposition(metrics.INGRESS), media_type=metrics.CONTENT_TYPE_LATEST)

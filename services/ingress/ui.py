@@ -2,7 +2,7 @@
 ``GET /v1/stats``, the dashboard's numbers.
 
 ``/v1/stats`` is computed here from what this ingress already follows: every
-result on the results topic (a listener on the gateway's result store feeds
+result on the results topic (a listener on the request channel's results feeds
 :class:`~runstream.services.ingress.stats.Traffic`), and the worker group as the
 group watch last polled it (members, assignments, lag per partition) with the
 workers' announcements. Nothing here talks to Kafka on the request path.
@@ -14,10 +14,10 @@ import time
 from typing import Any
 
 from runstream.services.ingress import stats
-from runstream.services.ingress.gateway import Gateway
-from runstream.services.ingress.group import WORKER_CLIENT_PREFIX
+from runstream.services.ingress.gateway import Channel
 from runstream.services.ingress.problems import json_response
 from runstream.services.web import pages
+from runstream.streams.worker_group import WORKER_CLIENT_PREFIX
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -26,10 +26,10 @@ from starlette.routing import BaseRoute, Route
 class StatsEndpoint:
     """``GET /v1/stats``: throughput, latency, verdicts, backlog and workers, as JSON."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Channel) -> None:
         self.gateway = gateway
         self.traffic = stats.Traffic()
-        gateway.store.add_listener(self._on_result)
+        gateway.on_result(self._on_result)
 
     def _on_result(self, exec_id: str, value: bytes) -> None:
         self.traffic.add(value, time.time())
@@ -61,7 +61,7 @@ class StatsEndpoint:
                              headers={"Cache-Control": "no-store"})
 
 
-def ui_routes(gateway: Gateway) -> list[BaseRoute]:
+def ui_routes(gateway: Channel) -> list[BaseRoute]:
     """The pages (``/``, ``/dashboard``, ``/static/...``) and ``GET /v1/stats``."""
     endpoint = StatsEndpoint(gateway)
     return [Route("/v1/stats", endpoint.get, methods=["GET"]), *pages.routes()]

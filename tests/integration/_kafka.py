@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import OutOfOrderSequenceNumber
 from runstream.services.settings import Settings
 
 
@@ -47,3 +49,25 @@ async def until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
                 await asyncio.sleep(0.1)
     except TimeoutError:
         raise AssertionError(f"not within {timeout_s:.0f} s: {what}") from None
+
+
+class LostSequence:
+    """``producer.send`` raises the loss of its sequence, counted, until :meth:`restore`.
+
+    The fault (``OutOfOrderSequenceNumber`` from the broker, seen once in the chaos
+    suite after a broker restart) cannot be produced on demand: this is the one
+    injected part of the renewal tests.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self.failures = 0
+        self._real = producer.send
+        producer.send = self._lost
+
+    async def _lost(self, *args: Any, **kwargs: Any) -> Any:
+        self.failures += 1
+        raise OutOfOrderSequenceNumber("injected: the broker lost this producer's sequence")
+
+    def restore(self) -> None:
+        self.producer.send = self._real

@@ -11,13 +11,13 @@ no renewal, so it retried the broken producer for ever and this test timed out.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
-from aiokafka.errors import OutOfOrderSequenceNumber
 from runstream.services.ingress.webhooks import Webhooks
 from runstream.services.settings import Settings
 from runstream.streams.topics import ensure_topics
+
+from tests.integration._kafka import LostSequence
 
 pytestmark = pytest.mark.kafka
 
@@ -31,21 +31,13 @@ async def test_the_webhook_deliverer_renews_a_producer_whose_sequence_was_lost(
         deliverer = webhooks.deliverer
         assert deliverer is not None
         broken = deliverer.producer.producer
-        real_send = broken.send
-        failures = 0
-
-        async def lost_sequence(*args: Any, **kwargs: Any) -> Any:
-            nonlocal failures
-            failures += 1
-            raise OutOfOrderSequenceNumber("injected: the broker lost this producer's sequence")
-
-        broken.send = lost_sequence  # type: ignore[method-assign]
+        lost = LostSequence(broken)
         doc = {"id": "renewed-1", "state": "pending", "attempts": []}
         await asyncio.wait_for(deliverer._record(doc), 30)
-        assert failures == 1, "the broken producer was tried again after the loss"
+        assert lost.failures == 1, "the broken producer was tried again after the loss"
         assert deliverer.producer.producer is not broken, "no new producer took over"
         stored = await asyncio.wait_for(deliverer._recorded("renewed-1"), 30)
         assert stored is not None and stored["id"] == "renewed-1"
-        broken.send = real_send  # type: ignore[method-assign]
+        lost.restore()
     finally:
         await webhooks.stop()

@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 from runstream.schemas.codec import decode_request, request_from_doc
-from runstream.services.ingress.gateway import Gateway
 from runstream.services.settings import Settings
+from runstream.streams.channel import RequestChannel
 from runstream.streams.topics import ensure_topics
 
 from tests.integration._kafka import produced_requests, send_json
@@ -31,12 +31,12 @@ def settings(fresh_settings: Settings, tmp_path: Path) -> Settings:
                    ingress_reply_partition=None)
 
 
-def _gateway(settings: Settings, port: int) -> Gateway:
+def _gateway(settings: Settings, port: int) -> RequestChannel:
     # The port makes each one's name (index file, client ids) distinct on one host.
-    return Gateway(replace(settings, ingress_port=port))
+    return RequestChannel(replace(settings, ingress_port=port))
 
 
-async def _owned_settle(gateways: list[Gateway], total: int) -> list[set[int]]:
+async def _owned_settle(gateways: list[RequestChannel], total: int) -> list[set[int]]:
     """Each gateway's partitions once together they own all ``total``, disjointly."""
     async with asyncio.timeout(30):
         while True:
@@ -52,12 +52,12 @@ async def test_identical_ingresses_share_the_replies_partitions(settings: Settin
     a, b = _gateway(settings, 1001), _gateway(settings, 1002)
     await a.start()
     await b.start()
-    c: Gateway | None = None
+    c: RequestChannel | None = None
     try:
         owned_a, owned_b = await _owned_settle([a, b], settings.replies_partitions)
         assert a.reply_assigned() and b.reply_assigned()
         # Each names its own partition in reply_to, and a reply there reaches it.
-        with a.waiting("via-a") as fa, b.waiting("via-b") as fb:
+        with a.waiters.waiting("via-a") as fa, b.waiters.waiting("via-b") as fb:
             await a.submit(request_from_doc({"id": "via-a", "language": "python", "source": ""}))
             await b.submit(request_from_doc({"id": "via-b", "language": "python", "source": ""}))
             for key, value in await produced_requests(settings, 2):
@@ -67,8 +67,8 @@ async def test_identical_ingresses_share_the_replies_partitions(settings: Settin
                 assert req.reply_to.partition in mine
                 await send_json(settings, req.reply_to.topic, req.reply_to.partition, key,
                             {"id": req.id, "status": "ok"})
-            assert orjson.loads(await a.wait(fa, 10) or b"")["id"] == "via-a"
-            assert orjson.loads(await b.wait(fb, 10) or b"")["id"] == "via-b"
+            assert orjson.loads(await a.waiters.wait(fa, 10) or b"")["id"] == "via-a"
+            assert orjson.loads(await b.waiters.wait(fb, 10) or b"")["id"] == "via-b"
         # A third identical ingress joins: the partitions are shared among three.
         c = _gateway(settings, 1003)
         await c.start()
@@ -92,7 +92,7 @@ async def test_a_reply_on_another_ingress_partition_reaches_the_waiting_client(
     await b.start()
     try:
         _, owned_b = await _owned_settle([a, b], settings.replies_partitions)
-        with a.waiting("moved") as fut:
+        with a.waiters.waiting("moved") as fut:
             await a.submit(request_from_doc({"id": "moved", "language": "python",
                                              "source": "print(1)"}))
             (key, value), = await produced_requests(settings, 1)
@@ -102,7 +102,7 @@ async def test_a_reply_on_another_ingress_partition_reaches_the_waiting_client(
             result = {"id": "moved", "status": "ok", "worker": "w"}
             await send_json(settings, settings.results_topic, 0, key, result)
             await send_json(settings, settings.replies_topic, min(owned_b), key, result)
-            assert orjson.loads(await a.wait(fut, 15) or b"") == result
+            assert orjson.loads(await a.waiters.wait(fut, 15) or b"") == result
         assert not a.is_pending("moved")
         assert "moved" not in b.waiters  # b read the reply, and had nobody to give it to
     finally:

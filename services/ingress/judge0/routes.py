@@ -1,4 +1,4 @@
-"""The Judge0 routes: thin Starlette handlers over the ingress and its gateway.
+"""The Judge0 routes: thin Starlette handlers over the ingress and its request channel.
 
 Mounted under ``/judge0`` by :func:`runstream.services.ingress.app.create_app`.
 Judge0's own errors (400 ``{"error"}``, 422 field errors, 404) are answered in
@@ -23,7 +23,7 @@ from runstream.schemas.errors import InvalidRequest
 from runstream.schemas.models import ExecutionRequest
 from runstream.services.execution.languages import Registry
 from runstream.services.ingress.bodies import BodyBudget
-from runstream.services.ingress.gateway import Gateway
+from runstream.services.ingress.gateway import Channel, Gateway
 from runstream.services.ingress.judge0 import catalog as cat
 from runstream.services.ingress.judge0 import config as cfg
 from runstream.services.ingress.judge0.errors import (
@@ -58,14 +58,17 @@ class IngressLike(Protocol):
     settings: Settings
     registry: Registry
     gateway: Gateway
+    channel: Channel
     bodies: BodyBudget
 
     def admit(self) -> None: ...
 
     def validate(self, req: ExecutionRequest) -> ExecutionRequest: ...
 
-    async def _execute(self, request: Request, build: Build,
-                       wait_s: float) -> tuple[str, bytes | None]: ...
+    async def lookup(self, exec_id: str, named: bool = True) -> bytes | None: ...
+
+    async def submit_and_wait(self, request: Request, build: Build,
+                              wait_s: float) -> tuple[str, bytes | None]: ...
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -132,6 +135,7 @@ class Judge0Api:
 
     def __init__(self, ingress: IngressLike) -> None:
         self.ingress = ingress
+        self.channel = ingress.channel
         self.settings = ingress.settings
         self.gateway = ingress.gateway
         self.config = cfg.Judge0Config.from_settings(self.settings)
@@ -141,7 +145,7 @@ class Judge0Api:
                                  + self.settings.ingress_max_backlog_s + 60)
 
     def catalog(self) -> cat.Catalog:
-        return cat.Catalog.build(self.ingress.registry, self.gateway.language_versions())
+        return cat.Catalog.build(self.ingress.registry, self.channel.language_versions())
 
     def _build(self, request: Request, token: str, b64: bool,
                languages: cat.Catalog) -> Build:
@@ -151,17 +155,13 @@ class Judge0Api:
             return req, False  # a fresh token has no stored result to look for
         return build
 
-    async def _lookup(self, token: str) -> bytes | None:
-        cached: bytes | None = self.gateway.cached(token)
-        return cached if cached is not None else await self.gateway.find(token)
-
     def _render(self, token: str, result: bytes | None, fields: tuple[str, ...], b64: bool,
                 languages: cat.Catalog) -> dict[str, Any] | None:
         if result is not None:
             stored = orjson.loads(result)
             return submission_doc(stored if isinstance(stored, dict) else {}, fields,
                                   base64_encoded=b64, catalog=languages)
-        if self.gateway.is_pending(token) or recently_issued(token, self.pending_window_s):
+        if self.channel.is_pending(token) or recently_issued(token, self.pending_window_s):
             return pending_doc(token, fields)
         return None
 
@@ -171,7 +171,7 @@ class Judge0Api:
         fields = parse_fields(request.query_params.get("fields")) if wait else ("token",)
         languages = self.catalog()
         token = new_token()
-        exec_id, result = await self.ingress._execute(
+        exec_id, result = await self.ingress.submit_and_wait(
             request, self._build(request, token, b64, languages),
             self.settings.ingress_wait_s if wait else 0.0)
         if not wait:
@@ -185,7 +185,7 @@ class Judge0Api:
     async def get(self, request: Request) -> Response:
         token = request.path_params["token"]
         fields = parse_fields(request.query_params.get("fields"))
-        doc = self._render(token, await self._lookup(token), fields,
+        doc = self._render(token, await self.ingress.lookup(token), fields,
                            _flag(request, "base64_encoded"), self.catalog())
         if doc is None:
             raise NotFoundJudge0(f"no submission {token!r}")
@@ -234,7 +234,7 @@ class Judge0Api:
         fields = parse_fields(request.query_params.get("fields"))
         b64 = _flag(request, "base64_encoded")
         languages = self.catalog()
-        results = await asyncio.gather(*(self._lookup(t) for t in tokens))
+        results = await asyncio.gather(*(self.ingress.lookup(t) for t in tokens))
         try:
             docs = [self._render(t, r, fields, b64, languages) for t, r in zip(tokens, results,
                                                                                strict=True)]
@@ -273,8 +273,8 @@ class Judge0Api:
         return _json(cat.system_info(_host_facts()))
 
     async def workers(self, request: Request) -> Response:
-        watch = self.gateway.watch
-        lag, slots = (watch.lag, watch.slots) if watch is not None else (0, 0)
+        watch = self.channel.watch
+        lag, slots = watch.lag, watch.slots
         return _json(cat.workers(lag, slots))
 
     async def empty(self, request: Request) -> Response:

@@ -20,14 +20,12 @@ import orjson
 from runstream.schemas.errors import RunstreamError
 from runstream.schemas.models import ExecutionRequest
 from runstream.services.execution.languages import Registry
-from runstream.services.ingress.gateway import Gateway
 from runstream.services.ingress.piston import errors
 from runstream.services.ingress.piston.limits import Ceilings
 from runstream.services.ingress.piston.request import PistonJob, body_kind, build, parse_body
 from runstream.services.ingress.piston.response import render
 from runstream.services.ingress.piston.runtimes import Runtime, packages, runtimes
-from runstream.services.ingress.piston.session import Sessions
-from runstream.services.settings import Settings
+from runstream.services.ingress.piston.session import SessionHost, Sessions
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -40,20 +38,14 @@ NO_INSTALL = ("packages are installed with the deployment (services/languages.to
               "the workers' toolchains), not at run time; GET /api/v2/packages lists them")
 
 
-class Host(Protocol):
+class Host(SessionHost, Protocol):
     """What the routes need of the ingress (``services/ingress/app.py``'s Ingress)."""
 
-    settings: Settings
     registry: Registry
-    gateway: Gateway
 
-    def admit(self) -> None: ...
-
-    def validate(self, req: ExecutionRequest) -> ExecutionRequest: ...
-
-    async def _execute(self, request: Request,
-                       build: Callable[[bytes], tuple[ExecutionRequest, bool]],
-                       wait_s: float) -> tuple[str, bytes | None]: ...
+    async def submit_and_wait(self, request: Request,
+                              build: Callable[[bytes], tuple[ExecutionRequest, bool]],
+                              wait_s: float) -> tuple[str, bytes | None]: ...
 
 
 def piston_json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -95,7 +87,7 @@ class PistonAPI:
         self.ceilings = Ceilings.of(host.settings)
 
     def available(self) -> list[Runtime]:
-        return runtimes(self.host.registry, self.host.gateway.language_versions())
+        return runtimes(self.host.registry, self.host.channel.language_versions())
 
     async def runtimes(self, request: Request) -> Response:
         return piston_json([rt.describe() for rt in self.available()])
@@ -118,7 +110,7 @@ class PistonAPI:
             return job.request, False
 
         wait_s = self.host.settings.ingress_wait_s
-        exec_id, result = await self.host._execute(request, to_request, wait_s)
+        exec_id, result = await self.host.submit_and_wait(request, to_request, wait_s)
         if result is None:
             return message(f"no result within {wait_s:g}s (the service is busy or stopping); "
                            f"GET /v1/executions/{exec_id} later", 503, {"Retry-After": "1"})

@@ -29,7 +29,7 @@ from runstream.schemas.errors import RunstreamError
 from runstream.schemas.limits import resolve_limits
 from runstream.schemas.models import ExecutionRequest
 from runstream.schemas.stdin import StdinKind, StdinMessage, data_items
-from runstream.services.ingress.gateway import Gateway
+from runstream.services.ingress.gateway import Channel
 from runstream.services.ingress.piston import connect, errors
 from runstream.services.ingress.piston.connect import Close, Conversation, Refuse, WorkerLost
 from runstream.services.ingress.piston.limits import Ceilings
@@ -57,11 +57,21 @@ class SessionHost(Protocol):
     """What a session needs of the ingress (``services/ingress/app.py``'s Ingress)."""
 
     settings: Settings
-    gateway: Gateway
+    channel: Channel
 
     def admit(self) -> None: ...
 
     def validate(self, req: ExecutionRequest) -> ExecutionRequest: ...
+
+    def submitted(self, req: ExecutionRequest,
+                  named: bool = False) -> contextlib.AbstractAsyncContextManager[Submitted]: ...
+
+
+class Submitted(Protocol):
+    """A request handed to Kafka (``app.py``'s Submission): its result to come."""
+
+    @property
+    def future(self) -> asyncio.Future[bytes]: ...
 
 
 class Gone(Exception):
@@ -72,7 +82,7 @@ class Gone(Exception):
 class StdinWriter:
     """One session's live stdin, in order, within its byte budget."""
 
-    gateway: Gateway
+    channel: Channel
     exec_id: str
     budget: int
     seq: int = 0
@@ -86,12 +96,12 @@ class StdinWriter:
         items = data_items(self.exec_id, self.seq, data)
         self.seq += len(items)
         self.sent += len(data)
-        await self.gateway.send_stdin(items)
+        await self.channel.send_stdin(items)
 
     async def control(self, kind: StdinKind, signal: str | None = None) -> None:
         item = StdinMessage(self.exec_id, self.seq, kind, signal=signal)
         self.seq += 1
-        await self.gateway.send_stdin([item])
+        await self.channel.send_stdin([item])
 
     async def hangup(self) -> None:
         """Tell the worker the client is gone (best effort, bounded)."""
@@ -139,37 +149,36 @@ class Sessions:
         except RunstreamError as e:
             await self._end(ws, Refuse(connect.NOTIFIED_ERROR, errors.answer(e)[1]))
             return
-        gateway = self.host.gateway
-        writer = StdinWriter(gateway, req.id, self.host.settings.interactive_stdin_kb * 1024)
-        feed = gateway.events
-        with gateway.waiting(req.id) as future:
+        channel = self.host.channel
+        writer = StdinWriter(channel, req.id, self.host.settings.interactive_stdin_kb * 1024)
+        feed = channel.events
+        async with contextlib.AsyncExitStack() as stack:
+            # Subscribed before the request is produced: no event of it is missed.
             sub = feed.subscribe(req.id) if feed is not None else None
+            if sub is not None and feed is not None:
+                stack.callback(feed.unsubscribe, sub)
             try:
-                try:
-                    await gateway.submit(req)
-                except RunstreamError as e:
-                    await self._end(ws, Refuse(connect.NOTIFIED_ERROR, errors.answer(e)[1]))
-                    return
-                log.info("id=%s: interactive session of %s started", req.id, req.language)
-                reader = asyncio.create_task(self._read(ws, writer), name=f"ws-{req.id}")
-                ending: Refuse | None = None
-                try:
-                    await self._send(ws, connect.runtime(job.runtime.language,
-                                                         job.runtime.version, req.id))
-                    ending = await self._follow(ws, job, req, sub, future, reader)
-                finally:
-                    reader.cancel()
-                    await asyncio.wait({reader}, timeout=HANGUP_TIMEOUT_S)
-                    log.info("id=%s: interactive session ends: %s", req.id,
-                             "the client left" if ending is None else
-                             f"{ending.close.code} {ending.message or ending.close.reason}")
-                    if ending is None or ending.close != connect.JOB_COMPLETED:
-                        await writer.hangup()  # the program must not outlive its session
-                if ending is not None:
-                    await self._end(ws, ending)
+                submission = await stack.enter_async_context(self.host.submitted(req))
+            except RunstreamError as e:
+                await self._end(ws, Refuse(connect.NOTIFIED_ERROR, errors.answer(e)[1]))
+                return
+            log.info("id=%s: interactive session of %s started", req.id, req.language)
+            reader = asyncio.create_task(self._read(ws, writer), name=f"ws-{req.id}")
+            ending: Refuse | None = None
+            try:
+                await self._send(ws, connect.runtime(job.runtime.language,
+                                                     job.runtime.version, req.id))
+                ending = await self._follow(ws, job, req, sub, submission.future, reader)
             finally:
-                if sub is not None and feed is not None:
-                    feed.unsubscribe(sub)
+                reader.cancel()
+                await asyncio.wait({reader}, timeout=HANGUP_TIMEOUT_S)
+                log.info("id=%s: interactive session ends: %s", req.id,
+                         "the client left" if ending is None else
+                         f"{ending.close.code} {ending.message or ending.close.reason}")
+                if ending is None or ending.close != connect.JOB_COMPLETED:
+                    await writer.hangup()  # the program must not outlive its session
+            if ending is not None:
+                await self._end(ws, ending)
 
     async def _init(self, ws: WebSocket) -> connect.Init | None:
         """The init message within Piston's second; None once the socket is closed."""
@@ -241,7 +250,7 @@ class Sessions:
                     for frame in frames:
                         await self._send(ws, frame)
                     return Refuse(close)
-            stopping = self.host.gateway.stopping
+            stopping = self.host.channel.waiters.stopping
             if future.cancelled() or (stopping is not None and stopping.done()):
                 return Refuse(connect.NOTIFIED_ERROR, "this server is stopping; the program "
                                                       "was stopped")

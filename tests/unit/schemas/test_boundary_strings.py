@@ -24,7 +24,7 @@ from runstream.schemas.errors import InvalidRequest
 from runstream.schemas.models import Callback, ExecutionRequest, SourceFile
 from runstream.services.settings import Settings
 
-from tests.unit.services.ingress.test_ingress_app import PROBLEM, FakeGateway, in_process
+from tests.unit.services.ingress.test_ingress_app import PROBLEM, FakeChannel, in_process
 
 HELLO: dict[str, Any] = {"language": "python", "source": "print(1)"}
 
@@ -127,9 +127,9 @@ def test_a_request_built_in_code_is_held_to_the_same_rules() -> None:
         assert e.value.field == field and "control character" in e.value.message
 
 
-# -- over HTTP, in-process (the real app, a fake gateway: nothing reaches Kafka) ---------
-class ServingGateway(FakeGateway):
-    """A fake gateway whose worker group serves python 3.11.2 (Piston selects runtimes)."""
+# -- over HTTP, in-process (the real app, a fake request channel: nothing reaches Kafka) ---------
+class ServingGateway(FakeChannel):
+    """A fake request channel whose worker group serves python 3.11.2 (Piston selects runtimes)."""
 
     def language_versions(self) -> dict[str, list[str]]:
         return {"python": ["3.11.2"]}

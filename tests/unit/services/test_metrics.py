@@ -15,7 +15,7 @@ from runstream.services.ingress.app import create_app
 from runstream.services.settings import Settings
 from starlette.applications import Starlette
 
-from tests.unit.services.ingress.test_ingress_app import FakeGateway
+from tests.unit.services.ingress.test_ingress_app import FakeChannel
 
 WORKER_METRICS = {
     "runstream_executions": ("counter", {"language", "status"}),
@@ -109,10 +109,10 @@ def test_worker_exposition_has_every_metric_with_its_type_and_labels() -> None:
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[Starlette]:
     settings = Settings.from_env({}, index_dir=str(tmp_path), ingress_wait_s=5.0)
-    gateway = FakeGateway(settings)
+    gateway = FakeChannel(settings)
     await gateway.start()
     try:
-        yield create_app(settings, gateway=gateway)
+        yield create_app(settings, channel=gateway)
     finally:
         await gateway.stop()
 

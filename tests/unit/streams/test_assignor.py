@@ -72,7 +72,7 @@ def test_a_flat_list_from_an_older_worker_is_still_read() -> None:
 
 def test_the_ingress_reads_a_members_partitions_of_the_requests_topic() -> None:
     from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-    from runstream.services.ingress.group import assigned_partitions
+    from runstream.streams.worker_group import assigned_partitions
 
     raw = ConsumerProtocolMemberAssignment(0, [("req", [3, 1]), ("req.ruby", [0])], b"").encode()
     assert assigned_partitions(raw, "req") == [1, 3]

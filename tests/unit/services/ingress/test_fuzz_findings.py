@@ -12,13 +12,13 @@ import httpx
 import pytest
 from runstream.services.settings import Settings
 
-from tests.unit.services.ingress.test_ingress_app import FakeGateway, in_process
+from tests.unit.services.ingress.test_ingress_app import FakeChannel, in_process
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings.from_env({}, index_dir=str(tmp_path), ingress_wait_s=1.0)
-    async with in_process(settings, FakeGateway(settings)) as c:
+    async with in_process(settings, FakeChannel(settings)) as c:
         yield c
 
 

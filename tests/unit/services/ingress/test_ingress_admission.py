@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 from runstream.services.ingress.admission import DEFAULT_EXEC_S, Backlog, execution_seconds
-from runstream.services.ingress.group import live_worker_ids
 from runstream.services.ingress.problems import Overloaded
+from runstream.streams.worker_group import live_worker_ids
 
 
 def test_backlog_is_lag_plus_own_production_times_mean_over_slots() -> None:

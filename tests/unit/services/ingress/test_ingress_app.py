@@ -1,4 +1,4 @@
-"""The ingress's HTTP layer in-process, over a fake gateway (no broker): fast.
+"""The ingress's HTTP layer in-process, over a fake request channel (no broker): fast.
 
 Covers the answers a client can act on (problem+json, 413, 429 + Retry-After,
 503 while draining) and every order of GETs and POSTs of one id.
@@ -10,31 +10,32 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 from runstream.schemas.models import ExecutionRequest
+from runstream.schemas.stdin import StdinMessage
 from runstream.services.ingress.app import Ingress, create_app
-from runstream.services.ingress.gateway import Gateway
+from runstream.services.ingress.gateway import Channel, Gateway
 from runstream.services.settings import Settings
+from runstream.streams.event_feed import EventFeed
+from runstream.streams.waiters import Waiters
+from runstream.streams.worker_group import WorkerGroup
 from starlette.applications import Starlette
 
 PROBLEM = "application/problem+json"
 HELLO = {"language": "python", "source": "print(1)"}
 
 
-class FakeGateway(Gateway):
-    """The real gateway's bookkeeping with Kafka replaced by lists and dicts."""
+class TickingWaiters(Waiters):
+    """The real waiters, telling the test whenever someone starts waiting."""
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.sent: list[ExecutionRequest] = []
-        self.stored: dict[str, bytes] = {}
-        self.produced_event = asyncio.Event()
-        self.tick = asyncio.Event()  # set whenever someone starts waiting for an id
+    def __init__(self, tick: asyncio.Event) -> None:
+        super().__init__()
+        self.tick = tick
 
     @contextlib.contextmanager
     def waiting(self, exec_id: str) -> Iterator[asyncio.Future[bytes]]:
@@ -42,22 +43,74 @@ class FakeGateway(Gateway):
             self.tick.set()
             yield future
 
+
+class FakeChannel:
+    """A request channel (the ingress's :class:`Channel` protocol) over lists and dicts.
+
+    Waiting is the real bookkeeping (``streams/waiters.py``); producing appends to
+    ``sent``; results are ``stored`` or given by :meth:`answer`.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = "ingress-fake"
+        self.tick = asyncio.Event()  # set whenever someone starts waiting for an id
+        self.waiters: Waiters = TickingWaiters(self.tick)
+        self.events = EventFeed(settings, name=self.name) if settings.events_enabled else None
+        self.group = WorkerGroup(settings, client_id="fake")  # never connected
+        self.workers = self.group.workers
+        self.watch = self.group.watch
+        self.sent: list[ExecutionRequest] = []
+        self.stored: dict[str, bytes] = {}
+        self.results: dict[str, bytes] = {}  # answered: what cached() finds
+        self.produced_ids: set[str] = set()
+        self.produced_event = asyncio.Event()
+        self._producing: dict[str, asyncio.Task[None]] = {}
+        self._answered: list[Callable[[str], None]] = []
+        self._results: list[Callable[[str, bytes], None]] = []
+
     async def start(self, timeout_s: float = 30.0) -> None:
-        self._release = asyncio.get_running_loop().create_future()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.waiters.open()
 
     async def stop(self) -> None:
-        self.release()
+        self.waiters.release()
+
+    def produced(self, exec_id: str) -> bool:
+        return exec_id in self.produced_ids
+
+    async def submit(self, req: ExecutionRequest) -> None:
+        task = self._producing.get(req.id)
+        if task is None:  # concurrent submits of one id share one produce, as the real one
+            task = self._producing[req.id] = asyncio.create_task(self._produce(req))
+            task.add_done_callback(lambda _: self._producing.pop(req.id, None))
+        await asyncio.shield(task)
 
     async def _produce(self, req: ExecutionRequest) -> None:
         await asyncio.sleep(0)  # a real produce yields: let concurrent callers interleave
         self.sent.append(req)
-        self.produced.add(req.id)
+        self.produced_ids.add(req.id)
         self.produced_event.set()
 
+    async def send_stdin(self, items: list[StdinMessage]) -> None:
+        raise AssertionError("no interactive session expected")
+
+    def cached(self, exec_id: str) -> bytes | None:
+        return self.results.get(exec_id)
+
     async def find(self, exec_id: str) -> bytes | None:
-        return self.stored.get(exec_id) or self.store.cached(exec_id)
+        return self.stored.get(exec_id) or self.results.get(exec_id)
+
+    def is_pending(self, exec_id: str) -> bool:
+        return exec_id in self.produced_ids or exec_id in self._producing
+
+    def on_answer(self, fn: Callable[[str], None]) -> None:
+        self._answered.append(fn)
+
+    def on_result(self, fn: Callable[[str, bytes], None]) -> None:
+        self._results.append(fn)
+
+    def language_versions(self) -> dict[str, list[str]]:
+        return self.group.language_versions()
 
     def reply_assigned(self) -> bool:
         return True
@@ -65,23 +118,40 @@ class FakeGateway(Gateway):
     def worker_count(self) -> int:
         return 1
 
+    def group_status(self) -> dict[str, Any]:
+        return {"state": "", "partitions": {}}
+
     def answer(self, exec_id: str, status: str = "ok") -> bytes:
+        """A worker's reply to ``exec_id``."""
         value = orjson.dumps({"id": exec_id, "status": status})
-        self._on_reply(exec_id, value)
+        self.reply(exec_id, value)
         return value
+
+    def reply(self, exec_id: str, value: bytes) -> None:
+        """``value`` arrives as the reply to ``exec_id``."""
+        self.results[exec_id] = value
+        self.produced_ids.discard(exec_id)
+        for fn in self._answered:
+            fn(exec_id)
+        self.waiters.resolve(exec_id, value)
+
+
+def test_the_fake_is_a_channel(settings: Settings) -> None:
+    channel: Channel = FakeChannel(settings)  # mypy checks the protocol
+    assert channel.worker_count() == 1
 
 
 @contextlib.asynccontextmanager
 async def in_process(settings: Settings,
-                     gateway: FakeGateway) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the real app over ``gateway``, which is started and stopped here."""
-    await gateway.start()
+                     channel: FakeChannel) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the real app over ``channel``, which is started and stopped here."""
+    await channel.start()
     try:
-        transport = httpx.ASGITransport(app=create_app(settings, gateway=gateway))
+        transport = httpx.ASGITransport(app=create_app(settings, channel=channel))
         async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as c:
             yield c
     finally:
-        await gateway.stop()
+        await channel.stop()
 
 
 @pytest.fixture
@@ -92,12 +162,12 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    gateway = FakeGateway(settings)
-    await gateway.start()
+    channel = FakeChannel(settings)
+    await channel.start()
     try:
-        yield create_app(settings, gateway=gateway)
+        yield create_app(settings, channel=channel)
     finally:
-        await gateway.stop()
+        await channel.stop()
 
 
 @pytest.fixture
@@ -107,13 +177,19 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def fake(app: Starlette) -> FakeGateway:
+def fake(app: Starlette) -> FakeChannel:
+    channel = app.state.channel
+    assert isinstance(channel, FakeChannel)
+    return channel
+
+
+def admission(app: Starlette) -> Gateway:
     gateway = app.state.gateway
-    assert isinstance(gateway, FakeGateway)
+    assert isinstance(gateway, Gateway)
     return gateway
 
 
-async def until(gateway: FakeGateway, predicate: Callable[[], bool],
+async def until(gateway: FakeChannel, predicate: Callable[[], bool],
                 timeout_s: float = 5.0) -> None:
     """Until ``predicate()`` holds, re-checked whenever a request starts waiting."""
     async with asyncio.timeout(timeout_s):
@@ -167,15 +243,15 @@ async def test_oversize_body_is_413_by_declared_and_by_streamed_length(
 # -- admission -----------------------------------------------------------------
 async def test_backlog_over_the_bound_is_429_with_retry_after_in_milliseconds(
         client: httpx.AsyncClient, app: Starlette) -> None:
-    gateway = fake(app)
-    gateway.backlog.on_poll(lag=200, slots=2)  # 200 x 1 s / 2 slots = 100 s > 30 s
+    gateway, backlog = fake(app), admission(app).backlog
+    backlog.on_poll(lag=200, slots=2)  # 200 x 1 s / 2 slots = 100 s > 30 s
     t0 = time.perf_counter()
     r = await client.post("/v1/executions", json=HELLO)
     elapsed = time.perf_counter() - t0
     doc = assert_problem(r, 429, "Retry-After")
     assert int(r.headers["retry-after"]) >= 70 and doc["retry_after"] >= 70
     assert elapsed < 0.1 and gateway.sent == []
-    gateway.backlog.on_poll(lag=0, slots=2)
+    backlog.on_poll(lag=0, slots=2)
     r = await client.post("/v1/executions?wait=0", json=HELLO)
     assert r.status_code == 202 and len(gateway.sent) == 1
 
@@ -238,7 +314,7 @@ async def test_concurrent_posts_of_one_id_produce_once_and_all_get_the_answer(
     posts = [asyncio.create_task(client.post("/v1/executions", json={**HELLO, "id": "p1"}))
              for _ in range(5)]
     await asyncio.wait_for(gateway.produced_event.wait(), 5)
-    await until(gateway, lambda: "p1" in gateway.waiters and gateway.waiters["p1"].count == 5)
+    await until(gateway, lambda: "p1" in gateway.waiters and gateway.waiters.count("p1") == 5)
     gateway.answer("p1")
     answers = await asyncio.wait_for(asyncio.gather(*posts), 5)
     assert {r.status_code for r in answers} == {200}
@@ -292,15 +368,12 @@ async def test_draining_fails_readyz_refuses_posts_and_releases_waiters_with_202
 
 async def test_languages_list_only_live_workers(app: Starlette,
                                                 client: httpx.AsyncClient) -> None:
-    from runstream.services.ingress.group import GroupWatch
-
     gateway = fake(app)
     gateway.workers.update({"w1": {"concurrency": 2, "languages": {"python": "3.11.2"}},
                             "dead": {"concurrency": 2, "languages": {"python": "3.9.0",
                                                                      "ruby": "3.1"}}})
-    watch = GroupWatch(replace(Settings.from_env({})), None, None, gateway.workers)  # type: ignore[arg-type]
+    watch = gateway.watch
     watch.members = ["runstream-worker-w1"]
-    gateway.watch = watch
     doc = (await client.get("/v1/languages")).json()
     by_name = {lang["name"]: lang for lang in doc["languages"]}
     assert by_name["python"]["versions"] == ["3.11.2"]
@@ -312,9 +385,9 @@ async def test_bodies_read_at_once_share_a_budget_and_the_excess_is_refused_unre
         tmp_path: Path) -> None:
     settings = Settings.from_env({}, index_dir=str(tmp_path), ingress_max_body_bytes=1024 * 1024,
                                  ingress_body_budget_bytes=2 * 1024 * 1024)
-    gateway = FakeGateway(settings)
+    gateway = FakeChannel(settings)
     await gateway.start()
-    app = create_app(settings, gateway=gateway)
+    app = create_app(settings, channel=gateway)
     ingress: Ingress = app.state.ingress
     release, both_reading = asyncio.Event(), asyncio.Event()
     reading: list[int] = []

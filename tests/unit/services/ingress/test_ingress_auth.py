@@ -1,6 +1,6 @@
 """API keys at the ingress, in-process: the middleware in front of every route.
 
-The app is the real one over the fake gateway of ``test_ingress_app`` (no broker)
+The app is the real one over the fake request channel of ``test_ingress_app`` (no broker)
 and a key store whose Kafka side is replaced by records fed by hand: its
 follower is covered on a real broker in ``tests/integration/test_keys_store.py``.
 """
@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from tests.unit.schemas.test_keys import NOW
-from tests.unit.services.ingress.test_ingress_app import HELLO, FakeGateway, assert_problem, fake
+from tests.unit.services.ingress.test_ingress_app import HELLO, FakeChannel, assert_problem, fake
 
 
 class FakeKeys(KeyStore):
@@ -54,10 +54,10 @@ def keys(settings: Settings) -> FakeKeys:
 
 @pytest.fixture
 async def app(settings: Settings, keys: FakeKeys) -> AsyncIterator[Starlette]:
-    gateway = FakeGateway(settings)
+    gateway = FakeChannel(settings)
     await gateway.start()
     try:
-        yield create_app(settings, gateway=gateway, keys=keys)
+        yield create_app(settings, channel=gateway, keys=keys)
     finally:
         await gateway.stop()
 
@@ -214,9 +214,9 @@ async def test_the_concurrency_quota_is_429_until_a_result_arrives(
 
 async def test_with_auth_off_no_key_is_needed_and_none_is_stamped(tmp_path: Path) -> None:
     settings = Settings.from_env({}, index_dir=str(tmp_path), ingress_wait_s=5.0)
-    gateway = FakeGateway(settings)
+    gateway = FakeChannel(settings)
     await gateway.start()
-    app = create_app(settings, gateway=gateway, keys=FakeKeys(settings, name="unused"))
+    app = create_app(settings, channel=gateway, keys=FakeKeys(settings, name="unused"))
     assert app.state.keys is None
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as c:

@@ -12,15 +12,15 @@ from runstream.services.ingress.app import create_app
 from runstream.services.ingress.docs import ASSETS
 from runstream.services.settings import Settings
 
-from tests.unit.services.ingress.test_ingress_app import FakeGateway
+from tests.unit.services.ingress.test_ingress_app import FakeChannel
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings.from_env({}, index_dir=str(tmp_path))
-    gateway = FakeGateway(settings)
+    gateway = FakeChannel(settings)
     await gateway.start()
-    transport = httpx.ASGITransport(app=create_app(settings, gateway=gateway))
+    transport = httpx.ASGITransport(app=create_app(settings, channel=gateway))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as c:
             yield c

@@ -51,7 +51,7 @@ from tests.unit.schemas.test_keys import NOW
 from tests.unit.services.ingress.judge0.test_judge0_wire import CATALOG, b64, finished, parse
 from tests.unit.services.ingress.piston.test_piston_wire import available as piston_available
 from tests.unit.services.ingress.piston.test_piston_wire import job as piston_job
-from tests.unit.services.ingress.test_ingress_app import FakeGateway
+from tests.unit.services.ingress.test_ingress_app import FakeChannel
 from tests.unit.services.ingress.test_ingress_auth import FakeKeys, issue
 
 
@@ -262,13 +262,13 @@ async def test_the_key_check_answers_as_the_document_says(tmp_path: Path) -> Non
     every keyed operation, each body the documented problem; the open ones need none."""
     settings = Settings.from_env({}, index_dir=str(tmp_path), auth_required=True)
     keys = FakeKeys(settings, name="test")
-    gateway = FakeGateway(settings)
+    gateway = FakeChannel(settings)
     await gateway.start()
     record, full = issue(keys)
     keys.put(revoke(record, NOW))
     doc = document()
     try:
-        app = create_app(settings, gateway=gateway, keys=keys)
+        app = create_app(settings, channel=gateway, keys=keys)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as c:
             for op in OPERATIONS:

@@ -14,13 +14,13 @@ import jsonschema
 import orjson
 import pytest
 from runstream.services.execution.languages import Registry
-from runstream.services.ingress.gateway import Gateway
-from runstream.services.ingress.group import WORKER_CLIENT_PREFIX, GroupWatch
 from runstream.services.ingress.openapi_paths import SCHEMAS
 from runstream.services.ingress.problems import HANDLERS
 from runstream.services.ingress.ui import ui_routes
 from runstream.services.settings import Settings
 from runstream.services.web import bundle, pages
+from runstream.streams.channel import RequestChannel
+from runstream.streams.worker_group import WORKER_CLIENT_PREFIX
 from starlette.applications import Starlette
 
 WEB = Path(bundle.__file__).parent
@@ -62,16 +62,14 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def gateway(settings: Settings) -> Gateway:
-    """A gateway that is never started: the stats read only what it holds."""
-    gw = Gateway(settings)
+async def gateway(settings: Settings) -> RequestChannel:
+    """A request channel that is never started: the stats read only what it holds."""
     # No broker: the watch's last poll is set by hand (its Kafka clients are never used).
-    gw.watch = GroupWatch(settings, None, None, gw.workers)  # type: ignore[arg-type]
-    return gw
+    return RequestChannel(settings)
 
 
 @pytest.fixture
-async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+async def client(gateway: RequestChannel) -> AsyncIterator[httpx.AsyncClient]:
     app = Starlette(routes=ui_routes(gateway), exception_handlers=dict(HANDLERS))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ingress") as c:
@@ -114,7 +112,7 @@ async def test_only_files_of_the_bundle_are_served(client: httpx.AsyncClient, pa
 
 
 async def test_stats_aggregate_results_workers_and_backlog(client: httpx.AsyncClient,
-                                                           gateway: Gateway,
+                                                           gateway: RequestChannel,
                                                            settings: Settings) -> None:
     now = datetime.now(UTC).timestamp()
     stamp = datetime.fromtimestamp(now - 1, UTC).isoformat()
@@ -148,7 +146,7 @@ async def test_stats_aggregate_results_workers_and_backlog(client: httpx.AsyncCl
 
 
 async def test_stats_answer_before_the_group_was_ever_polled(settings: Settings) -> None:
-    gateway = Gateway(settings)
+    gateway = RequestChannel(settings)
     app = Starlette(routes=ui_routes(gateway), exception_handlers=dict(HANDLERS))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://ingress") as c:

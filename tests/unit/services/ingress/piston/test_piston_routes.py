@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from runstream.services.ingress.app import create_app
-from runstream.services.ingress.gateway import Gateway
 from runstream.services.settings import Settings
+from runstream.streams.channel import RequestChannel
 from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
@@ -22,7 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 def client(tmp_path: Path) -> TestClient:
     settings = Settings.from_env({}, index_dir=str(tmp_path))
     # Not started (no lifespan): these routes never reach Kafka.
-    return TestClient(create_app(settings, gateway=Gateway(settings)))
+    return TestClient(create_app(settings, channel=RequestChannel(settings)))
 
 
 def closed(ws: WebSocketTestSession) -> tuple[int, str]:

@@ -1,8 +1,8 @@
-"""A Piston WebSocket session in-process, over the fake gateway (no broker): fast.
+"""A Piston WebSocket session in-process, over the fake request channel (no broker): fast.
 
 The socket is driven as a server sees it (ASGI messages, on the test's own loop);
 the worker's side is played by hand: its events are fed to the ingress's event
-feed, its result answered on the gateway. Covers the frames in order, stdin going
+feed, its result answered on the channel. Covers the frames in order, stdin going
 to the stdin topic, the hang-up when the client leaves, and the API key's
 concurrency quota counting an interactive run like any other.
 """
@@ -24,7 +24,7 @@ from runstream.services.ingress.app import create_app
 from runstream.services.settings import Settings
 from starlette.applications import Starlette
 
-from tests.unit.services.ingress.test_ingress_app import FakeGateway
+from tests.unit.services.ingress.test_ingress_app import FakeChannel
 from tests.unit.services.ingress.test_ingress_auth import FakeKeys, issue
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -32,8 +32,8 @@ INIT = {"type": "init", "language": "python", "version": "*",
         "files": [{"name": "main.py", "content": "print(input())"}], "stdin": "ignored"}
 
 
-class Gateway(FakeGateway):
-    """The fake gateway, serving python, recording the stdin topic."""
+class Gateway(FakeChannel):
+    """The fake request channel, serving python, recording the stdin topic."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -101,7 +101,7 @@ class Socket:
 
 
 def app_with(settings: Settings, gateway: Gateway, keys: FakeKeys | None = None) -> Starlette:
-    return create_app(settings, gateway=gateway, keys=keys)
+    return create_app(settings, channel=gateway, keys=keys)
 
 
 async def test_a_session_from_init_to_job_completed(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ async def test_a_session_from_init_to_job_completed(tmp_path: Path) -> None:
     gateway.worker_says(events.output(req.id, "a1", 1, NOW, stream="stdout", phase="run",
                                       test=None, data=b"hello\n", position=0))
     assert await ws.frame() == {"type": "data", "stream": "stdout", "data": "hello\n"}
-    gateway._on_reply(req.id, orjson.dumps({
+    gateway.reply(req.id, orjson.dumps({
         "id": req.id, "status": "ok", "run": {"stdout": "hello\n", "stderr": "",
                                               "exit_code": 0, "signal": None}}))
     gateway.worker_says(events.finished(req.id, "a1", 2, NOW, "ok"))

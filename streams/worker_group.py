@@ -1,9 +1,11 @@
-"""What the live worker group is doing, polled in the background.
+"""What the live worker group is doing: its announcements, and its state polled in the background.
 
-Every ``POLL_S`` the watch asks Kafka for the worker group's members, its
+A :class:`WorkerGroup` follows the workers topic (each worker's announcement:
+its languages and concurrency; a tombstone when it leaves for good) and runs a
+:class:`GroupWatch`. Every ``POLL_S`` the watch asks Kafka for the worker group's members, its
 committed offsets on the requests topic and that topic's end offsets. From
 those it derives the live workers (for ``/readyz`` and ``/v1/languages``), the
-lag (for admission control) and the live slots (announced ``concurrency`` of
+lag (for the ingress's admission control) and the live slots (announced ``concurrency`` of
 live members). Request handlers read the last measurement; none waits on Kafka.
 """
 
@@ -16,11 +18,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import GroupCoordinatorNotAvailableError
+from runstream.schemas.errors import BrokerUnavailable, NotReady
 from runstream.services.settings import Settings
+from runstream.streams import kafka
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +63,12 @@ class GroupWatch:
 
     POLL_S = 0.5
 
-    def __init__(self, settings: Settings, admin: AIOKafkaAdminClient,
-                 consumer: AIOKafkaConsumer, announcements: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, settings: Settings, announcements: dict[str, dict[str, Any]]) -> None:
         self.settings = settings
-        self.admin = admin
-        self.consumer = consumer
-        self.announcements = announcements  # worker id -> its announcement (kept by the gateway)
+        # The Kafka clients it polls with, given by start().
+        self.admin: AIOKafkaAdminClient | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.announcements = announcements  # worker id -> its announcement (a WorkerGroup's)
         self.members: list[str] = []  # client ids of the group's members
         #: The group's state as the coordinator reports it ("Stable" once a rebalance is over).
         self.state = ""
@@ -81,7 +86,9 @@ class GroupWatch:
         self._changed = asyncio.Condition()
         self._parts: tuple[float, list[int]] = (0.0, [])
 
-    def start(self) -> None:
+    def start(self, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> None:
+        """Poll in the background with these (started) clients."""
+        self.admin, self.consumer = admin, consumer
         self._task = asyncio.create_task(self._run(), name="group-watch")
 
     async def stop(self) -> None:
@@ -141,6 +148,7 @@ class GroupWatch:
 
     async def _request_partitions(self) -> list[int]:
         # Partitions are rarely added: describe the topic once a minute, not every poll.
+        assert self.admin is not None, "start() first"
         at, parts = self._parts
         if not parts or time.monotonic() - at > 60:
             described = await self.admin.describe_topics([self.settings.requests_topic])
@@ -151,6 +159,7 @@ class GroupWatch:
 
     async def poll(self) -> None:
         s = self.settings
+        assert self.admin is not None and self.consumer is not None, "start() first"
         try:
             described = await self.admin.describe_consumer_groups([s.worker_group])
             groups = [g for r in described for g in r.to_object()["groups"]]
@@ -179,3 +188,114 @@ class GroupWatch:
         self.lag = sum(lags.values())
         self.partition_lag = lags
 
+
+
+class WorkerGroup:
+    """The worker group as a producer of requests sees it: announcements and the watch."""
+
+    def __init__(self, settings: Settings, *, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.workers: dict[str, dict[str, Any]] = {}  # worker id -> its announcement
+        self.watch = GroupWatch(settings, self.workers)
+        self._announcements: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def connect(self, topics: list[str], timeout_s: float) -> None:
+        """Start the clients; wait until ``topics`` exist (BrokerUnavailable if they do not).
+
+        ``topics`` name the workers topic too: its partitions are the ones followed.
+        """
+        s = self.settings
+        self._announcements = kafka.consumer(s, client_id=f"{self.client_id}-workers",
+                                             auto_offset_reset="earliest")
+        self._admin = kafka.admin(s, client_id=f"{self.client_id}-admin")
+        for client in (self._announcements, self._admin):
+            await kafka.start(client, s, timeout_s=timeout_s)
+        parts = await self._existing(topics, timeout_s)
+        self._announcements.assign([TopicPartition(s.workers_topic, p)
+                                    for p in range(parts[s.workers_topic])])
+
+    async def _existing(self, names: list[str], timeout_s: float) -> dict[str, int]:
+        s = self.settings
+        assert self._admin is not None
+        # Fresh topics take a moment to appear in metadata: ask again for a while.
+        deadline = time.monotonic() + max(timeout_s, 10 * s.request_timeout_s)
+        while True:
+            described = await asyncio.wait_for(self._admin.describe_topics(names),
+                                               s.request_timeout_s * 5)
+            parts = {t["topic"]: len(t["partitions"]) for t in described
+                     if t["error_code"] == 0}
+            missing = [n for n in names if not parts.get(n)]
+            if not missing:
+                return parts
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"topics {', '.join(missing)} do not exist; "
+                                        "create them with `runstream topics`")
+            await asyncio.sleep(0.2)
+
+    async def follow(self) -> None:
+        """Follow the announcements and poll the group (after :meth:`connect`).
+
+        Returns after the first poll, or a bound past which it goes on polling.
+        """
+        assert self._admin is not None and self._announcements is not None, "connect() first"
+        s = self.settings
+        self.watch.start(self._admin, self._announcements)
+        self._task = asyncio.create_task(
+            kafka.follow(self._announcements, lambda r: self.announce(r.key, r.value),
+                         what=s.workers_topic), name="announcements")
+        await self.watch.first_poll(s.request_timeout_s * 2)
+
+    async def stop(self) -> None:
+        """Stop following and polling, then close the clients (bounded)."""
+        await self.watch.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 5)
+        # Side by side: a broker that is gone costs one close timeout, not one per client.
+        await asyncio.gather(*(kafka.close(c, timeout_s=5)
+                               for c in (self._announcements, self._admin)),
+                             return_exceptions=True)
+
+    def announce(self, key: bytes | None, value: bytes | None) -> None:
+        """One record of the workers topic: an announcement, or a tombstone."""
+        if key is None:
+            return
+        try:
+            doc = orjson.loads(value) if value else None
+        except orjson.JSONDecodeError:
+            log.warning("ignoring an undecodable worker announcement under %r", key)
+            return
+        if isinstance(doc, dict):
+            self.workers[key.decode("utf-8", "replace")] = doc
+        else:  # a tombstone: the worker left for good
+            self.workers.pop(key.decode("utf-8", "replace"), None)
+
+    def language_versions(self) -> dict[str, list[str]]:
+        """Versions each language is served at by the live members of the worker group."""
+        versions: dict[str, set[str]] = {}
+        for wid in self.watch.live_workers:
+            for name, version in (self.workers[wid].get("languages") or {}).items():
+                if isinstance(version, str):
+                    versions.setdefault(name, set()).add(version)
+        return {name: sorted(v) for name, v in versions.items()}
+
+    def worker_count(self) -> int:
+        """Members of the worker group at the last poll; NotReady if it is stale."""
+        w = self.watch
+        stale_s = max(5.0, self.settings.request_timeout_s * 3)
+        if not w.polled_at or time.monotonic() - w.polled_at > stale_s:
+            why = w.error if w.error else "not polled yet"
+            raise NotReady(f"the worker group {self.settings.worker_group!r} could not be "
+                           f"described: {why}")
+        return len(w.members)
+
+    def status(self) -> dict[str, Any]:
+        """The worker group as last polled: its state and each worker's partitions."""
+        w = self.watch
+        return {"state": w.state,
+                "partitions": {cid.removeprefix(WORKER_CLIENT_PREFIX): parts
+                               for cid, parts in sorted(w.assigned.items())}}

@@ -1,4 +1,5 @@
-"""The ingress's Kafka side against a real broker: produce, correlate, store, group, 503."""
+"""The request channel (the ingress's Kafka half) against a real broker: produce,
+correlate, store, group, 503; and the ingress's admission fed by its group watch."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from runstream.schemas.errors import BrokerUnavailable
 from runstream.services.ingress.gateway import Gateway
 from runstream.services.settings import Settings
 from runstream.streams import kafka
+from runstream.streams.channel import RequestChannel
 from runstream.streams.topics import ensure_topics
 
-from tests.integration._kafka import produced_requests, send_json
+from tests.integration._kafka import LostSequence, produced_requests, send_json
 
 pytestmark = pytest.mark.kafka
 
@@ -59,11 +61,11 @@ async def test_topics_are_created_with_partitions_and_compaction(fresh_settings:
 async def test_request_is_keyed_by_id_and_its_reply_resolves_exactly_once(
         settings: Settings) -> None:
     await ensure_topics(settings)
-    gateway = Gateway(replace(settings, ingress_reply_partition=1))
+    gateway = RequestChannel(replace(settings, ingress_reply_partition=1))
     await gateway.start()
     try:
         req = request_from_doc({"id": "exec-1", "language": "python", "source": "print(1)"})
-        with gateway.waiting("exec-1") as fut:
+        with gateway.waiters.waiting("exec-1") as fut:
             await gateway.submit(req)
             await gateway.submit(req)  # a retry of an id in flight is not produced again
             assert gateway.is_pending("exec-1")
@@ -74,7 +76,7 @@ async def test_request_is_keyed_by_id_and_its_reply_resolves_exactly_once(
             assert sent.enqueued_at is not None
             answer = {"id": "exec-1", "status": "ok"}
             await send_json(settings, settings.replies_topic, 1, key, answer)
-            assert orjson.loads(await gateway.wait(fut, 10) or b"") == answer
+            assert orjson.loads(await gateway.waiters.wait(fut, 10) or b"") == answer
         # A second reply for the same id (a re-run) resolves nothing and breaks nothing.
         await send_json(settings, settings.replies_topic, 1, key, answer)
         assert gateway.cached("exec-1") is not None
@@ -85,12 +87,12 @@ async def test_request_is_keyed_by_id_and_its_reply_resolves_exactly_once(
 
 async def test_two_ingresses_each_get_only_their_own_replies(settings: Settings) -> None:
     await ensure_topics(settings)
-    a = Gateway(replace(settings, ingress_reply_partition=0))
-    b = Gateway(replace(settings, ingress_reply_partition=1))
+    a = RequestChannel(replace(settings, ingress_reply_partition=0))
+    b = RequestChannel(replace(settings, ingress_reply_partition=1))
     await a.start()
     await b.start()
     try:
-        with a.waiting("for-a") as fa, b.waiting("for-b") as fb:
+        with a.waiters.waiting("for-a") as fa, b.waiters.waiting("for-b") as fb:
             await a.submit(request_from_doc({"id": "for-a", "language": "python", "source": ""}))
             await b.submit(request_from_doc({"id": "for-b", "language": "python", "source": ""}))
             for key, value in await produced_requests(settings, 2):
@@ -98,8 +100,8 @@ async def test_two_ingresses_each_get_only_their_own_replies(settings: Settings)
                 assert req.reply_to is not None
                 await send_json(settings, req.reply_to.topic, req.reply_to.partition or 0, key,
                              {"id": req.id, "status": "ok", "to": req.reply_to.partition})
-            assert orjson.loads(await a.wait(fa, 10) or b"")["to"] == 0
-            assert orjson.loads(await b.wait(fb, 10) or b"")["to"] == 1
+            assert orjson.loads(await a.waiters.wait(fa, 10) or b"")["to"] == 0
+            assert orjson.loads(await b.waiters.wait(fb, 10) or b"")["to"] == 1
         # Each read only its own partition: a's replies never reached b.
         assert b.cached("for-a") is None
         assert a.cached("for-b") is None
@@ -110,13 +112,13 @@ async def test_two_ingresses_each_get_only_their_own_replies(settings: Settings)
 
 async def test_results_topic_answers_get_from_any_instance(settings: Settings) -> None:
     await ensure_topics(settings)
-    gateway = Gateway(settings)
+    gateway = RequestChannel(settings)
     await gateway.start()
     try:
-        with gateway.waiting("someone-elses") as seen:
+        with gateway.waiters.waiting("someone-elses") as seen:
             await send_json(settings, settings.results_topic, 0, b"someone-elses",
                          {"id": "someone-elses", "status": "ok"})
-            assert orjson.loads(await gateway.wait(seen, 10) or b"")["status"] == "ok"
+            assert orjson.loads(await gateway.waiters.wait(seen, 10) or b"")["status"] == "ok"
         assert gateway.cached("someone-elses") is not None
     finally:
         await gateway.stop()
@@ -124,7 +126,7 @@ async def test_results_topic_answers_get_from_any_instance(settings: Settings) -
 
 async def test_unreachable_broker_fails_fast(settings: Settings) -> None:
     dead = replace(settings, bootstrap_servers="127.0.0.1:1")
-    gateway = Gateway(dead)
+    gateway = RequestChannel(dead)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     with pytest.raises(BrokerUnavailable):
@@ -144,7 +146,7 @@ async def test_a_started_ingress_finds_results_older_than_itself(settings: Setti
             timestamp_ms=int(time.time() * 1000) - 2 * 3600 * 1000)  # before any look-back
     finally:
         await producer.stop()
-    gateway = Gateway(settings)
+    gateway = RequestChannel(settings)
     await gateway.start()
     try:
         assert orjson.loads(await gateway.find("old-result") or b"")["id"] == "old-result"
@@ -184,7 +186,8 @@ async def fake_worker(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
 
 async def test_group_watch_sees_live_workers_slots_and_lag(
         settings: Settings, fake_worker: AIOKafkaConsumer) -> None:
-    gateway = Gateway(settings)
+    gateway = RequestChannel(settings)
+    backlog = Gateway(settings, gateway).backlog  # the ingress's admission, fed by the watch
     await gateway.start()
     try:
         for n in range(7):
@@ -197,7 +200,7 @@ async def test_group_watch_sees_live_workers_slots_and_lag(
             watch.lag, watch.members, watch.error)
         assert watch.slots == 3 and gateway.worker_count() == 1
         assert gateway.language_versions() == {"python": ["3.11.2"]}  # not the dead one's ruby
-        assert gateway.backlog.lag == 7 and gateway.backlog.slots == 3
+        assert backlog.lag == 7 and backlog.slots == 3
         # The group consumes and commits: its lag falls.
         got = 0
         async with asyncio.timeout(20):
@@ -207,3 +210,26 @@ async def test_group_watch_sees_live_workers_slots_and_lag(
         assert await watch.until(lambda: watch.lag == 0, 20), watch.lag
     finally:
         await gateway.stop()
+
+
+async def test_a_lost_producer_sequence_is_a_503_and_the_retry_goes_through_a_new_producer(
+        settings: Settings) -> None:
+    """As the webhook deliverer's (test_producer_renewal.py), for requests: the current
+    producer's ``send`` raises the loss once (the one injected part); the rest is real."""
+    await ensure_topics(settings)
+    channel = RequestChannel(replace(settings, ingress_reply_partition=0))
+    await channel.start()
+    try:
+        broken = channel.requester.producer.producer
+        lost = LostSequence(broken)
+        req = request_from_doc({"id": "renew-1", "language": "python", "source": ""})
+        with pytest.raises(BrokerUnavailable, match="safe to retry with the same id"):
+            await channel.submit(req)
+        assert not channel.is_pending("renew-1"), "a request Kafka refused is not in flight"
+        assert channel.requester.producer.producer is not broken, "no new producer took over"
+        await channel.submit(req)  # the client's retry, through the new producer
+        assert lost.failures == 1
+        (key, _), = await produced_requests(settings, 1)
+        assert key == b"renew-1" and channel.is_pending("renew-1")
+    finally:
+        await channel.stop()
