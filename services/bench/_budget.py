@@ -27,10 +27,15 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("live events", r"streams/event|ingress/event_stream\.py"),
     ("metrics, logs", r"prometheus_client|/logging/|services/logs\.py|services/metrics\.py|"
                       r"_metrics\.py"),
+    # Faust's own layers (the stream, conductor, commit loop, consumer thread, mode's
+    # services); the aiokafka client they call is counted as Kafka below.
+    ("Faust (stream, commits, consumer thread)", r"/faust/|/mode/|streams/faust_|streams/_eager"),
     ("Kafka: produce", r"aiokafka/producer"),
     ("Kafka: fetch, consume", r"aiokafka/consumer"),
     ("Kafka: protocol, connections", r"aiokafka/"),
     ("HTTP (uvicorn, h11, starlette, routes)", r"uvicorn|h11|starlette|services/ingress/"),
+    ("request channel (produce, replies, waiters, group)",
+     r"streams/(channel|requester|waiters|worker_group|correlator)\.py"),
     ("worker loop, dedupe, publish", r"streams/"),
     ("asyncio event loop", r"asyncio/|selectors\.py"),
     ("threads (executor hand-offs)", r"concurrent/futures|threading\.py"),

@@ -36,6 +36,19 @@ def test_asyncio_events_module_is_the_loop_not_live_events() -> None:
     assert got == Counter({"asyncio event loop": 3, "live events": 4})
 
 
+def test_faust_and_the_request_channel_have_rows_of_their_own() -> None:
+    got = categorise([
+        "run (streams/faust_app.py:1);_py_aiter (site-packages/faust/streams.py:9) 3",
+        "commit (site-packages/faust/transport/consumer.py:1);"
+        "send (site-packages/aiokafka/consumer/group_coordinator.py:2) 2",
+        "submit (services/ingress/app.py:1);_produce (streams/channel.py:2) 4",
+        "take (streams/agent.py:1) 1"])
+    assert got == Counter({"Faust (stream, commits, consumer thread)": 3,
+                           "Kafka: fetch, consume": 2,
+                           "request channel (produce, replies, waiters, group)": 4,
+                           "worker loop, dedupe, publish": 1})
+
+
 def test_per_request_budget_splits_profiled_processes_and_keeps_the_rest() -> None:
     window = CpuWindow(requests=100, wall_s=10.0, machine_s=12.0,
                        by_role={"ingress": 0.5, "broker": 1.0, "load generator": 0.5})
