@@ -7,11 +7,12 @@ jobs' group member) has the same life cycle, written here once:
 - :meth:`Follower.start`: build and start the consumer, assign (or subscribe), begin
   following, then wait for whatever the subclass needs before it is ready; a failure
   anywhere stops what was started;
-- following: fetch a batch, hand its records on, note the positions read (when the
-  subclass asks :meth:`caught_up` questions); a read error (a broker restarting) is
-  retried every half second and logged at most every ten seconds;
+- following: fetch a batch, hand its records on, count the round (when the subclass
+  asks :meth:`caught_up` questions); a read error (a broker restarting) is retried
+  every half second and logged at most every ten seconds;
 - :meth:`Follower.caught_up`: snapshot the end offsets and wait until the positions
-  read reach them;
+  read reach them (read from the consumer when asked, not after every round: a
+  follower of the events topic goes round for every event);
 - :meth:`Follower.stop`: cancel the following and close the consumer.
 
 Every network await is bounded.
@@ -56,8 +57,13 @@ class Follower:
     fetch_wait_ms = 500
     #: Records one round reads at most.
     max_records = 1000
-    #: Note the positions read after every round: what :meth:`caught_up` compares.
+    #: Count the rounds, so that :meth:`caught_up` can wait for the next one.
     tracks_positions = True
+    #: Where :meth:`caught_up` takes the positions read from: the consumer, when it
+    #: asks (a record handed on synchronously after its fetch is read once the
+    #: consumer's position passed it), or, when False, what the subclass notes with
+    #: :meth:`_advance` (a round that awaits between reading and handing on).
+    positions_from_consumer = True
 
     def __init__(self, settings: Settings, topic: str, *, client_id: str,
                  **consumer_options: Any) -> None:
@@ -69,8 +75,10 @@ class Follower:
         self._task: asyncio.Task[None] | None = None
         #: The partitions read now.
         self._tps: list[TopicPartition] = []
-        #: Next offset to read, per partition (when positions are tracked).
+        #: Next offset to read, per partition (noted by the subclass: see
+        #: :attr:`positions_from_consumer`).
         self._positions: dict[int, int] = {}
+        self._rounds = 0
         self._progress = asyncio.Condition()
         self._ends = kafka.EndOffsets()  # shared snapshots of the topic's end offsets
         # Under the subclass's own logger: its messages name the module they come from.
@@ -122,10 +130,12 @@ class Follower:
         self._tps = tps
         self._positions = positions
 
-    async def _advance(self, positions: dict[int, int]) -> None:
-        """The positions read now; wakes whoever waits in :meth:`caught_up`."""
+    async def _advance(self, positions: dict[int, int] | None = None) -> None:
+        """A round ended (with the positions read now, if noted); wakes :meth:`caught_up`."""
         async with self._progress:
-            self._positions = positions
+            if positions is not None:
+                self._positions = positions
+            self._rounds += 1
             self._progress.notify_all()
 
     async def _read_positions(self) -> dict[int, int]:
@@ -149,14 +159,22 @@ class Follower:
         except (KafkaError, TimeoutError, OSError) as e:
             self._warn.warning("ends", "end offsets of %s unavailable: %r", self.topic, e)
             return False
-        async with self._progress:
+        while True:
+            rounds = self._rounds
             try:
-                await asyncio.wait_for(self._progress.wait_for(lambda: all(
-                    self._positions.get(p, end) >= end for p, end in ends.items())),
-                    max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                return False
-        return True
+                positions = (await self._read_positions() if self.positions_from_consumer
+                             else self._positions)
+            except (KafkaError, TimeoutError, AssertionError, OSError):
+                return False  # stopped, or unassigned meanwhile
+            if all(positions.get(p, end) >= end for p, end in ends.items()):
+                return True
+            async with self._progress:
+                try:
+                    await asyncio.wait_for(
+                        self._progress.wait_for(lambda: self._rounds != rounds),  # noqa: B023
+                        max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    return False
 
     # -- following -------------------------------------------------------------
     async def _follow(self) -> None:
@@ -178,7 +196,7 @@ class Follower:
             for record in records:
                 self._on_record(record)
         if self.tracks_positions:
-            await self._advance(await self._read_positions())
+            await self._advance()
 
     def _on_record(self, record: Any) -> None:
         """What one record read does."""

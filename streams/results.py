@@ -168,6 +168,9 @@ class ResultStore(Follower):
     """
 
     PRUNE_EVERY_S = 3600.0
+    #: Its round awaits the index write between reading a batch and noting the
+    #: positions: :meth:`caught_up` compares what the round noted.
+    positions_from_consumer = False
     max_records = 2000
 
     def __init__(self, settings: Settings, *, name: str, lag_ms: int = 0,

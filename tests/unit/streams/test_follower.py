@@ -32,6 +32,7 @@ class FakeConsumer:
         self.position_ = 0
         self.started = self.stopped = False
         self.fail_next = False
+        self.asked = 0  # position() calls
         self._wrote = asyncio.Event()
 
     async def start(self) -> None:
@@ -47,6 +48,7 @@ class FakeConsumer:
         return {TP: self.end}
 
     async def position(self, tp: TopicPartition) -> int:
+        self.asked += 1
         return self.position_
 
     def write(self) -> None:
@@ -123,3 +125,20 @@ async def test_a_start_that_fails_after_connecting_stops_what_it_started() -> No
     with pytest.raises(TimeoutError, match="no partition"):
         await asyncio.wait_for(follower.start(timeout_s=5), 10)
     assert consumer.stopped and follower._task is None
+
+
+async def test_rounds_read_no_positions_unless_someone_waits_to_catch_up() -> None:
+    # A follower of the events topic goes round for every event: reading every
+    # partition's position after each round cost the ingress CPU per execution.
+    consumer = FakeConsumer(written=0)
+    follower = Probe(consumer)
+    await follower.start(timeout_s=5)
+    for _ in range(5):
+        consumer.write()
+        rounds = follower._rounds
+        async with follower._progress:
+            await asyncio.wait_for(
+                follower._progress.wait_for(lambda: follower._rounds > rounds), 5)  # noqa: B023
+    assert follower.read == [0, 1, 2, 3, 4] and consumer.asked == 0
+    assert await follower.caught_up(5) and consumer.asked >= 1
+    await follower.stop()
