@@ -24,7 +24,7 @@ from typing import Any
 
 from runstream.schemas.errors import Forbidden, QuotaExceeded, Unauthorized, WireError
 from runstream.schemas.keys import KeyRecord, matches, parse_key
-from runstream.services.ingress.caller import reset_key, set_key
+from runstream.services.ingress.key_admission import reset_key, set_key
 from runstream.services.ingress.problems import problem
 from runstream.services.ingress.quotas import RateLimits
 from runstream.services.settings import Settings

@@ -18,7 +18,7 @@ from runstream.schemas.errors import BrokerUnavailable
 from runstream.schemas.models import ExecutionRequest
 from runstream.schemas.stdin import StdinMessage
 from runstream.services.ingress.admission import Backlog, execution_seconds
-from runstream.services.ingress.caller import admit
+from runstream.services.ingress.key_admission import admit
 from runstream.services.ingress.quotas import InFlight
 from runstream.services.settings import Settings
 from runstream.streams.event_feed import EventFeed

@@ -10,7 +10,13 @@ import pytest
 from runstream.schemas.codec import decode_request
 from runstream.schemas.errors import Forbidden, QuotaExceeded
 from runstream.schemas.keys import KeyRecord, new_key
-from runstream.services.ingress.caller import admit, current_key, reset_key, set_key, slot_ttl_s
+from runstream.services.ingress.key_admission import (
+    admit,
+    current_key,
+    reset_key,
+    set_key,
+    slot_ttl_s,
+)
 from runstream.services.ingress.quotas import InFlight, RateLimits, TokenBucket
 from runstream.services.settings import Settings
 

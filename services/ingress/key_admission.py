@@ -1,4 +1,4 @@
-"""Who is calling: the API key the auth middleware accepted for the current request.
+"""What the caller's API key admits: the key of the current request, its languages and quota.
 
 The middleware (``auth.py``) sets it in a context variable before any route
 runs, so every route (native, Judge0, Piston, ones not written yet) and the
