@@ -161,11 +161,15 @@ class Follower:
             return False
         while True:
             rounds = self._rounds
-            try:
-                positions = (await self._read_positions() if self.positions_from_consumer
-                             else self._positions)
-            except (KafkaError, TimeoutError, AssertionError, OSError):
-                return False  # stopped, or unassigned meanwhile
+            positions = self._positions
+            if self.positions_from_consumer:
+                if self._consumer is None:
+                    return False  # stopped meanwhile
+                try:  # within what is left of the caller's bound
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        positions = await self._read_positions()
+                except (KafkaError, TimeoutError, OSError):
+                    return False  # unassigned meanwhile, or out of time
             if all(positions.get(p, end) >= end for p, end in ends.items()):
                 return True
             async with self._progress:
