@@ -320,6 +320,8 @@ _NAMES: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
 #: Attributes of Faust's consumer state that :class:`Consumer` reads or trims.
 _STATE = ("_acked", "_acked_index", "_gap", "not_waiting_next_records", "flow_active",
           "can_resume_flow", "_thread", "suspend_flow")
+#: Attributes of mode's Service that ``Consumer.wait_first`` reads, as stock's does.
+_SERVICE_STATE = ("_stopped", "_crashed")
 #: The call of stock ``_drain_messages`` that ``Consumer.wait_first`` makes cheaper.
 _DELIVERY = "self.wait_first(callback(message),self.suspend_flow.wait())"
 
@@ -349,6 +351,10 @@ def check() -> None:
     for attr_name in _STATE:
         if f"self.{attr_name}" not in source:
             raise FaustMismatch(f"Faust's Consumer no longer has {attr_name}")
+    service = inspect.getsource(Service)
+    for attr_name in _SERVICE_STATE:
+        if f"self.{attr_name}" not in service:
+            raise FaustMismatch(f"mode's Service no longer has {attr_name}")
     registered = faust.transport.by_name(SCHEME)
     if registered is not Transport:
         raise FaustMismatch(
