@@ -38,9 +38,12 @@ is a class attribute. The numbers are those of docs/faust.md's table and of the 
 11. **What a record costs.** Stock delivers each record through ``wait_first`` (four
     tasks per record), fetches through mode's method queue (three more per fetch), and
     checks every partition for "livelock" with a task each, every 1.25 s. Ours delivers
-    in the record's first step when it need not wait, fetches with one hand-off to the
-    consumer's loop, and has no livelock check (its warnings come from the monitor this
-    worker turns off).
+    in the record's first step when it need not wait, awaits a fetch directly, and has
+    no livelock check (its warnings come from the monitor this worker turns off).
+12. **No second thread.** Stock runs the consumer's service in a thread with an event
+    loop of its own; ours runs it on the app's loop (a worker's loop never blocks), so
+    a fetch or a commit is not handed across threads and the threads do not take turns
+    at the GIL.
 
 :func:`check` runs at start-up: the Faust version must be the pinned one, and each name
 overridden or used here must exist with the expected parameters, so an upgrade fails
@@ -62,6 +65,8 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.services import Service, WaitResults
+from mode.threads import QueueServiceThread, ServiceThread
+from mode.utils.futures import maybe_async
 from runstream.schemas.errors import RunstreamError
 from runstream.services.logs import Throttled
 from runstream.streams import _eager, kafka
@@ -206,7 +211,48 @@ def _commit_bound_s(agent: Agent) -> float:
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with a consumer built from runstream's settings."""
+    """Faust's consumer service, built from runstream's settings, run on the app's loop.
+
+    12. Stock runs it in a thread of its own with a second event loop: every fetch and
+    every commit is handed across (a wake-up of each loop), and the two threads take
+    turns at the GIL. A worker's loop never blocks (the sandboxes are subprocesses
+    awaited), which is what the thread protects against, so ours is a plain service
+    of the app's loop, as our own aiokafka loop was before Faust.
+    """
+
+    wait_for_shutdown = False  # stock waits for its thread to say it has shut down
+
+    def __init__(self, consumer: Any, **kwargs: Any) -> None:
+        # The "thread's" loop is the app's own: aiokafka's tasks run beside the agent.
+        super().__init__(consumer, thread_loop=kwargs.get("loop"), **kwargs)
+
+    async def start(self) -> None:
+        # Stock starts a thread that starts the service there; ours starts it here.
+        self._thread_started.set()
+        await self._default_start()
+        await self.on_thread_started()
+
+    def _stopped_set(self) -> None:
+        self._stopped.set()
+
+    async def _stop_children(self) -> None:
+        # What stock's thread does as it ends (``ServiceThread._shutdown_thread``).
+        await self.on_thread_stop()
+        await self._default_stop_children()
+
+    async def _stop_futures(self) -> None:
+        await self._default_stop_futures()
+
+    async def _stop_exit_stacks(self) -> None:
+        await self._default_stop_exit_stacks()
+
+    @Service.task
+    async def _thread_keepalive(self) -> None:
+        return None  # stock wakes its own loop every second; there is no other loop here
+
+    async def call_thread(self, fun: Any, *args: Any, **kwargs: Any) -> Any:
+        # Stock hands each call to its thread through mode's method queue.
+        return await maybe_async(fun(*args, **kwargs))
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         agent = agent_of(self.app)
@@ -240,12 +286,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # 11: straight onto the consumer's loop. Stock goes through mode's method queue,
         # whose worker makes three more tasks per call to wait for the queue; a fetch
         # is the one call made for every record.
-        try:
-            future = asyncio.run_coroutine_threadsafe(fetch, self.thread_loop)
-        except RuntimeError:  # the consumer's loop is closed: stopping, as stock would
-            fetch.close()
-            raise
-        return await asyncio.wrap_future(future)
+        return await fetch
 
     async def _commit(self, offsets: Any) -> bool:
         # 10: stock crashes the whole app on any commit error (a coordinator moving, a
@@ -315,6 +356,20 @@ _NAMES: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
     (faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer", ("self",)),
     (faust_aiokafka.AIOKafkaConsumerThread, "call_thread", ("self", "fun", "args", "kwargs")),
     (faust_aiokafka.Transport, "Consumer", None),
+    (ServiceThread, "__init__", ("self", "executor", "loop", "thread_loop", "Worker", "kwargs")),
+    (ServiceThread, "start", ("self",)),
+    (ServiceThread, "wait_for_shutdown", None),
+    (ServiceThread, "_stopped_set", ("self",)),
+    (ServiceThread, "_stop_children", ("self",)),
+    (ServiceThread, "_stop_futures", ("self",)),
+    (ServiceThread, "_stop_exit_stacks", ("self",)),
+    (ServiceThread, "_thread_keepalive", None),
+    (Service, "_default_start", ("self",)),
+    (Service, "_default_stop_children", ("self",)),
+    (Service, "_default_stop_futures", ("self",)),
+    (Service, "_default_stop_exit_stacks", ("self",)),
+    (QueueServiceThread, "on_thread_started", ("self",)),
+    (faust_aiokafka.AIOKafkaConsumerThread, "on_thread_stop", ("self",)),
     (aiokafka.consumer.subscription_state.SubscriptionState, "fetch_context", ("self",)),
 )
 #: Attributes of Faust's consumer state that :class:`Consumer` reads or trims.
@@ -322,6 +377,8 @@ _STATE = ("_acked", "_acked_index", "_gap", "not_waiting_next_records", "flow_ac
           "can_resume_flow", "_thread", "suspend_flow")
 #: Attributes of mode's Service that ``Consumer.wait_first`` reads, as stock's does.
 _SERVICE_STATE = ("_stopped", "_crashed")
+#: Attributes of mode's ServiceThread that :class:`ConsumerThread` sets or reads (12).
+_THREAD_STATE = ("_thread_started", "parent_loop", "thread_loop")
 #: The call of stock ``_drain_messages`` that ``Consumer.wait_first`` makes cheaper.
 _DELIVERY = "self.wait_first(callback(message),self.suspend_flow.wait())"
 
@@ -355,6 +412,10 @@ def check() -> None:
     for attr_name in _SERVICE_STATE:
         if f"self.{attr_name}" not in service:
             raise FaustMismatch(f"mode's Service no longer has {attr_name}")
+    thread = inspect.getsource(ServiceThread)
+    for attr_name in _THREAD_STATE:
+        if f"self.{attr_name}" not in thread:
+            raise FaustMismatch(f"mode's ServiceThread no longer has {attr_name}")
     registered = faust.transport.by_name(SCHEME)
     if registered is not Transport:
         raise FaustMismatch(

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -348,8 +349,8 @@ async def test_6_the_assignor_reads_the_agent_from_another_thread(ours: Any) -> 
 def _fetch_recorder(app: faust.App) -> tuple[Any, list[dict[str, Any]]]:
     """The app's consumer thread, with its fetches recorded, not run.
 
-    Stock hands each fetch to the thread through ``call_thread``; ours straight to the
-    thread's loop (11), which runs in a thread of its own here, as in a worker.
+    Stock hands each fetch to its thread through ``call_thread``; ours awaits it on the
+    app's loop (11, 12).
     """
     calls: list[dict[str, Any]] = []
 
@@ -358,8 +359,7 @@ def _fetch_recorder(app: faust.App) -> tuple[Any, list[dict[str, Any]]]:
         return {}
 
     async def fetch_records(consumer: Any, active: Any, **kwargs: Any) -> dict[Any, Any]:
-        assert threading.current_thread() is not threading.main_thread()
-        calls.append(kwargs)
+        calls.append({"thread": threading.current_thread().name, **kwargs})
         return {}
 
     thread = app.consumer._thread
@@ -369,33 +369,20 @@ def _fetch_recorder(app: faust.App) -> tuple[Any, list[dict[str, Any]]]:
     return thread, calls
 
 
-@pytest.fixture
-def consumer_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """An event loop running in a thread of its own: a consumer thread's loop."""
-    loop = asyncio.new_event_loop()
-    runner = threading.Thread(target=loop.run_forever, daemon=True)
-    runner.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    runner.join(5)
-    loop.close()
-
-
 async def test_7_stock_fetches_max_poll_records_whatever_is_free(stock: faust.App) -> None:
     thread, calls = _fetch_recorder(stock)
     await thread.getmany({TP}, 1.0)
     assert calls[0]["max_records"] == thread._consumer._max_poll_records
 
 
-async def test_7_ours_fetches_only_as_many_records_as_free_slots(
-        ours: Any, consumer_loop: asyncio.AbstractEventLoop) -> None:
+async def test_7_ours_fetches_only_as_many_records_as_free_slots(ours: Any) -> None:
     app, agent, handler = ours
     thread, calls = _fetch_recorder(app)
-    thread.thread_loop = consumer_loop
     handler.gate = asyncio.Event()
     await _take(agent, _Acks(), 1, 2, 3)
     await thread.getmany({TP}, 1.0)
-    assert calls == [{"timeout": 1.0, "max_records": 1}]
+    assert calls == [{"thread": threading.main_thread().name, "timeout": 1.0,
+                      "max_records": 1}]
     handler.gate.set()
     await _settle(agent)
 
@@ -675,3 +662,37 @@ async def test_11_ours_has_no_livelock_check(ours: Any) -> None:
     consumer.verify_event_path = lambda now, tp: checked.append(tp)
     await consumer.verify_all_partitions_active()
     assert checked == []
+
+
+# 12. The consumer's service on the app's loop -------------------------------------------
+
+def test_12_stock_runs_the_consumer_on_a_loop_of_its_own(stock: faust.App) -> None:
+    thread = stock.consumer._thread
+    assert thread.thread_loop is not thread.parent_loop
+
+
+async def test_12_ours_runs_the_consumer_on_the_apps_loop_in_no_thread(ours: Any) -> None:
+    app, _, _ = ours
+    thread = app.consumer._thread
+    assert thread.thread_loop is thread.parent_loop is asyncio.get_running_loop()
+    stopped: list[str] = []
+
+    async def on_start() -> None:  # no broker here: the consumer itself is not started
+        return None
+
+    async def stop_consumer() -> None:
+        stopped.append(threading.current_thread().name)
+
+    thread.on_start = on_start
+    thread._consumer = SimpleNamespace(stop=stop_consumer)
+    threads = threading.active_count()
+    await asyncio.wait_for(thread.start(), 5)
+    assert thread._thread is None and threading.active_count() == threads
+    assert await thread.call_thread(_in_thread) == threading.main_thread().name
+    await asyncio.wait_for(thread.stop(), 5)
+    assert stopped == [threading.main_thread().name]  # stopped as stock's thread ends
+    assert thread._stopped.is_set() and thread.method_queue.should_stop
+
+
+async def _in_thread() -> str:
+    return threading.current_thread().name
