@@ -81,10 +81,25 @@ def test_standard_checker(running: System, kind: str) -> None:
 
 
 def test_a_test_overrides_the_request_checker(running: System) -> None:
+    relative = {"kind": "floats", "rel_error": 1e-4}  # 1000.05 is within 1e-4 of 1000
     doc = post(running, {"language": "python", "source": ECHO, "checker": "exact", "tests": [
         {"stdin": "1  2", "expected_output": "1 2"},
-        {"stdin": "1  2", "expected_output": "1 2", "checker": "tokens"}]})
-    assert statuses(doc) == ["wrong_answer", "ok"], doc
+        {"stdin": "1  2", "expected_output": "1 2", "checker": "tokens"},
+        {"stdin": "1000.05", "expected_output": "1000", "checker": relative},
+        {"stdin": "1000.5", "expected_output": "1000", "checker": relative},
+        {"stdin": "0.0005", "expected_output": "0", "checker": relative}]})
+    assert statuses(doc) == ["wrong_answer", "ok", "ok", "wrong_answer", "wrong_answer"], doc
+    assert doc["tests"][3]["comment"] == ("token 1: expected 1000, got 1000.5 (difference "
+                                          "0.5, allowed 0 absolute or 0.0001 relative)"), doc
+
+
+def test_floats_accepts_within_either_error(running: System) -> None:
+    checker = {"kind": "floats", "abs_error": 1e-3, "rel_error": 1e-6}
+    doc = post(running, {"language": "python", "source": ECHO, "checker": checker, "tests": [
+        {"stdin": "0.0009", "expected_output": "0"},  # absolutely close
+        {"stdin": "1000000.9", "expected_output": "1000000"},  # relatively close
+        {"stdin": "1000002", "expected_output": "1000000"}]})  # neither
+    assert statuses(doc) == ["ok", "ok", "wrong_answer"], doc
 
 
 # -- checker programs -------------------------------------------------------------
