@@ -314,6 +314,10 @@ HOSTILE_CHECKERS = {
     "lies with an unknown exit code": ("import sys\nsys.exit(42)\n", "internal_error",
                                        "judge error: the checker exited with 42"),
     "reads other runs' files": (SNOOPER, "ok", None),
+    "crashes": ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", "internal_error",
+                "judge error: the checker was killed by SIGSEGV"),
+    "writes nonsense": ("import sys\nprint('lots of points')\nsys.exit(7)\n", "internal_error",
+                        "judge error: the checker gave partial points (exit code 7) without"),
 }
 
 
@@ -357,6 +361,33 @@ def test_an_interactor_cannot_reach_the_programs_files(running: System) -> None:
     assert test["comment"] == "found []", test  # nothing of the program's
     # The interactor accepted; the program, its stdin ended, failed on its own.
     assert test["status"] == "runtime_error", test
+
+
+def test_the_program_cannot_reach_the_interactors_files(running: System) -> None:
+    # The interactor holds the test's input (here the secret) in its workspace while the
+    # program, told to go, looks for it everywhere it can reach and reports what it found.
+    snooper = "input()\n" + SNOOPER.replace("file=sys.stderr)", "flush=True)")
+    holder = ("import sys\nsecret = open(sys.argv[1]).read()\nprint('go', flush=True)\n"
+              "print(input(), file=sys.stderr)\n")
+    doc = post(running, {"language": "python", "source": snooper,
+                         "interactor": {"language": "python", "source": holder},
+                         "tests": [{"stdin": SECRET}]})
+    test = doc["tests"][0]
+    assert (test["status"], test["comment"]) == ("ok", "found []"), test
+
+
+def test_an_interactor_that_forks_and_lies_is_a_judge_error(
+        running: System, backend: str) -> None:
+    liar = ("import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(1000)\n"
+            "sys.exit(42)\n")
+    doc = post(running, {"language": "python", "source": GUESSER,
+                         "interactor": {"language": "python", "source": liar},
+                         "tests": [{"stdin": "5", "points": 1}]})
+    test = doc["tests"][0]
+    assert test["status"] == "internal_error", test
+    assert test["comment"].startswith("judge error: the interactor exited with 42"), test
+    assert test["score"] == 0 and doc["status"] == "internal_error"
+    assert not _settled(running, backend), "processes of the interactor outlived it"
 
 
 def test_an_interactor_that_spins_is_a_judge_error(running: System, backend: str) -> None:
