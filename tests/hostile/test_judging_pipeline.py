@@ -9,8 +9,10 @@ next ordinary request still succeeds (docs/judging.md).
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -445,3 +447,35 @@ async def test_a_kafka_producer_sends_a_judged_request(running: System) -> None:
     assert statuses(result) == ["ok", "ok"], result
     assert (result["score"], result["max_score"]) == (7, 7)
     assert result["groups"] == [{"name": "g", "score": 7, "max_score": 7}]
+
+
+# -- the documentation's examples -------------------------------------------------
+
+JUDGING_DOC = Path(__file__).resolve().parents[2] / "docs" / "judging.md"
+
+
+def shown(result: dict[str, Any]) -> dict[str, Any]:
+    """A result as docs/judging.md shows it (its jq filter, nulls deleted)."""
+    def kept(doc: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in doc.items() if v is not None}
+    tests = [kept({"index": t["index"], "status": t["status"], "score": t.get("score"),
+                   "comment": t.get("comment"), "stdout": t["run"].get("stdout"),
+                   "judge_stdout": (t.get("judge") or {}).get("stdout")})
+             for t in result["tests"]]
+    return kept({"status": result["status"], "score": result.get("score"),
+                 "max_score": result.get("max_score"), "groups": result.get("groups"),
+                 "tests": tests})
+
+
+def test_the_docs_examples_are_what_the_pipeline_answers(system: System) -> None:
+    """The floats, "any valid answer" and guess-the-number examples of docs/judging.md:
+    each request, sent as shown, gets the result shown (bwrap, as the page says)."""
+    blocks = [orjson.loads(b) for b in re.findall(r"```json\n(.*?)```", JUDGING_DOC.read_text(),
+                                                   re.DOTALL)]
+    floats, floats_result, rounded_result, pair, pair_result, guess, guess_result = blocks
+    assert shown(post(system, floats)) == floats_result
+    rounding = {**floats, "source": floats["source"].replace(
+        "print(math.pi * r * r)", "print(round(math.pi * r * r, 5))")}
+    assert rounding != floats and shown(post(system, rounding)) == rounded_result
+    assert shown(post(system, pair)) == pair_result
+    assert shown(post(system, guess)) == guess_result
