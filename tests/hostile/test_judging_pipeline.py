@@ -9,8 +9,10 @@ next ordinary request still succeeds (docs/judging.md).
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -81,10 +83,25 @@ def test_standard_checker(running: System, kind: str) -> None:
 
 
 def test_a_test_overrides_the_request_checker(running: System) -> None:
+    relative = {"kind": "floats", "rel_error": 1e-4}  # 1000.05 is within 1e-4 of 1000
     doc = post(running, {"language": "python", "source": ECHO, "checker": "exact", "tests": [
         {"stdin": "1  2", "expected_output": "1 2"},
-        {"stdin": "1  2", "expected_output": "1 2", "checker": "tokens"}]})
-    assert statuses(doc) == ["wrong_answer", "ok"], doc
+        {"stdin": "1  2", "expected_output": "1 2", "checker": "tokens"},
+        {"stdin": "1000.05", "expected_output": "1000", "checker": relative},
+        {"stdin": "1000.5", "expected_output": "1000", "checker": relative},
+        {"stdin": "0.0005", "expected_output": "0", "checker": relative}]})
+    assert statuses(doc) == ["wrong_answer", "ok", "ok", "wrong_answer", "wrong_answer"], doc
+    assert doc["tests"][3]["comment"] == ("token 1: expected 1000, got 1000.5 (difference "
+                                          "0.5, allowed 0 absolute or 0.0001 relative)"), doc
+
+
+def test_floats_accepts_within_either_error(running: System) -> None:
+    checker = {"kind": "floats", "abs_error": 1e-3, "rel_error": 1e-6}
+    doc = post(running, {"language": "python", "source": ECHO, "checker": checker, "tests": [
+        {"stdin": "0.0009", "expected_output": "0"},  # absolutely close
+        {"stdin": "1000000.9", "expected_output": "1000000"},  # relatively close
+        {"stdin": "1000002", "expected_output": "1000000"}]})  # neither
+    assert statuses(doc) == ["ok", "ok", "wrong_answer"], doc
 
 
 # -- checker programs -------------------------------------------------------------
@@ -299,6 +316,10 @@ HOSTILE_CHECKERS = {
     "lies with an unknown exit code": ("import sys\nsys.exit(42)\n", "internal_error",
                                        "judge error: the checker exited with 42"),
     "reads other runs' files": (SNOOPER, "ok", None),
+    "crashes": ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", "internal_error",
+                "judge error: the checker was killed by SIGSEGV"),
+    "writes nonsense": ("import sys\nprint('lots of points')\nsys.exit(7)\n", "internal_error",
+                        "judge error: the checker gave partial points (exit code 7) without"),
 }
 
 
@@ -342,6 +363,33 @@ def test_an_interactor_cannot_reach_the_programs_files(running: System) -> None:
     assert test["comment"] == "found []", test  # nothing of the program's
     # The interactor accepted; the program, its stdin ended, failed on its own.
     assert test["status"] == "runtime_error", test
+
+
+def test_the_program_cannot_reach_the_interactors_files(running: System) -> None:
+    # The interactor holds the test's input (here the secret) in its workspace while the
+    # program, told to go, looks for it everywhere it can reach and reports what it found.
+    snooper = "input()\n" + SNOOPER.replace("file=sys.stderr)", "flush=True)")
+    holder = ("import sys\nsecret = open(sys.argv[1]).read()\nprint('go', flush=True)\n"
+              "print(input(), file=sys.stderr)\n")
+    doc = post(running, {"language": "python", "source": snooper,
+                         "interactor": {"language": "python", "source": holder},
+                         "tests": [{"stdin": SECRET}]})
+    test = doc["tests"][0]
+    assert (test["status"], test["comment"]) == ("ok", "found []"), test
+
+
+def test_an_interactor_that_forks_and_lies_is_a_judge_error(
+        running: System, backend: str) -> None:
+    liar = ("import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(1000)\n"
+            "sys.exit(42)\n")
+    doc = post(running, {"language": "python", "source": GUESSER,
+                         "interactor": {"language": "python", "source": liar},
+                         "tests": [{"stdin": "5", "points": 1}]})
+    test = doc["tests"][0]
+    assert test["status"] == "internal_error", test
+    assert test["comment"].startswith("judge error: the interactor exited with 42"), test
+    assert test["score"] == 0 and doc["status"] == "internal_error"
+    assert not _settled(running, backend), "processes of the interactor outlived it"
 
 
 def test_an_interactor_that_spins_is_a_judge_error(running: System, backend: str) -> None:
@@ -399,3 +447,35 @@ async def test_a_kafka_producer_sends_a_judged_request(running: System) -> None:
     assert statuses(result) == ["ok", "ok"], result
     assert (result["score"], result["max_score"]) == (7, 7)
     assert result["groups"] == [{"name": "g", "score": 7, "max_score": 7}]
+
+
+# -- the documentation's examples -------------------------------------------------
+
+JUDGING_DOC = Path(__file__).resolve().parents[2] / "docs" / "judging.md"
+
+
+def shown(result: dict[str, Any]) -> dict[str, Any]:
+    """A result as docs/judging.md shows it (its jq filter, nulls deleted)."""
+    def kept(doc: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in doc.items() if v is not None}
+    tests = [kept({"index": t["index"], "status": t["status"], "score": t.get("score"),
+                   "comment": t.get("comment"), "stdout": t["run"].get("stdout"),
+                   "judge_stdout": (t.get("judge") or {}).get("stdout")})
+             for t in result["tests"]]
+    return kept({"status": result["status"], "score": result.get("score"),
+                 "max_score": result.get("max_score"), "groups": result.get("groups"),
+                 "tests": tests})
+
+
+def test_the_docs_examples_are_what_the_pipeline_answers(system: System) -> None:
+    """The floats, "any valid answer" and guess-the-number examples of docs/judging.md:
+    each request, sent as shown, gets the result shown (bwrap, as the page says)."""
+    blocks = [orjson.loads(b) for b in re.findall(r"```json\n(.*?)```", JUDGING_DOC.read_text(),
+                                                   re.DOTALL)]
+    floats, floats_result, rounded_result, pair, pair_result, guess, guess_result = blocks
+    assert shown(post(system, floats)) == floats_result
+    rounding = {**floats, "source": floats["source"].replace(
+        "print(math.pi * r * r)", "print(round(math.pi * r * r, 5))")}
+    assert rounding != floats and shown(post(system, rounding)) == rounded_result
+    assert shown(post(system, pair)) == pair_result
+    assert shown(post(system, guess)) == guess_result

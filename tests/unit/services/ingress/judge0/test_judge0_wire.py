@@ -22,6 +22,7 @@ from runstream.schemas.models import (
     ExecutionRequest,
     ExecutionResult,
     PhaseResult,
+    StandardChecker,
     Status,
     TestResult,
 )
@@ -196,6 +197,20 @@ def test_expected_output_makes_one_test() -> None:
     req = parse({"source_code": b64("print(input())"), "language_id": 71, "stdin": b64("a"),
                  "expected_output": b64("a")})
     assert len(req.tests) == 1 and req.tests[0].stdin == b"a" and req.stdin == b""
+
+
+def test_runstreams_judging_fields_are_not_judge0s() -> None:
+    """Judge0 keeps its own semantics: its expected_output is compared line by line (the
+    default checker); runstream's checker, interactor, points and stop_on_failure are
+    attributes Judge0 does not know, dropped as Judge0 drops them (docs/judging.md)."""
+    req = parse({"source_code": b64("print(input())"), "language_id": 71, "stdin": b64("a"),
+                 "expected_output": b64("a"), "number_of_runs": 2, "checker": "tokens",
+                 "interactor": {"language": "python", "source": "print(1)"},
+                 "points": 5, "group": "g", "stop_on_failure": True})
+    assert req.checker == StandardChecker() and req.checker.kind == "lines"
+    assert req.checker_program is None and req.interactor is None
+    assert not req.stop_on_failure
+    assert [(t.checker, t.points, t.group) for t in req.tests] == [(None, None, None)] * 2
 
 
 def test_cpu_limit_is_capped_by_the_server_maximum() -> None:
