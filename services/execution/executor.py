@@ -52,6 +52,11 @@ from runstream.services.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: What a client is told when the sandbox itself failed. Its own words (a host path,
+#: an errno, bwrap's or Docker's message) stay in the worker's log, under the id.
+SANDBOX_MESSAGE = ("the sandbox failed: an error of the service, not of the program; the "
+                   "worker's log has it under this execution's id")
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -116,10 +121,10 @@ class Executor:
         except InvalidRequest as e:  # e.g. files that do not fit the workspace
             result.status = Status.REJECTED
             result.message = e.message
-        except SandboxError as e:
+        except SandboxError:
             log.exception("sandbox failure on %s", req.id)
             result.status = Status.INTERNAL_ERROR
-            result.message = f"the sandbox failed: {e.message}"
+            result.message = SANDBOX_MESSAGE
         result.finished = now()
         return result
 

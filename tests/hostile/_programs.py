@@ -44,20 +44,45 @@ for d in {dirs!r}:
 
 
 # What a run can learn about the host (docs/sandbox.md "What a run can see"): one JSON document.
-HOST_FACTS_PY = r"""import ctypes, json, os, socket
+# Its stdin: the host paths (one a line) to look for in the memory of the processes it sees.
+HOST_FACTS_PY = r"""import ctypes, json, os, socket, sys
 def read(path):
     try:
         with open(path, 'rb') as f:
             return f.read(1 << 20).decode('utf-8', 'replace')
     except OSError as e:
         return type(e).__name__
+def peek(pid, needles):
+    # Another process's memory: why it cannot be read, or which needles it holds.
+    try:
+        maps = open(f'/proc/{pid}/maps').read().splitlines()
+        mem = open(f'/proc/{pid}/mem', 'rb')
+    except OSError as e:
+        return type(e).__name__
+    found = set()
+    with mem:
+        for line in maps:
+            fields = line.split()
+            path = fields[5] if len(fields) > 5 else ''
+            if 'r' not in fields[1] or (path.startswith('/') and 'w' not in fields[1]):
+                continue  # unreadable, or a file's own bytes
+            lo, hi = (int(x, 16) for x in fields[0].split('-'))
+            try:
+                mem.seek(lo)
+                data = mem.read(min(hi - lo, 1 << 24))
+            except OSError:
+                continue
+            found.update(n for n in needles if n.encode() in data)
+    return sorted(found)
+needles = [line for line in sys.stdin.read().splitlines() if line]
+pids = [p for p in os.listdir('/proc') if p.isdigit()]
 libc = ctypes.CDLL(None, use_errno=True)
 buf = ctypes.create_string_buffer(256)
 klog = libc.klogctl(3, buf, 256)  # SYSLOG_ACTION_READ_ALL
 print(json.dumps({
     'self': os.getpid(),
-    'cmdlines': {p: read(f'/proc/{p}/cmdline').split('\0')[:-1]
-                 for p in os.listdir('/proc') if p.isdigit()},
+    'cmdlines': {p: read(f'/proc/{p}/cmdline').split('\0')[:-1] for p in pids},
+    'memory': {p: peek(p, needles) for p in pids if p != str(os.getpid())},
     'mountinfo': read('/proc/self/mountinfo'),
     'cgroup': read('/proc/self/cgroup'),
     'hostname': socket.gethostname(),
@@ -75,11 +100,17 @@ def assert_host_facts_hidden(facts: dict[str, object], *, host_paths: list[str],
     """The rows of docs/sandbox.md's table marked hidden, on either backend.
 
     ``host_paths``: the worker's own paths (run folder, scope) that no visible
-    command line or mount may name; ``programs``: the names of the processes a run
-    may see (its own and its sandbox's, none of the host's).
+    command line, mount or readable memory may name (the probe's stdin);
+    ``programs``: the names of the processes a run may see (its own and its
+    sandbox's, none of the host's).
     """
     cmdlines = facts["cmdlines"]
     assert isinstance(cmdlines, dict)
+    # The memory of the processes a run sees (bwrap's pid 1 held the workspace's host path).
+    memory = facts["memory"]
+    assert isinstance(memory, dict)
+    assert not {p: found for p, found in memory.items() if isinstance(found, list) and found}, (
+        f"a process's memory names a host path: {memory}")
     seen = {argv[0].rsplit("/", 1)[-1] for argv in cmdlines.values() if argv}
     assert seen <= programs, f"processes outside the run are visible: {cmdlines}"
     visible = "\n".join(" ".join(argv) for argv in cmdlines.values())

@@ -103,12 +103,11 @@ async def test_environment_of_the_worker_is_invisible(sandbox: BwrapSandbox,
 
 async def test_what_a_run_can_see_of_the_host(sandbox: BwrapSandbox) -> None:
     """docs/sandbox.md "What a run can see": every row marked hidden, on bwrap (issue 23)."""
-    r = await run_code(sandbox, "python", HOST_FACTS_PY)
+    host_paths = [str(sandbox.base_dir), sandbox.scope, f"w{os.getpid()}-"]
+    r = await run_code(sandbox, "python", HOST_FACTS_PY, stdin="\n".join(host_paths).encode())
     assert r.exit_code == 0, r.stderr
     facts = json.loads(r.stdout)
-    assert_host_facts_hidden(facts, host_paths=[str(sandbox.base_dir), sandbox.scope,
-                                                f"w{os.getpid()}-"],
-                             programs={"bwrap", "python3"})
+    assert_host_facts_hidden(facts, host_paths=host_paths, programs={"bwrap", "python3"})
     # Only bwrap (pid 1) and the program: bwrap's options (the workspace's host path,
     # the worker's pid, descriptor numbers) are not on its command line.
     cmdlines = facts["cmdlines"]
@@ -116,6 +115,8 @@ async def test_what_a_run_can_see_of_the_host(sandbox: BwrapSandbox) -> None:
     argv = cmdlines["1"]
     assert argv[:2] == ["/usr/bin/bwrap", "--args"] and argv[2].isdigit(), argv
     assert argv[3:] == ["--", *cmdlines[str(facts["self"])]], argv
+    # ... nor readable in its memory, which holds them still (and the host's mount table).
+    assert facts["memory"] == {"1": "PermissionError"}, facts["memory"]
     assert facts["passwd"] == "FileNotFoundError"
 
 

@@ -43,13 +43,15 @@ def py(src: str) -> str:
 
 async def test_what_a_run_can_see_of_the_host(docker_sandbox: DockerSandbox) -> None:
     """docs/sandbox.md "What a run can see": every row marked hidden, on docker (issue 23)."""
-    r = await run_code(docker_sandbox, "python", HOST_FACTS_PY)
+    r = await run_code(docker_sandbox, "python", HOST_FACTS_PY,
+                       stdin=docker_sandbox.scope.encode())
     assert r.exit_code == 0, r.stderr
     facts = json.loads(r.stdout)
     # The container's init (docker-init, sleep), the phase's timeout and the program.
     assert_host_facts_hidden(facts, host_paths=[docker_sandbox.scope],
                              programs={"docker-init", "sleep", "timeout", "sh", "python3"})
     assert facts["cmdlines"]["1"][0] == "/sbin/docker-init", facts["cmdlines"]
+    assert facts["memory"]["1"] == "PermissionError", facts["memory"]  # root's
     # The image's own users, not the host's (no host file is mounted there).
     assert facts["passwd"].startswith("root:x:0:0:")
 

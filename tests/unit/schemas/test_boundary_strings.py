@@ -4,8 +4,8 @@ One set of rules, written in ``schemas/request.v1.json`` and applied by the code
 holds every front end: the native API (422 problem+json naming the field), Judge0
 (its 422 errors hash), Piston (its 400 ``{"message"}``), braindrill (its
 "unsupported language") and the requests topic (``rejected``: see
-tests/e2e/test_bad_strings.py). What a program reads (stdin, file contents) may
-hold any byte.
+tests/hostile/test_bad_strings_pipeline.py, on both sandbox backends). What a program
+reads (stdin, file contents) may hold any byte.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import orjson
 import pytest
 from runstream.schemas.errors import BrokerUnavailable
 from runstream.schemas.models import Limits, PhaseResult, ReplyTo
-from runstream.services.execution.executor import Executor
+from runstream.services.errors import SandboxError
+from runstream.services.execution.executor import SANDBOX_MESSAGE, Executor
 from runstream.services.execution.languages import Language, Registry
 from runstream.services.settings import Settings
 from runstream.streams.handling import INTERNAL_MESSAGE, Delivery, Handler
@@ -46,6 +47,9 @@ class ScriptedWorkspace:
             await asyncio.wait_for(self.gate.wait(), 10)
         if verb == "boom":
             raise RuntimeError("a bug in the sandbox layer")
+        if verb == "sandbox-fails":
+            raise SandboxError("cannot create the workspace /run/runstream/w4242-1-ab/x: "
+                               "[Errno 28] No space left on device: b'/run'")
         if verb == "big":
             return PhaseResult(stdout=b"\x01" * int(arg), stderr=b"\x01" * int(arg),
                                exit_code=0)
@@ -315,6 +319,21 @@ async def test_a_failure_inside_the_worker_is_an_internal_error_answer(
     [record] = [r for r in caplog.records if "failed inside the worker" in r.getMessage()]
     assert "id=id-1" in record.getMessage() and record.exc_info is not None
     assert "a bug in the sandbox layer" in str(record.exc_info[1])
+
+
+async def test_a_failure_of_the_sandbox_is_an_internal_error_without_its_host_details(
+        caplog: pytest.LogCaptureFixture) -> None:
+    handler, pub, _, _ = _handler()
+    with caplog.at_level("ERROR", logger="runstream.services.execution.executor"):
+        ok, _ = await _handle(handler, _delivery({"language": "python",
+                                                  "source": "sandbox-fails:"}))
+    assert ok
+    [result] = pub.to(RESULTS)
+    assert (result["status"], result["message"]) == ("internal_error", SANDBOX_MESSAGE)
+    # The sandbox's words name host paths, the worker's pid, an errno: the log has them.
+    [record] = [r for r in caplog.records if "sandbox failure" in r.getMessage()]
+    assert "id-1" in record.getMessage() and record.exc_info is not None
+    assert "/run/runstream/w4242" in str(record.exc_info[1])
 
 
 async def test_a_language_this_worker_does_not_run_is_forwarded_to_its_own_topic() -> None:

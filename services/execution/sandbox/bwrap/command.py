@@ -42,6 +42,12 @@ HOSTNAME = "runstream"
 # The root-level names a merged-/usr Debian has as symlinks into /usr.
 MERGED_USR = ("/bin", "/lib", "/lib64", "/sbin")
 BASE_RO = ("/usr", "/etc/alternatives", "/etc/ld.so.cache")
+# Inside the run pid 1 is bwrap's reaper, of the program's uid and dumpable (bwrap makes
+# it so): its memory still holds its options (the workspace's host path, the worker's
+# pid) and the host's mount table it parsed, which /proc/1/mem would hand any program.
+# Read as nothing, like the kernel's symbols; ptrace and process_vm_readv are denied by
+# the seccomp filter (docs/sandbox.md "What a run can see").
+PID1_MEMORY = ("/proc/1/mem", "/proc/1/task/1/mem")
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ def bwrap_options(spec: RunSpec) -> list[str]:
         "--dev", "/dev",
         "--size", size, "--tmpfs", "/dev/shm",
         "--proc", "/proc",
-        *(arg for path in MASKED for arg in ("--ro-bind", "/dev/null", path)),
+        *(arg for path in (*MASKED, *PID1_MEMORY) for arg in ("--ro-bind", "/dev/null", path)),
         "--size", size, "--tmpfs", "/tmp",
         "--bind", spec.workspace, BOX,
         "--chdir", BOX,
