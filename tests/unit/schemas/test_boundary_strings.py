@@ -173,6 +173,34 @@ async def test_judge0_answers_its_own_422_errors_hash(
     assert gateway.sent == []
 
 
+@pytest.mark.parametrize(("url", "words"), [
+    ("http://example.com/\u0000x", "U+0000 (NUL) at position 19"),
+    ("http://example.com/\nx", "U+000A (newline) at position 19"),
+    ("http://example.com/\r\nX-Evil: 1", "U+000D (carriage return) at position 19"),
+])
+async def test_judge0_answers_422_naming_callback_url(
+        served: tuple[httpx.AsyncClient, ServingGateway], url: str, words: str) -> None:
+    client, gateway = served
+    hash_ = {"callback_url": [f"contains the control character {words}, which this field "
+                              "cannot carry"]}
+    bad = {"source_code": "print(1)", "language_id": 71, "callback_url": url}
+    for path in ("/judge0/submissions", "/judge0/submissions?wait=true"):
+        r = await client.post(path, json=bad)
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/json")
+        assert r.json() == hash_
+    assert gateway.sent == []
+    # In a batch, Judge0 answers each submission: the good one is queued, the bad one refused.
+    batch = await client.post("/judge0/submissions/batch", json={"submissions": [
+        {"source_code": "print(1)", "language_id": 71}, bad]})
+    assert batch.status_code == 201, batch.text
+    token, refused = batch.json()
+    assert refused == hash_ and [r.id for r in gateway.sent] == [token["token"]]
+    alone = await client.post("/judge0/submissions/batch", json={"submissions": [bad]})
+    assert (alone.status_code, alone.json()) == (422, [hash_])
+    assert len(gateway.sent) == 1
+
+
 async def test_piston_answers_its_own_400_message(
         served: tuple[httpx.AsyncClient, ServingGateway]) -> None:
     client, gateway = served
