@@ -169,6 +169,33 @@ async def test_the_close_codes_before_init(ws_url: str) -> None:
         assert s.frames == [{"type": "error", "message": "nosuchlang-* runtime is unknown"}]
 
 
+async def test_a_control_character_in_init_is_refused_and_the_next_session_runs(
+        ws_url: str) -> None:
+    """A string that would reach a process (issue 23): Piston's error then 4002, no run.
+
+    That nothing reaches Kafka is checked in-process
+    (tests/unit/services/ingress/piston/test_piston_session.py, every field).
+    """
+    for change, words in [
+        ({"args": ["a\0b"]}, "args.0: contains the control character U+0000 (NUL)"),
+        ({"files": [{"name": "main.py\n", "content": "print(1)"}]},
+         "files[0].name must be a plain file name"),
+        ({"language": "python\n"}, "language: contains the control character U+000A"),
+    ]:
+        async with connect(ws_url, open_timeout=10) as ws:
+            s = Session(ws)
+            await s.send(**{"type": "init", "language": "python", "version": "*",
+                            "files": [{"name": "main.py", "content": "print(1)"}], **change})
+            assert await s.closed() == (4002, "Notified Error"), change
+            assert [f["type"] for f in s.frames] == ["error"], s.frames  # no runtime: no id
+            assert s.frames[0]["message"].startswith(words), s.frames
+    async with connect(ws_url, open_timeout=10) as ws:
+        s = Session(ws)
+        await s.init("python", "print(6*7)", "main.py")
+        assert await s.closed() == (4999, "Job Completed")
+        assert s.stdout() == "42\n"
+
+
 @pytest.mark.parametrize(("message", "close"), [
     ({"type": "data", "stream": "stderr", "data": "x"}, (4004, "Can only write to stdin")),
     ({"type": "signal", "signal": "SIGWHATEVER"}, (4005, "Invalid signal")),

@@ -35,6 +35,8 @@ _MAX_FILES = 64
 _MAX_ARGS = 64
 _MAX_ARG_CHARS = 4096
 _FORM_NUMBERS = frozenset(limits.NAMES)
+# The schema's pattern for language and version: no C0, DEL or C1 control character.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ def build(doc: dict[str, Any], available: Sequence[Runtime],
     for i, item in enumerate(files):
         if not isinstance(item, dict) or not isinstance(item.get("content"), str):
             raise PistonRefusal(f"files[{i}].content is required as a string")
+    _plain(language, version)
     runtime = select(available, language, version)
     if not any(_encoding(item) == "utf8" for item in files):
         raise PistonRefusal("files must include at least one utf8 encoded file")
@@ -123,6 +126,22 @@ def build(doc: dict[str, Any], available: Sequence[Runtime],
     except InvalidRequest as e:
         raise PistonRefusal(e.message) from e
     return PistonJob(runtime, request)
+
+
+def _plain(language: str, version: str) -> None:
+    """Refuse a control character in the client's own language or version.
+
+    The request carries the chosen runtime's name, not the client's string, and the
+    runtime lookup trims whitespace: without this, ``"python\\n"`` would run where the
+    native API and the requests topic refuse it. The message is the native contract's,
+    naming the field and the character (not echoing it, as "runtime is unknown" would).
+    """
+    if _CONTROL.search(language) or _CONTROL.search(version):
+        try:
+            check_request(ExecutionRequest(id="-", language=language, version=version,
+                                           files=(SourceFile(None, b""),)))
+        except InvalidRequest as e:
+            raise PistonRefusal(e.message) from e
 
 
 def _encoding(item: dict[str, Any]) -> str:

@@ -213,6 +213,25 @@ async def test_piston_answers_its_own_400_message(
     assert gateway.sent == []
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"language": "py\u0000thon"}, "language: contains the control character U+0000 (NUL) at "
+                                   "position 2, which this field cannot carry"),
+    # Trimmed by the runtime lookup, these ran as python before (the native API refuses them).
+    ({"language": "python\n"}, "language: contains the control character U+000A (newline) "
+                               "at position 6, which this field cannot carry"),
+    ({"version": "*\t"}, "version: contains the control character U+0009 (tab) at position "
+                         "1, which this field cannot carry"),
+])
+async def test_piston_answers_400_for_a_control_character_in_language_or_version(
+        served: tuple[httpx.AsyncClient, ServingGateway], change: dict[str, Any],
+        message: str) -> None:
+    client, gateway = served
+    r = await client.post("/api/v2/execute", json={
+        "language": "python", "version": "*", "files": [{"content": "print(1)"}], **change})
+    assert (r.status_code, r.json()) == (400, {"message": message}), r.text
+    assert gateway.sent == []
+
+
 @pytest.mark.parametrize("language", ["python%0A", "py%00thon", "python%09"])
 async def test_braindrill_answers_unsupported_language_for_a_control_character(
         served: tuple[httpx.AsyncClient, ServingGateway], language: str) -> None:

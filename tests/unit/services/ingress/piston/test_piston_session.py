@@ -3,8 +3,9 @@
 The socket is driven as a server sees it (ASGI messages, on the test's own loop);
 the worker's side is played by hand: its events are fed to the ingress's event
 feed, its result answered on the channel. Covers the frames in order, stdin going
-to the stdin topic, the hang-up when the client leaves, and the API key's
-concurrency quota counting an interactive run like any other.
+to the stdin topic, the hang-up when the client leaves, the API key's
+concurrency quota counting an interactive run like any other, and an init with a
+control character in a string that would reach a process refused before Kafka.
 """
 
 from __future__ import annotations
@@ -161,6 +162,58 @@ async def test_protocol_errors_after_init_close_and_kill_the_program(tmp_path: P
         # Closing the socket ends the run: the worker is told to kill it.
         assert [m.kind for m in gateway.stdin if m.id == exec_id] == [StdinKind.HANGUP]
     await gateway.stop()
+
+
+# (a change to INIT, the error frame's message): a string that would reach a process (issue 23)
+BAD_INITS: list[tuple[dict[str, Any], str]] = [
+    ({"args": ["a\0b"]}, "args.0: contains the control character U+0000 (NUL) at position 1, "
+                          "which this field cannot carry"),
+    ({"args": ["ok", "\x1b[2J"]}, "args.1: contains the control character U+001B (ESC) at "
+                                  "position 0, which this field cannot carry"),
+    ({"files": [{"name": "main.py\n", "content": "print(1)"}]},
+     "files[0].name must be a plain file name (letters, digits, '.', '_', '-'; no "
+     "directories, not starting with a dot)"),
+    ({"files": [{"name": "a\0.py", "content": "print(1)"}]},
+     "files[0].name must be a plain file name (letters, digits, '.', '_', '-'; no "
+     "directories, not starting with a dot)"),
+    ({"language": "py\0thon"}, "language: contains the control character U+0000 (NUL) at "
+                               "position 2, which this field cannot carry"),
+    # Trimmed by the runtime lookup, these ran as python before (the native API refuses them).
+    ({"language": "python\n"}, "language: contains the control character U+000A (newline) "
+                               "at position 6, which this field cannot carry"),
+    ({"language": "\tpython"}, "language: contains the control character U+0009 (tab) at "
+                               "position 0, which this field cannot carry"),
+    ({"version": "*\n"}, "version: contains the control character U+000A (newline) at "
+                         "position 1, which this field cannot carry"),
+    ({"version": "3.11\x7f"}, "version: contains the control character U+007F (DEL) at "
+                              "position 4, which this field cannot carry"),
+]
+
+
+async def test_a_control_character_in_init_is_an_error_then_4002_and_nothing_runs(
+        tmp_path: Path) -> None:
+    settings = Settings.from_env({}, index_dir=str(tmp_path))
+    gateway = Gateway(settings)
+    await gateway.start()
+    app = app_with(settings, gateway)
+    try:
+        for change, message in BAD_INITS:
+            ws = Socket(app)
+            await ws.accepted()
+            ws.send({**INIT, **change})
+            assert await ws.frame() == {"type": "error", "message": message}, change
+            assert await ws.close() == (4002, "Notified Error")
+            await ws.task
+        assert gateway.sent == [] and gateway.stdin == []  # nothing reached Kafka
+        # The ingress goes on serving sessions.
+        ws = Socket(app)
+        await ws.accepted()
+        ws.send(INIT)
+        assert (await ws.frame())["id"] == gateway.sent[0].id
+        ws.leave()
+        await ws.task
+    finally:
+        await gateway.stop()
 
 
 async def test_an_interactive_run_counts_against_its_keys_quota(tmp_path: Path) -> None:
