@@ -242,9 +242,9 @@ class Settings:
         "topic, ingresses follow it for GET /v1/executions/{id}/events. Off: none are written "
         "or read, and a stream carries only `finished`.")
     events_produce: str = _setting(
-        "always", "Which executions write live events: always (every one), or requested (those "
-        "whose request says \"events\": true, which the ingress sets for POST ?wait=0, the "
-        "playground and WebSocket sessions; the others' streams carry only `finished`).",
+        "requested", "Which executions write live events: requested (those whose request says "
+        "\"events\": true, which the ingress sets for POST ?wait=0, the playground and WebSocket "
+        "sessions; the others' streams carry only `finished`), or always (every one).",
         choices=("always", "requested"))
     events_topic: str = _setting(
         "runstream.events", "Topic of execution events, keyed by execution id (short-lived).")

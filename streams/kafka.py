@@ -198,17 +198,25 @@ async def assign_since(consumer: AIOKafkaConsumer, topic: str, settings: Setting
     """Assign every partition of ``topic`` and seek each to its first record of the
     last ``back_s`` seconds (its end when it has none); the positions, by partition."""
     tps = await assign_all(consumer, topic, settings, deadline)
-    since_ms = int((time.time() - back_s) * 1000)
-    wait = max(1.0, deadline - time.monotonic())
-    found = await asyncio.wait_for(consumer.offsets_for_times({tp: since_ms for tp in tps}),
-                                   wait)
-    ends: dict[TopicPartition, int] = await asyncio.wait_for(consumer.end_offsets(tps), wait)
-    positions = {}
+    positions = await offsets_since(consumer, tps, time.time() - back_s,
+                                    max(1.0, deadline - time.monotonic()))
     for tp in tps:
-        at = found.get(tp)
-        positions[tp] = at.offset if at is not None else ends[tp]
         consumer.seek(tp, positions[tp])
     return positions
+
+
+async def offsets_since(consumer: AIOKafkaConsumer, tps: list[TopicPartition], since: float,
+                        timeout_s: float) -> dict[TopicPartition, int]:
+    """The offset of each partition's first record written at or after ``since`` (a Unix
+    time), its end when it has none; within ``timeout_s``."""
+    # The ends first: a record written between the two requests is then found by the
+    # second (it is newer than ``since``) rather than skipped by an end read after it.
+    ends: dict[TopicPartition, int] = await asyncio.wait_for(consumer.end_offsets(tps),
+                                                             timeout_s)
+    since_ms = int(since * 1000)
+    found = await asyncio.wait_for(consumer.offsets_for_times({tp: since_ms for tp in tps}),
+                                   timeout_s)
+    return {tp: at.offset if (at := found.get(tp)) is not None else ends[tp] for tp in tps}
 
 
 class EndOffsets:

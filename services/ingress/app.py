@@ -146,7 +146,8 @@ class Ingress:
     async def create_execution(self, request: Request) -> Response:
         wait_s = _wait_param(request, self.settings.ingress_wait_s)
         # ?wait=0: the client follows the run some other way, maybe its events (the
-        # playground streams them): ask for them (RUNSTREAM_EVENTS_PRODUCE=requested).
+        # playground streams them): ask for them (by default only runs asked for write
+        # events: RUNSTREAM_EVENTS_PRODUCE, docs/events.md).
         build = _from_json if wait_s > 0 else _streamed_from_json
         exec_id, result = await self.submit_and_wait(request, build, wait_s)
         if result is None:

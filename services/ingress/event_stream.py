@@ -1,11 +1,12 @@
 """``GET /v1/executions/{id}/events``: an execution's events as Server-Sent Events.
 
-Any ingress serves any execution: each follows the whole events topic
-(``streams/event_feed.py``) and the results topic. A stream sends what was kept
-of the execution so far (after ``Last-Event-ID``), then each event as it is
-read, then ``finished`` with the stored result, and closes. The result decides
-the end, not the events: events may be lost, the result is not. An execution
-finished before the stream starts gets ``finished`` at once. Each stream is
+Any ingress serves any execution: each follows the results topic, and the
+partitions of the events topic that hold the ids watched there
+(``streams/event_feed.py``). A stream first reads what was written of its id so
+far, sends it (after ``Last-Event-ID``), then each event as it is read, then
+``finished`` with the stored result, and closes. The result decides the end, not
+the events: events may be lost, the result is not. An execution finished before
+the stream starts gets what was kept of it and ``finished`` at once. Each stream is
 bounded in time (``RUNSTREAM_INGRESS_EVENTS_STREAM_S``) and in memory (its
 subscription's queue); a reader too slow for its queue is closed and may resume.
 
@@ -74,10 +75,17 @@ class EventStreams:
         if self.open >= self.settings.ingress_events_max_streams:
             raise Overloaded(f"this ingress already serves {self.open} event streams; "
                              "retry later or on another instance", retry_after=1)
+        feed = self.gateway.events
+        if feed is not None:
+            # This ingress reads an id's events only while someone here watches it: first
+            # those written so far (bounded), for a stream that starts late and to tell
+            # an unknown id from one queued or running elsewhere.
+            await feed.caught_up_with(exec_id, self.settings.request_timeout_s)
         result = self.gateway.cached(exec_id)
         if result is None:
-            going = await self._known(exec_id)
-            feed = self.gateway.events
+            # Queued or running, as far as any ingress can tell (events read up to now).
+            going = self.gateway.is_pending(exec_id) or (feed is not None
+                                                          and feed.known(exec_id))
             if not going or (feed is not None and feed.recent.finished(exec_id)):
                 result = await self.gateway.find(exec_id)  # exact: reads the results up to now
                 if result is None and not going:
@@ -86,16 +94,6 @@ class EventStreams:
         return StreamingResponse(
             self._events(exec_id, last_event_id(request), result), media_type=MEDIA_TYPE,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    async def _known(self, exec_id: str) -> bool:
-        """Queued or running, as far as any ingress can tell (events read up to now)."""
-        feed = self.gateway.events
-        if self.gateway.is_pending(exec_id) or (feed is not None and feed.known(exec_id)):
-            return True
-        if feed is None:
-            return False
-        await feed.caught_up(self.settings.request_timeout_s)
-        return feed.known(exec_id)
 
     async def _events(self, exec_id: str, after: int | None,
                       result: bytes | None) -> AsyncIterator[bytes]:

@@ -145,8 +145,10 @@ async def test_an_execution_finished_before_the_stream_gets_finished_at_once(
         system: System) -> None:
     async with httpx.AsyncClient(timeout=60) as c:
         exec_id = f"ev-done-{uuid.uuid4().hex[:8]}"
-        r = await c.post(f"{system.url}/v1/executions",
-                         json={"id": exec_id, "language": "python", "source": "print(42)"})
+        # A synchronous POST that asks for its events (a plain one writes none: see
+        # test_events_requested.py).
+        r = await c.post(f"{system.url}/v1/executions", json={
+            "id": exec_id, "events": True, "language": "python", "source": "print(42)"})
         assert r.status_code == 200, r.text
         for url in system.urls:
             events = await collect(c, f"{url}/v1/executions/{exec_id}/events")

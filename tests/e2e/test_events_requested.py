@@ -1,4 +1,5 @@
-"""RUNSTREAM_EVENTS_PRODUCE=requested: only runs whose client asked write live events."""
+"""Who writes live events: by default the runs whose client asked (RUNSTREAM_EVENTS_PRODUCE
+requested); with RUNSTREAM_EVENTS_PRODUCE=always, every run."""
 
 from __future__ import annotations
 
@@ -15,20 +16,20 @@ pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
 
 
 @pytest.fixture(scope="module")
-def requested_system(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    with launch_system(kafka, tmp_path_factory.mktemp("events-requested"), ingresses=2,
-                       workers=1, extra_env={"RUNSTREAM_EVENTS_PRODUCE": "requested"}) as s:
+def always_system(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    with launch_system(kafka, tmp_path_factory.mktemp("events-always"), ingresses=2,
+                       workers=1, extra_env={"RUNSTREAM_EVENTS_PRODUCE": "always"}) as s:
         yield s
 
 
 async def test_a_run_nobody_asked_to_stream_writes_no_events_and_streams_its_result(
-        requested_system: System) -> None:
+        system: System) -> None:
     async with httpx.AsyncClient(timeout=60) as c:
         exec_id = f"ev-quiet-{uuid.uuid4().hex[:8]}"
-        r = await c.post(f"{requested_system.url}/v1/executions",
+        r = await c.post(f"{system.url}/v1/executions",
                          json={"id": exec_id, "language": "python", "source": "print(42)"})
         assert r.status_code == 200, r.text
-        for url in requested_system.urls:
+        for url in system.urls:
             events = await collect(c, f"{url}/v1/executions/{exec_id}/events")
             assert [m["event"] for m in events] == ["finished"]
             assert events[-1]["data"]["result"] == r.json()
@@ -36,22 +37,36 @@ async def test_a_run_nobody_asked_to_stream_writes_no_events_and_streams_its_res
 
 @pytest.mark.parametrize("how", ["wait=0", "flag"])
 async def test_a_run_asked_to_stream_writes_its_events_for_every_ingress(
-        requested_system: System, how: str) -> None:
+        system: System, how: str) -> None:
     body = {"language": "python", "source": "print(42)"}
     async with httpx.AsyncClient(timeout=60) as c:
         if how == "wait=0":  # the playground's way: submit, then follow
-            exec_id = await submit(c, requested_system.url, body)
-            r = await c.get(f"{requested_system.url}/v1/executions/{exec_id}",
-                            params={"wait": 30})
+            exec_id = await submit(c, system.url, body)
+            r = await c.get(f"{system.url}/v1/executions/{exec_id}", params={"wait": 30})
             assert r.status_code == 200, r.text
         else:  # a synchronous POST that says so
             exec_id = f"ev-flag-{uuid.uuid4().hex[:8]}"
-            r = await c.post(f"{requested_system.url}/v1/executions",
+            r = await c.post(f"{system.url}/v1/executions",
                              json={"id": exec_id, "events": True, **body})
             assert r.status_code == 200, r.text
-        for url in requested_system.urls:
+        for url in system.urls:
             events = await collect(c, f"{url}/v1/executions/{exec_id}/events")
-            # What every ingress kept of the run, then the result (as with "always").
+            # What every ingress read of the run, then the result.
             assert [m["event"] for m in events] == ["queued", "started", "stdout",
                                                     "finished"], events
             assert output(events) == "42\n"
+
+
+async def test_always_writes_the_events_of_a_run_nobody_asked_to_stream(
+        always_system: System) -> None:
+    async with httpx.AsyncClient(timeout=60) as c:
+        exec_id = f"ev-always-{uuid.uuid4().hex[:8]}"
+        r = await c.post(f"{always_system.url}/v1/executions",
+                         json={"id": exec_id, "language": "python", "source": "print(42)"})
+        assert r.status_code == 200, r.text
+        for url in always_system.urls:
+            events = await collect(c, f"{url}/v1/executions/{exec_id}/events")
+            assert [m["event"] for m in events] == ["queued", "started", "stdout",
+                                                    "finished"], events
+            assert output(events) == "42\n"
+            assert events[-1]["data"]["result"] == r.json()

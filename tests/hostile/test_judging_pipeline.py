@@ -409,7 +409,7 @@ async def test_each_test_verdict_is_an_event(running: System) -> None:
     exec_id = f"judged-{uuid.uuid4().hex[:10]}"
     async with httpx.AsyncClient(timeout=60) as c:
         r = await c.post(f"{running.url}/v1/executions", json={
-            "id": exec_id, "language": "python", "source": ECHO, "tests": [
+            "id": exec_id, "events": True, "language": "python", "source": ECHO, "tests": [
                 {"stdin": "1", "expected_output": "1", "points": 2},
                 {"stdin": "2", "expected_output": "3", "points": 3}]})
         assert r.status_code == 200, r.text

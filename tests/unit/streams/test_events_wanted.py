@@ -31,11 +31,11 @@ def test_a_flag_that_is_not_a_boolean_is_refused_naming_it() -> None:
     assert "events" in str(e.value.field) + e.value.message
 
 
-def test_always_writes_every_runs_events_and_requested_only_those_asked_for() -> None:
+def test_requested_by_default_writes_only_the_runs_asked_for_and_always_every_one() -> None:
     plain = decode_request(orjson.dumps(BODY))
-    always, requested = Settings(), Settings.from_env({"RUNSTREAM_EVENTS_PRODUCE": "requested"})
+    requested, always = Settings(), Settings.from_env({"RUNSTREAM_EVENTS_PRODUCE": "always"})
+    assert requested.events_produce == "requested" and not wants_events(requested, plain)
     assert always.events_produce == "always" and wants_events(always, plain)
-    assert not wants_events(requested, plain)
     assert wants_events(requested, replace(plain, events=True))
     # A WebSocket session's output reaches its client as events: always written.
     assert wants_events(requested, replace(plain, interactive=True))
