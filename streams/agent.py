@@ -217,6 +217,11 @@ class Agent:
         m = event.message
         tp = TopicPartition(m.topic, m.partition)
         offset: int = m.offset
+        if self.stopping:
+            # Fetched before the drain began, delivered after it: a run the drain does
+            # not wait for would be killed by the stop. Left to the partition's next
+            # owner: not taken, so never committed over, and never acked.
+            return
         with self.lock:
             taken = tp in self.owned and self.ledger.take(tp, offset)
         if not taken:

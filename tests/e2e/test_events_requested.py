@@ -25,10 +25,7 @@ def always_system(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 async def test_a_run_nobody_asked_to_stream_writes_no_events_and_streams_its_result(
         system: System) -> None:
     async with httpx.AsyncClient(timeout=60) as c:
-        exec_id = f"ev-quiet-{uuid.uuid4().hex[:8]}"
-        r = await c.post(f"{system.url}/v1/executions",
-                         json={"id": exec_id, "language": "python", "source": "print(42)"})
-        assert r.status_code == 200, r.text
+        exec_id, r = await _post_plain(c, system.url, "ev-quiet")
         for url in system.urls:
             events = await collect(c, f"{url}/v1/executions/{exec_id}/events")
             assert [m["event"] for m in events] == ["finished"]
@@ -60,13 +57,19 @@ async def test_a_run_asked_to_stream_writes_its_events_for_every_ingress(
 async def test_always_writes_the_events_of_a_run_nobody_asked_to_stream(
         always_system: System) -> None:
     async with httpx.AsyncClient(timeout=60) as c:
-        exec_id = f"ev-always-{uuid.uuid4().hex[:8]}"
-        r = await c.post(f"{always_system.url}/v1/executions",
-                         json={"id": exec_id, "language": "python", "source": "print(42)"})
-        assert r.status_code == 200, r.text
+        exec_id, r = await _post_plain(c, always_system.url, "ev-always")
         for url in always_system.urls:
             events = await collect(c, f"{url}/v1/executions/{exec_id}/events")
             assert [m["event"] for m in events] == ["queued", "started", "stdout",
                                                     "finished"], events
             assert output(events) == "42\n"
             assert events[-1]["data"]["result"] == r.json()
+
+
+async def _post_plain(c: httpx.AsyncClient, url: str, prefix: str) -> tuple[str, httpx.Response]:
+    """A synchronous POST of a python hello that does not ask for events."""
+    exec_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    r = await c.post(f"{url}/v1/executions",
+                     json={"id": exec_id, "language": "python", "source": "print(42)"})
+    assert r.status_code == 200, r.text
+    return exec_id, r

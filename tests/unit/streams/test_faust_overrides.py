@@ -263,6 +263,19 @@ async def test_4_ours_acks_only_stored_answers(ours: Any) -> None:
     assert agent.safe_offset(TP) == 2  # neither 2 nor 3 is ever committed over
 
 
+async def test_4_a_record_delivered_after_the_drain_began_is_left_to_the_next_owner(
+        ours: Any) -> None:
+    _, agent, handler = ours
+    acks = _Acks()
+    await _take(agent, acks, 1)
+    await _settle(agent)
+    await agent.drain(1.0)
+    # Fetched before the drain, delivered after it: a run the drain would not wait for.
+    await _take(agent, acks, 2)
+    assert not agent.tasks and handler.handled == [1] and acks.acked == [1]
+    assert agent.safe_offset(TP) == 2  # the next owner reads it again
+
+
 # 5. Fetch wait and the fixed sleep ---------------------------------------------------
 
 async def test_5_stock_faust_hard_codes_a_fetch_wait_of_1500_ms(stock: faust.App) -> None:
