@@ -53,6 +53,7 @@ loudly instead of silently weakening a guarantee.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import inspect
 import logging
 from collections.abc import Iterator
@@ -77,6 +78,8 @@ _warn = Throttled(log)
 
 #: The faust-streaming release every override here was read against and tested with.
 FAUST_VERSION = "0.15.3"
+#: The mode-streaming release (Faust's services) that rows 11 and 12 were read against.
+MODE_VERSION = "0.7.1"
 #: The URL scheme that selects :class:`Transport` (entry point ``faust.transports``).
 SCHEME = "runstream"
 
@@ -283,9 +286,9 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = self._ensure_consumer()
         fetch = self._fetch_records(consumer, active_partitions, timeout=timeout,
                                     max_records=max(1, agent_of(self.app).fetchable()))
-        # 11: straight onto the consumer's loop. Stock goes through mode's method queue,
-        # whose worker makes three more tasks per call to wait for the queue; a fetch
-        # is the one call made for every record.
+        # 11, 12: awaited here, on the loop the consumer runs on. Stock goes through
+        # mode's method queue to its thread, whose worker makes three more tasks per
+        # call; a fetch is the one call made for every record.
         return await fetch
 
     async def _commit(self, offsets: Any) -> bool:
@@ -390,6 +393,12 @@ def check() -> None:
             f"faust-streaming {faust.__version__} is installed, but runstream's overrides "
             f"(streams/faust_overrides.py) were written for {FAUST_VERSION}: read "
             "docs/faust.md before changing the pin")
+    installed_mode = importlib.metadata.version("mode-streaming")
+    if installed_mode != MODE_VERSION:
+        raise FaustMismatch(
+            f"mode-streaming {installed_mode} is installed, but runstream's overrides of its "
+            f"services (streams/faust_overrides.py, rows 11 and 12) were written for "
+            f"{MODE_VERSION}: read docs/faust.md before changing the pin")
     for owner, name, params in _NAMES:
         attr = inspect.getattr_static(owner, name, None)
         if attr is None:

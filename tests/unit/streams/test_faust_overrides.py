@@ -481,6 +481,12 @@ def test_the_check_fails_loudly_on_another_faust(monkeypatch: pytest.MonkeyPatch
         faust_overrides.check()
 
 
+def test_the_check_fails_loudly_on_another_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faust_overrides, "MODE_VERSION", "0.0.1")
+    with pytest.raises(faust_overrides.FaustMismatch, match=r"mode-streaming 0\.7\.1"):
+        faust_overrides.check()
+
+
 def test_the_check_fails_when_an_overridden_name_changes(
         monkeypatch: pytest.MonkeyPatch) -> None:
     async def renamed(self: Any, timeout_s: float) -> Any:
