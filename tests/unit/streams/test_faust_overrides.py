@@ -217,6 +217,43 @@ async def test_3_ours_does_not_wait_and_skips_redeliveries(ours: Any) -> None:
     assert handler.handled == [5, 6]
 
 
+class _Seeks:
+    """Stands for aiokafka's consumer: committed offsets, and the seeks made."""
+
+    def __init__(self, committed: dict[Any, int | None]) -> None:
+        self.committed = committed
+        self.to_beginning: list[Any] = []
+
+    async def seek_to_committed(self) -> dict[Any, int | None]:
+        return dict(self.committed)
+
+    async def seek_to_beginning(self, *tps: Any) -> None:
+        self.to_beginning.extend(tps)
+
+
+async def _seek_after_rebalance(app: faust.App) -> _Seeks:
+    seeks = _Seeks({TP: None, TopicPartition(TP.topic, 1): 0, TopicPartition(TP.topic, 2): 7})
+    app.consumer._thread._consumer = seeks
+    await app.consumer._thread.seek_to_committed()
+    return seeks
+
+
+async def test_3_stock_leaves_a_partition_never_committed_where_it_was_read_to(
+        stock: faust.App) -> None:
+    # Stock's thread hands the call to aiokafka through its method queue; run in place.
+    async def in_place(fun: Any, *args: Any, **kwargs: Any) -> Any:
+        return await fun(*args, **kwargs)
+    stock.consumer._thread.call_thread = in_place
+    assert (await _seek_after_rebalance(stock)).to_beginning == []
+
+
+async def test_3_ours_reads_a_partition_never_committed_again_from_its_start(
+        ours: Any) -> None:
+    app, _, _ = ours
+    seeks = await _seek_after_rebalance(app)
+    assert seeks.to_beginning == [TP, TopicPartition(TP.topic, 1)]
+
+
 # 4. Cancelled or failed runs are never acked ---------------------------------------
 
 def test_4_stock_stream_acks_by_default(stock: faust.App) -> None:
