@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -176,9 +176,11 @@ class EventFeed(Follower):
         finally:
             self._unwatch(partition)
 
-    async def caught_up(self, timeout_s: float) -> bool:
-        """The partitions watched now are read up to their ends as of now."""
-        return await self._caught_up_on(set(self._watches), timeout_s)
+    async def caught_up(self, timeout_s: float,
+                        partitions: Collection[int] | None = None) -> bool:
+        """The partitions watched now (or ``partitions``) are read up to their ends as of now."""
+        return await self._caught_up_on(
+            set(self._watches) if partitions is None else set(partitions), timeout_s)
 
     # -- which partitions are read ---------------------------------------------
     def _partition_of(self, exec_id: str) -> int | None:
@@ -235,31 +237,15 @@ class EventFeed(Follower):
                 self._resume(partition)
 
     async def _caught_up_on(self, partitions: set[int], timeout_s: float) -> bool:
-        """Snapshot the end offsets now and wait until ``partitions`` are read up to them."""
-        consumer = self._consumer
-        if consumer is None:
-            return False
-        try:
-            async with asyncio.timeout(timeout_s):
-                for partition in partitions:  # a seek under way comes first
-                    if (seek := self._seeking.get(partition)) is not None:
-                        await asyncio.wait({seek})  # (not cancelled with this wait)
-                ends = await self._ends.fetch(consumer, self._tps, timeout_s)
-                while True:
-                    rounds = self._rounds
-                    if self._consumer is None:
-                        return False  # stopped meanwhile
-                    behind = [p for p in partitions
-                              if await consumer.position(self._tps[p]) < ends[p]]
-                    if not behind:
-                        return True
-                    async with self._progress:
-                        await self._progress.wait_for(
-                            lambda: self._rounds != rounds)  # noqa: B023
-        except (KafkaError, TimeoutError, OSError) as e:
-            self._warn.warning("ends", "%s not read up to its end within %.1f s (%r)",
-                               self.topic, timeout_s, e)
-            return False
+        """Wait for a seek under way, then until ``partitions`` are read up to their ends
+        as of now (:meth:`Follower.caught_up`)."""
+        deadline = time.monotonic() + timeout_s
+        seeks = {seek for p in partitions if (seek := self._seeking.get(p)) is not None}
+        if seeks:  # a partition being sought is read from the sought offset on
+            _, late = await asyncio.wait(seeks, timeout=timeout_s)
+            if late:
+                return False
+        return await super().caught_up(max(0.0, deadline - time.monotonic()), partitions)
 
     # -- following -------------------------------------------------------------
     async def _round(self) -> None:

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -138,18 +138,22 @@ class Follower:
             self._rounds += 1
             self._progress.notify_all()
 
-    async def _read_positions(self) -> dict[int, int]:
-        """The consumer's position in every partition read (no request to the broker)."""
+    async def _read_positions(self, partitions: Collection[int] | None = None
+                              ) -> dict[int, int]:
+        """The consumer's position in every partition read, or in ``partitions`` of them
+        (no request to the broker)."""
         assert self._consumer is not None
         async with asyncio.timeout(self.settings.request_timeout_s * 5):
-            return {tp.partition: await self._consumer.position(tp) for tp in self._tps}
+            return {tp.partition: await self._consumer.position(tp) for tp in self._tps
+                    if partitions is None or tp.partition in partitions}
 
-    async def caught_up(self, timeout_s: float) -> bool:
+    async def caught_up(self, timeout_s: float,
+                        partitions: Collection[int] | None = None) -> bool:
         """Snapshot the end offsets now and wait until the positions read reach them.
 
-        False if the end offsets cannot be read or the positions do not reach them
-        within ``timeout_s``. A partition no longer read (a new assignment since the
-        snapshot) is not waited for.
+        Only those of ``partitions`` when given. False if the end offsets cannot be read
+        or the positions do not reach them within ``timeout_s``. A partition no longer
+        read (a new assignment since the snapshot) is not waited for.
         """
         if self._consumer is None:
             return False
@@ -159,6 +163,8 @@ class Follower:
         except (KafkaError, TimeoutError, OSError) as e:
             self._warn.warning("ends", "end offsets of %s unavailable: %r", self.topic, e)
             return False
+        if partitions is not None:
+            ends = {p: end for p, end in ends.items() if p in partitions}
         while True:
             rounds = self._rounds
             positions = self._positions
@@ -167,7 +173,7 @@ class Follower:
                     return False  # stopped meanwhile
                 try:  # within what is left of the caller's bound
                     async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                        positions = await self._read_positions()
+                        positions = await self._read_positions(partitions)
                 except (KafkaError, TimeoutError, OSError):
                     return False  # unassigned meanwhile, or out of time
             if all(positions.get(p, end) >= end for p, end in ends.items()):
