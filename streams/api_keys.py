@@ -62,7 +62,7 @@ class KeyStore(Follower):
 
     async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
         tps = await kafka.assign_all(consumer, self.topic, self.settings, deadline)
-        first = await asyncio.wait_for(consumer.beginning_offsets(tps),
+        first = await asyncio.wait_for(self.offsets.beginning_offsets(tps),
                                        max(1.0, deadline - time.monotonic()))
         for tp in tps:
             consumer.seek(tp, first[tp])

@@ -223,7 +223,7 @@ class EventFeed(Follower):
         bound = self.settings.request_timeout_s
         try:
             async with asyncio.timeout(bound * 2):
-                at = (await kafka.offsets_since(consumer, [tp], since, bound))[tp]
+                at = (await kafka.offsets_since(self.offsets, [tp], since, bound))[tp]
                 if at > await consumer.position(tp):
                     consumer.seek(tp, at)
             self._since[partition] = since

@@ -15,6 +15,12 @@ jobs' group member) has the same life cycle, written here once:
   follower of the events topic goes round for every event);
 - :meth:`Follower.stop`: cancel the following and close the consumer.
 
+Offsets are asked for through a second consumer that never fetches
+(:attr:`Follower.offsets`): Kafka answers one request at a time per connection, so
+behind a fetch that the broker holds while nothing is written (up to
+:data:`.kafka.FOLLOW_MAX_WAIT_MS`) an end-offsets request waited up to that long. A client that named its execution id
+waited ~300 ms for its POST's look-up, idle, where the look-up takes 1 ms.
+
 Every network await is bounded.
 """
 
@@ -72,6 +78,7 @@ class Follower:
         self.client_id = client_id
         self._consumer_options = consumer_options
         self._consumer: AIOKafkaConsumer | None = None
+        self._offsets: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         #: The partitions read now.
         self._tps: list[TopicPartition] = []
@@ -89,8 +96,12 @@ class Follower:
         """Connect, assign, follow, and wait until ready; bounded by ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         self._consumer = self._new_consumer()
+        self._offsets = self._new_offsets_client()
         try:
-            await kafka.start(self._consumer, self.settings, timeout_s=timeout_s)
+            for client in (self._consumer, self._offsets):
+                await kafka.start(client, self.settings, timeout_s=timeout_s)
+            # Its first question about the topic would wait for the topic's metadata.
+            await kafka.partitions_of(self._offsets, self.topic, self.settings, deadline)
             await self._assign(self._consumer, deadline)
             self._task = asyncio.create_task(self._follow(), name=f"follow-{self.client_id}")
             await self._ready(deadline)
@@ -107,12 +118,29 @@ class Follower:
             self._task = None
         if self._consumer is not None:
             await self._closing()
-        await kafka.close(self._consumer, timeout_s=timeout_s)
-        self._consumer = None
+        # Side by side: a broker that is gone costs one close timeout, not two.
+        await asyncio.gather(*(kafka.close(c, timeout_s=timeout_s)
+                               for c in (self._consumer, self._offsets)))
+        self._consumer = self._offsets = None
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         """The consumer to follow with (not started yet)."""
         return kafka.consumer(self.settings, client_id=self.client_id, **self._consumer_options)
+
+    def _new_offsets_client(self) -> AIOKafkaConsumer:
+        """The consumer that asks for offsets: never assigned, so it never fetches."""
+        same = {k: v for k, v in self._consumer_options.items() if k == "isolation_level"}
+        return kafka.consumer(self.settings, client_id=f"{self.client_id}-offsets", **same)
+
+    @property
+    def offsets(self) -> AIOKafkaConsumer:
+        """The client to ask the broker for offsets with (ends, beginnings, by time).
+
+        Not the following consumer: the broker answers a connection's requests in
+        order, and that consumer's connection may hold a fetch waiting for records.
+        """
+        assert self._offsets is not None, "start() first"
+        return self._offsets
 
     async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
         """Assign the partitions to read (or subscribe), each at its first position."""
@@ -155,11 +183,11 @@ class Follower:
         or the positions do not reach them within ``timeout_s``. A partition no longer
         read (a new assignment since the snapshot) is not waited for.
         """
-        if self._consumer is None:
+        if self._consumer is None or self._offsets is None:
             return False
         deadline = time.monotonic() + timeout_s
         try:
-            ends = await self._ends.fetch(self._consumer, self._tps, timeout_s)
+            ends = await self._ends.fetch(self._offsets, self._tps, timeout_s)
         except (KafkaError, TimeoutError, OSError) as e:
             self._warn.warning("ends", "end offsets of %s unavailable: %r", self.topic, e)
             return False

@@ -228,8 +228,8 @@ class ResultStore(Follower):
         assert self._consumer is not None and self._index is not None
         s = self.settings
         tps = [tp for tp in self._all if wanted is None or tp.partition in wanted]
-        first = await asyncio.wait_for(self._consumer.beginning_offsets(tps), wait) if tps else {}
-        end = await asyncio.wait_for(self._consumer.end_offsets(tps), wait) if tps else {}
+        first = await asyncio.wait_for(self.offsets.beginning_offsets(tps), wait) if tps else {}
+        end = await asyncio.wait_for(self.offsets.end_offsets(tps), wait) if tps else {}
         saved = await self._run(self._index.positions)
         if any(saved.get(tp.partition, 0) > end[tp] for tp in tps):
             # Positions beyond the end: the topic was re-created. Nothing indexed is valid.
@@ -446,7 +446,7 @@ class ResultStore(Follower):
 
     async def _prune(self) -> None:
         assert self._consumer is not None and self._index is not None
-        first = await asyncio.wait_for(self._consumer.beginning_offsets(self._tps),
+        first = await asyncio.wait_for(self.offsets.beginning_offsets(self._tps),
                                        self.settings.request_timeout_s * 5)
         dropped = await self._run(self._index.prune, {tp.partition: o for tp, o in first.items()})
         if dropped:

@@ -2,7 +2,8 @@
 
 A :class:`WorkerGroup` follows the workers topic (each worker's announcement:
 its languages and concurrency; a tombstone when it leaves for good) and runs a
-:class:`GroupWatch`. Every ``POLL_S`` the watch asks Kafka for the worker group's members, its
+:class:`GroupWatch`. Every ``POLL_S`` while requests come (every ``IDLE_POLL_S`` when
+none came for ``ACTIVE_S``) the watch asks Kafka for the worker group's members, its
 committed offsets on the requests topic and that topic's end offsets. From
 those it derives the live workers (for ``/readyz`` and ``/v1/languages``), the
 lag (for the ingress's admission control) and the live slots (announced ``concurrency`` of
@@ -61,7 +62,15 @@ def assigned_partitions(assignment: bytes, topic: str) -> list[int]:
 class GroupWatch:
     """The last known members, lag and slots of the worker group."""
 
+    #: Between polls while requests come, or a backlog or a waiter is there.
     POLL_S = 0.5
+    #: Between polls of an idle ingress: each poll is six requests to the broker (two
+    #: coordinator look-ups, members, committed offsets, end and first offsets), which
+    #: every 0.5 s were a third of an idle system's requests. Well inside the bound
+    #: past which a measurement is stale (``WorkerGroup.worker_count``: 5 s at least).
+    IDLE_POLL_S = 2.0
+    #: How long after the last request the watch still polls every ``POLL_S``.
+    ACTIVE_S = 10.0
 
     def __init__(self, settings: Settings, announcements: dict[str, dict[str, Any]]) -> None:
         self.settings = settings
@@ -85,9 +94,16 @@ class GroupWatch:
         self._polled = asyncio.Event()
         self._changed = asyncio.Condition()
         self._parts: tuple[float, list[int]] = (0.0, [])
+        self._active_at: float | None = None  # monotonic time of the last active()
+        self._waiting = 0  # until() calls under way
+        self._woken = asyncio.Event()  # ends an idle wait at once
 
     def start(self, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> None:
-        """Poll in the background with these (started) clients."""
+        """Poll in the background with these (started) clients.
+
+        ``consumer`` asks for offsets only: one that fetches too would hold each of its
+        questions behind a fetch the broker keeps open while nothing is written.
+        """
         self.admin, self.consumer = admin, consumer
         self._task = asyncio.create_task(self._run(), name="group-watch")
 
@@ -104,12 +120,33 @@ class GroupWatch:
 
     async def until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         """Wait (re-checking after each poll) until ``predicate()`` holds; False on timeout."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(predicate), timeout_s)
-            except TimeoutError:
-                return False
-        return True
+        self._waiting += 1
+        self._woken.set()  # someone waits: poll at the busy pace from now
+        try:
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait_for(predicate), timeout_s)
+                except TimeoutError:
+                    return False
+            return True
+        finally:
+            self._waiting -= 1
+
+    def active(self) -> None:
+        """A request is being produced: poll at the busy pace (at once, if it was idle)."""
+        was_idle = not self.busy()
+        self._active_at = time.monotonic()
+        if was_idle:
+            self._woken.set()
+
+    def busy(self) -> bool:
+        """Requests came within ``ACTIVE_S``, or a backlog or a waiter is there."""
+        return bool(self._waiting or self.lag or (
+            self._active_at is not None and time.monotonic() - self._active_at < self.ACTIVE_S))
+
+    def pace(self) -> float:
+        """Seconds from the start of one poll to the next."""
+        return self.POLL_S if self.busy() else self.IDLE_POLL_S
 
     @property
     def live_workers(self) -> set[str]:
@@ -144,7 +181,10 @@ class GroupWatch:
                 if self.error is None:
                     log.warning("polling worker group %s failed: %r", self.settings.worker_group, e)
                 self.error = f"{type(e).__name__}: {e}"
-            await asyncio.sleep(max(0.05, self.POLL_S - (time.monotonic() - started)))
+            self._woken.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(),
+                                       max(0.05, self.pace() - (time.monotonic() - started)))
 
     async def _request_partitions(self) -> list[int]:
         # Partitions are rarely added: describe the topic once a minute, not every poll.
@@ -199,6 +239,7 @@ class WorkerGroup:
         self.workers: dict[str, dict[str, Any]] = {}  # worker id -> its announcement
         self.watch = GroupWatch(settings, self.workers)
         self._announcements: AIOKafkaConsumer | None = None
+        self._offsets: AIOKafkaConsumer | None = None  # the watch's: never fetches
         self._admin: AIOKafkaAdminClient | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -210,8 +251,9 @@ class WorkerGroup:
         s = self.settings
         self._announcements = kafka.consumer(s, client_id=f"{self.client_id}-workers",
                                              auto_offset_reset="earliest")
+        self._offsets = kafka.consumer(s, client_id=f"{self.client_id}-offsets")
         self._admin = kafka.admin(s, client_id=f"{self.client_id}-admin")
-        for client in (self._announcements, self._admin):
+        for client in (self._announcements, self._offsets, self._admin):
             await kafka.start(client, s, timeout_s=timeout_s)
         parts = await self._existing(topics, timeout_s)
         self._announcements.assign([TopicPartition(s.workers_topic, p)
@@ -240,9 +282,10 @@ class WorkerGroup:
 
         Returns after the first poll, or a bound past which it goes on polling.
         """
-        assert self._admin is not None and self._announcements is not None, "connect() first"
+        assert (self._admin is not None and self._announcements is not None
+                and self._offsets is not None), "connect() first"
         s = self.settings
-        self.watch.start(self._admin, self._announcements)
+        self.watch.start(self._admin, self._offsets)
         self._task = asyncio.create_task(
             kafka.follow(self._announcements, lambda r: self.announce(r.key, r.value),
                          what=s.workers_topic), name="announcements")
@@ -257,7 +300,7 @@ class WorkerGroup:
                 await asyncio.wait_for(self._task, 5)
         # Side by side: a broker that is gone costs one close timeout, not one per client.
         await asyncio.gather(*(kafka.close(c, timeout_s=5)
-                               for c in (self._announcements, self._admin)),
+                               for c in (self._announcements, self._offsets, self._admin)),
                              return_exceptions=True)
 
     def announce(self, key: bytes | None, value: bytes | None) -> None:

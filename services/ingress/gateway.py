@@ -93,6 +93,7 @@ class Gateway:
         """
         if self.channel.produced(req.id):
             return  # an idempotent retry of an id in flight joins it
+        self.channel.watch.active()  # the backlog is measured at the busy pace
         # The caller's API key (auth.py): its id stamped, its languages and concurrency
         # quota enforced (403, 429), for every route that produces.
         req = admit(req, self.inflight, self.settings, self.backlog.mean_exec_s)

@@ -45,7 +45,8 @@ class FakeConsumer:
         assert tps == [TP]
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        return {TP: self.end}
+        raise AssertionError("offsets asked of the consumer that fetches: the broker answers "
+                             "them only after the fetch it holds")
 
     async def position(self, tp: TopicPartition) -> int:
         self.asked += 1
@@ -68,16 +69,42 @@ class FakeConsumer:
         return {TP: records}
 
 
+class FakeOffsets:
+    """The follower's second client: it only answers questions about offsets."""
+
+    def __init__(self, consumer: FakeConsumer) -> None:
+        self.consumer = consumer
+        self.started = self.stopped = False
+        self.asked = 0  # end_offsets() calls
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {TP.partition}
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self.asked += 1
+        return {TP: self.consumer.end}
+
+
 class Probe(Follower):
     max_records = 2
 
     def __init__(self, consumer: FakeConsumer) -> None:
         super().__init__(SETTINGS, "t", client_id="probe")
         self.fake = consumer
+        self.fake_offsets = FakeOffsets(consumer)
         self.read: list[int] = []
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return cast(AIOKafkaConsumer, self.fake)
+
+    def _new_offsets_client(self) -> AIOKafkaConsumer:
+        return cast(AIOKafkaConsumer, self.fake_offsets)
 
     async def _assign(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
         consumer.assign([TP])
@@ -100,8 +127,11 @@ async def test_it_follows_to_the_end_and_says_when_it_caught_up() -> None:
     consumer.write()
     assert await follower.caught_up(5)
     assert follower.read == [0, 1, 2, 3, 4, 5, 6] and not consumer.fail_next
+    # The ends came from the client that never fetches (FakeConsumer refuses to answer).
+    assert follower.fake_offsets.asked == 3
     await follower.stop()
     assert consumer.stopped and follower._task is None
+    assert follower.fake_offsets.started and follower.fake_offsets.stopped
 
 
 async def test_caught_up_is_false_when_the_positions_do_not_reach_the_end_in_time() -> None:
@@ -124,7 +154,7 @@ async def test_a_start_that_fails_after_connecting_stops_what_it_started() -> No
     follower = Failing(consumer)
     with pytest.raises(TimeoutError, match="no partition"):
         await asyncio.wait_for(follower.start(timeout_s=5), 10)
-    assert consumer.stopped and follower._task is None
+    assert consumer.stopped and follower._task is None and follower.fake_offsets.stopped
 
 
 async def test_rounds_read_no_positions_unless_someone_waits_to_catch_up() -> None:
