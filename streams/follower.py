@@ -18,8 +18,9 @@ jobs' group member) has the same life cycle, written here once:
 Offsets are asked for through a second consumer that never fetches
 (:attr:`Follower.offsets`): Kafka answers one request at a time per connection, so
 behind a fetch that the broker holds while nothing is written (up to
-:data:`.kafka.FOLLOW_MAX_WAIT_MS`) an end-offsets request waited up to that long. A client that named its execution id
-waited ~300 ms for its POST's look-up, idle, where the look-up takes 1 ms.
+:data:`.kafka.FOLLOW_MAX_WAIT_MS`) an end-offsets request waited up to that long. A
+client that named its execution id waited ~300 ms for its POST's look-up, idle, where
+the look-up takes 1 ms.
 
 Every network await is bounded.
 """
