@@ -41,6 +41,8 @@ class KeyStore(Follower):
     Also what the webhook deliverer asks for a key's signing secret.
     """
 
+    fetch_hold_ms = kafka.HOLD_MS  # every partition, from start to stop
+
     def __init__(self, settings: Settings, *, name: str) -> None:
         super().__init__(settings, settings.keys_topic,
                          client_id=f"runstream-{name}-keys", auto_offset_reset="earliest")

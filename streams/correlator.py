@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from runstream.services.settings import Settings
+from runstream.streams import kafka
 from runstream.streams.follower import STOP_S, Follower
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ class Correlator(Follower):
     # Only replies to come matter: nobody asks whether it caught up.
     tracks_positions = False
     fetch_wait_ms = 1000
+    # One partition, or a group's share that moves only when an ingress comes or goes;
+    # a reply the first fetch after such a move is late for reaches its caller through
+    # the results topic, which every ingress follows.
+    fetch_hold_ms = kafka.HOLD_MS
     max_records = 500
 
     def __init__(self, settings: Settings, topic: str, partition: int | None, *,

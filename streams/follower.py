@@ -62,6 +62,9 @@ class Follower:
 
     #: How long a fetch waits for records before the loop goes round again.
     fetch_wait_ms = 500
+    #: How long the broker may hold an empty fetch (:data:`.kafka.HOLD_MS` for a
+    #: follower whose partitions do not change while it runs).
+    fetch_hold_ms = kafka.FOLLOW_MAX_WAIT_MS
     #: Records one round reads at most.
     max_records = 1000
     #: Count the rounds, so that :meth:`caught_up` can wait for the next one.
@@ -126,7 +129,9 @@ class Follower:
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         """The consumer to follow with (not started yet)."""
-        return kafka.consumer(self.settings, client_id=self.client_id, **self._consumer_options)
+        return kafka.consumer(self.settings, client_id=self.client_id,
+                              **({"fetch_max_wait_ms": self.fetch_hold_ms}
+                                 | self._consumer_options))
 
     def _new_offsets_client(self) -> AIOKafkaConsumer:
         """The consumer that asks for offsets: never assigned, so it never fetches."""

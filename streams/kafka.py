@@ -92,6 +92,17 @@ SEQUENCE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpo
 #: default. Waits of 20 to 200 ms here cost the idle workers ~7 % of a core each.
 FOLLOW_MAX_WAIT_MS = 500
 
+#: The same for a follower whose partitions stay the same while it runs and are read
+#: whole (never some paused, others not): the reply correlator, an ingress's results
+#: index, the API keys, live stdin, the worker announcements. Idle, each asked twice a
+#: second, and the broker spends ~1.3 ms of CPU per empty fetch. A longer hold costs
+#: such a follower nothing: a record ends it at once, and its questions about offsets
+#: go through a client of their own (``Follower.offsets``). What it does delay, by up to
+#: its length, is the first fetch of a new assignment (the broker answers a connection's
+#: requests in order): hence not for the worker's requests and results, which move on
+#: every rebalance, nor for the events feed, which resumes one partition at a time.
+HOLD_MS = 5000
+
 
 def consumer(settings: Settings, *topics: str, client_id: str,
              **overrides: Any) -> AIOKafkaConsumer:

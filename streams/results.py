@@ -184,6 +184,8 @@ class ResultStore(Follower):
         #: follower pauses this long; idle, its fetch waits for the next record (one fetch
         #: per 500 ms), so the lag costs no fetches while nothing is written.
         self.lag_ms = lag_ms
+        if not lag_ms and partitions is None:  # an ingress's: every partition, all along
+            self.fetch_hold_ms = kafka.HOLD_MS
         self._wanted: frozenset[int] | None = None if partitions is None else frozenset(
             partitions)
         self._changes: list[asyncio.Future[None]] = []  # follow() calls not applied yet

@@ -76,6 +76,7 @@ class StdinFeed(Follower):
     # Nobody asks whether the feed caught up: no positions to note after each batch.
     tracks_positions = False
     fetch_wait_ms = 1000
+    fetch_hold_ms = kafka.HOLD_MS  # every partition, from start to stop
     max_records = 500
 
     def __init__(self, settings: Settings, *, name: str) -> None:

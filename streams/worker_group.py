@@ -250,7 +250,8 @@ class WorkerGroup:
         """
         s = self.settings
         self._announcements = kafka.consumer(s, client_id=f"{self.client_id}-workers",
-                                             auto_offset_reset="earliest")
+                                             auto_offset_reset="earliest",
+                                             fetch_max_wait_ms=kafka.HOLD_MS)
         self._offsets = kafka.consumer(s, client_id=f"{self.client_id}-offsets")
         self._admin = kafka.admin(s, client_id=f"{self.client_id}-admin")
         for client in (self._announcements, self._offsets, self._admin):
