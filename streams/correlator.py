@@ -39,10 +39,6 @@ class Correlator(Follower):
     # Only replies to come matter: nobody asks whether it caught up.
     tracks_positions = False
     fetch_wait_ms = 1000
-    # One partition, or a group's share that moves only when an ingress comes or goes;
-    # a reply the first fetch after such a move is late for reaches its caller through
-    # the results topic, which every ingress follows.
-    fetch_hold_ms = kafka.HOLD_MS
     max_records = 500
 
     def __init__(self, settings: Settings, topic: str, partition: int | None, *,
@@ -58,6 +54,11 @@ class Correlator(Follower):
                        "session_timeout_ms": int(settings.worker_session_timeout_s * 1000),
                        "heartbeat_interval_ms": int(settings.worker_heartbeat_s * 1000)}
         super().__init__(settings, topic, client_id=client_id, **options)
+        if group is None:
+            # One partition, start to stop. A group's share moves when an ingress comes
+            # or goes, and its new owner starts at the partition's end: behind a held
+            # fetch that start came late, and replies written meanwhile were skipped.
+            self.fetch_hold_ms = kafka.HOLD_MS
         self.tp = TopicPartition(topic, partition if partition is not None else -1)
         self.group = group
         self.from_beginning = from_beginning

@@ -93,14 +93,15 @@ SEQUENCE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpo
 FOLLOW_MAX_WAIT_MS = 500
 
 #: The same for a follower whose partitions stay the same while it runs and are read
-#: whole (never some paused, others not): the reply correlator, an ingress's results
-#: index, the API keys, live stdin, the worker announcements. Idle, each asked twice a
-#: second, and the broker spends ~1.3 ms of CPU per empty fetch. A longer hold costs
-#: such a follower nothing: a record ends it at once, and its questions about offsets
-#: go through a client of their own (``Follower.offsets``). What it does delay, by up to
-#: its length, is the first fetch of a new assignment (the broker answers a connection's
-#: requests in order): hence not for the worker's requests and results, which move on
-#: every rebalance, nor for the events feed, which resumes one partition at a time.
+#: whole (never some paused, others not): an ingress's results index, the API keys,
+#: live stdin, the worker announcements, a correlator of a fixed replies partition.
+#: Idle, each asked twice a second, and the broker spends ~1.3 ms of CPU per empty
+#: fetch. A longer hold costs such a follower nothing: a record ends it at once, and
+#: its questions about offsets go through a client of their own (``Follower.offsets``).
+#: What it does delay, by up to its length, is the first fetch (and offset reset) of a
+#: new assignment: the broker answers a connection's requests in order. Hence not for
+#: what moves on a rebalance (the worker's requests and results, the ingresses' replies
+#: partitions), nor for the events feed, which resumes one partition at a time.
 HOLD_MS = 5000
 
 
