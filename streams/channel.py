@@ -28,13 +28,14 @@ from typing import Any
 
 from runstream.schemas.codec import encode_request
 from runstream.schemas.errors import BrokerUnavailable
+from runstream.schemas.events import encode_event
 from runstream.schemas.events import queued as event_queued
 from runstream.schemas.models import ExecutionRequest, ReplyTo
 from runstream.schemas.stdin import StdinMessage, encode_stdin
 from runstream.services.settings import Settings
 from runstream.streams.correlator import Correlator
 from runstream.streams.event_feed import EventFeed
-from runstream.streams.event_publisher import EventPublisher, wants_events
+from runstream.streams.event_publisher import wants_events
 from runstream.streams.requester import Requester
 from runstream.streams.results import Listener, ResultStore
 from runstream.streams.waiters import Waiters
@@ -81,10 +82,8 @@ class RequestChannel:
         self.store = store or ResultStore(settings, name=self.name)
         self.store.add_listener(self._on_result)
         # Live events (docs/events.md): every event read, for any stream here;
-        # this instance itself writes only "queued".
+        # this instance itself writes only "queued" (with the request: _produce).
         self.events = EventFeed(settings, name=self.name) if settings.events_enabled else None
-        self._event_writer = (EventPublisher(settings, client_id=f"runstream-{self.name}-events")
-                              if settings.events_enabled else None)
         self.waiters = Waiters()
         self._produced = _Produced(
             ttl_s=settings.ingress_deadline_s + settings.ingress_wait_s + 60)
@@ -122,9 +121,8 @@ class RequestChannel:
                                       s.workers_topic], timeout_s)
             await self.replies.start(timeout_s)
             await self.store.start(timeout_s)
-            for part in (self.events, self._event_writer):
-                if part is not None:
-                    await part.start(timeout_s)
+            if self.events is not None:
+                await self.events.start(timeout_s)
         except BaseException:
             await self.stop()
             raise
@@ -141,7 +139,7 @@ class RequestChannel:
         # Side by side: a broker that is gone costs one close timeout, not one per client.
         await asyncio.gather(
             self.group.stop(), self.requester.stop(timeout_s=5), self.store.stop(),
-            *(part.stop() for part in (self.events, self._event_writer) if part is not None),
+            *([self.events.stop()] if self.events is not None else []),
             return_exceptions=True)
 
     # -- requests --------------------------------------------------------------
@@ -179,14 +177,25 @@ class RequestChannel:
                 "than partitions); it is safe to retry with the same id")
         req = replace(req, reply_to=ReplyTo(s.replies_topic, partition),
                       enqueued_at=datetime.now(UTC))
-        if self._event_writer is not None and wants_events(s, req):
-            # fire-and-forget, alongside the request
-            self._event_writer.emit(event_queued(req.id, req.enqueued_at or datetime.now(UTC),
-                                                 req.language))
-        await self.requester.send(
+        request = self.requester.send(
             s.requests_topic, req.id, encode_request(req),
             refused="Kafka did not accept the request within {bound}s ({error}); "
                     "it is safe to retry with the same id")
+        if self.events is not None and wants_events(s, req):
+            # Its "queued" event goes out with it (one produce request) and is stored
+            # before the client hears of the run: a client that asks another ingress
+            # for the events at once must not get 404 for a run that ingress has not
+            # read yet (written in the background, it could arrive after that question).
+            queued = event_queued(req.id, req.enqueued_at or datetime.now(UTC), req.language)
+            sent, event = await asyncio.gather(request, self.requester.send(
+                s.events_topic, req.id, encode_event(queued), refused="{error}"),
+                return_exceptions=True)
+            if isinstance(sent, BaseException):
+                raise sent
+            if isinstance(event, Exception):  # the run goes on: only its stream is poorer
+                log.warning("id=%s: the queued event was not stored: %s", req.id, event)
+        else:
+            await request
         self._produced.add(req.id)
 
     async def send_stdin(self, items: list[StdinMessage]) -> None:
