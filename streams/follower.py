@@ -172,6 +172,9 @@ class Follower:
             self._rounds += 1
             self._progress.notify_all()
 
+    def _hurry(self) -> None:
+        """Someone waits for the next round: a follower that paces its reads reads now."""
+
     async def _read_positions(self, partitions: Collection[int] | None = None
                               ) -> dict[int, int]:
         """The consumer's position in every partition read, or in ``partitions`` of them
@@ -212,6 +215,7 @@ class Follower:
                     return False  # unassigned meanwhile, or out of time
             if all(positions.get(p, end) >= end for p, end in ends.items()):
                 return True
+            self._hurry()
             async with self._progress:
                 try:
                     await asyncio.wait_for(

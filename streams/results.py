@@ -174,17 +174,21 @@ class ResultStore(Follower):
     max_records = 2000
 
     def __init__(self, settings: Settings, *, name: str, lag_ms: int = 0,
-                 partitions: Iterable[int] | None = None) -> None:
+                 partitions: Iterable[int] | None = None, moves: bool = False) -> None:
         super().__init__(settings, settings.results_topic,
                          client_id=f"runstream-{name}-results",
                          isolation_level="read_committed", auto_offset_reset="earliest")
         self.name = name
         #: How far behind the topic the follower may read, to read it in fewer, larger
         #: fetches under load; 0: each result as soon as it is written. After a batch the
-        #: follower pauses this long; idle, its fetch waits for the next record (one fetch
-        #: per 500 ms), so the lag costs no fetches while nothing is written.
+        #: follower pauses this long, unless a look-up waits (:meth:`get` reads up to
+        #: the end first); idle, its fetch waits for the next record, so the lag costs no
+        #: fetches while nothing is written.
         self.lag_ms = lag_ms
-        if not lag_ms and partitions is None:  # an ingress's: every partition, all along
+        self._hurried = asyncio.Event()  # a look-up waits: end the pause
+        #: ``moves``: the partitions followed change while it runs (a worker's, with
+        #: :meth:`follow` on each rebalance); otherwise the broker may hold its fetch long.
+        if not moves and partitions is None:
             self.fetch_hold_ms = kafka.HOLD_MS
         self._wanted: frozenset[int] | None = None if partitions is None else frozenset(
             partitions)
@@ -317,7 +321,9 @@ class ResultStore(Follower):
         deadline = time.monotonic() + timeout_s
         with contextlib.suppress(TimeoutError):
             await self._follow_partition_of(exec_id, timeout_s)
-        if not await self.caught_up(max(0.0, deadline - time.monotonic())):
+        # Results are keyed by id: only the id's partition can hold its result.
+        mine = {partition_for(exec_id.encode(), len(self._all))} if self._all else None
+        if not await self.caught_up(max(0.0, deadline - time.monotonic()), mine):
             if exact:
                 raise BrokerUnavailable(
                     f"the results index of {self.name} has not read {self.settings.results_topic}"
@@ -370,6 +376,9 @@ class ResultStore(Follower):
         """A result this process published itself, known before the follower reads it."""
         self.recent.put(exec_id, value, partition, offset)
 
+    def _hurry(self) -> None:
+        self._hurried.set()
+
     def add_listener(self, fn: Listener) -> None:
         """Call ``fn(id, value)`` for every result record read from the topic."""
         self._listeners.append(fn)
@@ -398,9 +407,12 @@ class ResultStore(Follower):
                 paused = list(self._tps)
                 self._consumer.pause(*paused)
                 resume_at = time.monotonic() + self.lag_ms / 1000
+                self._hurried.clear()
             await self._index_batch(batches)
             if paused:
-                await asyncio.sleep(max(0.0, resume_at - time.monotonic()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurried.wait(),
+                                           max(0.0, resume_at - time.monotonic()))
         finally:
             if paused:
                 with contextlib.suppress(Exception):  # unassigned since: nothing to resume

@@ -54,7 +54,8 @@ class WorkerNode:
         # The worker reads the results for re-deliveries and duplicates only; its own
         # answers it notes at once. Reading them in batches, 100 ms late at most, spares
         # a fetch and an index write per execution on every worker.
-        self.store = ResultStore(settings, name=f"worker-{settings.worker_id}", lag_ms=100)
+        self.store = ResultStore(settings, name=f"worker-{settings.worker_id}", lag_ms=100,
+                                 moves=True)
         self.app: faust_app.WorkerApp | None = None
         self.agent: Agent | None = None
         self.sandbox: Sandbox | None = None
