@@ -208,10 +208,16 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str, settings: Settings,
 async def assign_since(consumer: AIOKafkaConsumer, topic: str, settings: Settings,
                        back_s: float, deadline: float) -> dict[TopicPartition, int]:
     """Assign every partition of ``topic`` and seek each to its first record of the
-    last ``back_s`` seconds (its end when it has none); the positions, by partition."""
-    tps = await assign_all(consumer, topic, settings, deadline)
+    last ``back_s`` seconds (its end when it has none); the positions, by partition.
+
+    The offsets are asked for before the assignment: once assigned, the consumer
+    fetches, and the broker answers its connection's next requests only after a fetch
+    it holds (up to the consumer's ``fetch_max_wait_ms``: a worker's start waited 5 s).
+    """
+    tps = await partitions_of(consumer, topic, settings, deadline)
     positions = await offsets_since(consumer, tps, time.time() - back_s,
                                     max(1.0, deadline - time.monotonic()))
+    consumer.assign(tps)
     for tp in tps:
         consumer.seek(tp, positions[tp])
     return positions

@@ -18,7 +18,9 @@ from aiokafka import AIOKafkaConsumer
 from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.api_keys import KeyStore
+from runstream.streams.event_feed import EventFeed
 from runstream.streams.results import ResultStore
+from runstream.streams.stdin_feed import StdinFeed
 from runstream.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
@@ -36,6 +38,22 @@ class HeldKeys(KeyStore):
 
 class HeldResults(ResultStore):
     """The same for a results store (an ingress's; a worker's re-delivery check)."""
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return kafka.consumer(self.settings, client_id=self.client_id,
+                              **self._consumer_options, fetch_max_wait_ms=HELD_MS)
+
+
+class HeldStdin(StdinFeed):
+    """Live stdin (a worker's), read from a while back, its fetches held a minute."""
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return kafka.consumer(self.settings, client_id=self.client_id,
+                              **self._consumer_options, fetch_max_wait_ms=HELD_MS)
+
+
+class HeldEvents(EventFeed):
+    """The events feed (an ingress's), read from a while back, its fetches held a minute."""
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return kafka.consumer(self.settings, client_id=self.client_id,
@@ -87,3 +105,17 @@ async def test_a_results_look_up_is_exact_while_a_fetch_is_held(settings: Settin
         print(f"exact results look-up with a fetch held: {time.monotonic() - t0:.3f}s")
     finally:
         await store.stop()
+
+
+@pytest.mark.parametrize("feed", [HeldStdin, HeldEvents])
+async def test_a_follower_read_from_a_while_back_starts_while_its_fetch_is_held(
+        settings: Settings, feed: type[StdinFeed] | type[EventFeed]) -> None:
+    # Its offsets by time were asked for after the assignment, behind the fetch that
+    # the assignment started: a worker's start waited the 5 s of live stdin's hold.
+    follower = feed(settings, name="held-start")
+    t0 = time.monotonic()
+    try:
+        await asyncio.wait_for(follower.start(timeout_s=30), 10)
+        print(f"{feed.__name__} started in {time.monotonic() - t0:.3f}s")
+    finally:
+        await follower.stop()

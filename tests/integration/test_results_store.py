@@ -127,6 +127,21 @@ async def test_get_waits_until_the_index_has_read_what_was_published_before_it(
         await store.stop()
 
 
+async def test_a_look_up_ends_the_pause_of_a_store_that_reads_late(
+        settings: Settings, producer: AIOKafkaProducer) -> None:
+    # An ingress's (and a worker's) store pauses after each batch to read in fewer
+    # fetches; a look-up must not wait for the pause. A minute's pause, 5 s bounds: only
+    # the look-up ending it can pass.
+    store = ResultStore(settings, name="late-store", lag_ms=60_000)
+    await store.start(timeout_s=20)
+    try:
+        for n in range(3):  # each publish lands while the store pauses after the last one
+            await publish(producer, settings, f"late{n}", result(f"late{n}"))
+            assert await store.get(f"late{n}", timeout_s=5, exact=True) == result(f"late{n}")
+    finally:
+        await store.stop()
+
+
 async def test_a_noted_result_is_known_before_it_is_read(settings: Settings) -> None:
     store = await started(settings)
     try:
