@@ -19,6 +19,7 @@ from runstream.services.settings import Settings
 from runstream.streams import kafka
 from runstream.streams.api_keys import KeyStore
 from runstream.streams.event_feed import EventFeed
+from runstream.streams.follower import Follower
 from runstream.streams.results import ResultStore
 from runstream.streams.stdin_feed import StdinFeed
 from runstream.streams.topics import ensure_topics
@@ -28,36 +29,28 @@ pytestmark = pytest.mark.kafka
 HELD_MS = 60_000  # far past every bound below
 
 
-class HeldKeys(KeyStore):
-    """A key store whose consumer asks the broker to hold each empty fetch a minute."""
+class Held(Follower):
+    """A follower whose consumer asks the broker to hold each empty fetch a minute."""
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return kafka.consumer(self.settings, client_id=self.client_id,
                               **self._consumer_options, fetch_max_wait_ms=HELD_MS)
 
 
-class HeldResults(ResultStore):
-    """The same for a results store (an ingress's; a worker's re-delivery check)."""
-
-    def _new_consumer(self) -> AIOKafkaConsumer:
-        return kafka.consumer(self.settings, client_id=self.client_id,
-                              **self._consumer_options, fetch_max_wait_ms=HELD_MS)
+class HeldKeys(Held, KeyStore):
+    """The API keys (an ingress's)."""
 
 
-class HeldStdin(StdinFeed):
-    """Live stdin (a worker's), read from a while back, its fetches held a minute."""
-
-    def _new_consumer(self) -> AIOKafkaConsumer:
-        return kafka.consumer(self.settings, client_id=self.client_id,
-                              **self._consumer_options, fetch_max_wait_ms=HELD_MS)
+class HeldResults(Held, ResultStore):
+    """A results store (an ingress's; a worker's re-delivery check)."""
 
 
-class HeldEvents(EventFeed):
-    """The events feed (an ingress's), read from a while back, its fetches held a minute."""
+class HeldStdin(Held, StdinFeed):
+    """Live stdin (a worker's), read from a while back."""
 
-    def _new_consumer(self) -> AIOKafkaConsumer:
-        return kafka.consumer(self.settings, client_id=self.client_id,
-                              **self._consumer_options, fetch_max_wait_ms=HELD_MS)
+
+class HeldEvents(Held, EventFeed):
+    """The events feed (an ingress's), read from a while back."""
 
 
 @pytest.fixture
